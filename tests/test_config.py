@@ -1,0 +1,91 @@
+import pytest
+
+from tests.helpers import ALL_CONFIGS, TABLE_I
+from vidcolour.config import Config, ConfigError, from_dict, load_config, to_dict, to_yaml
+from vidcolour.resources import resolve_config
+
+# Table I rows: (G/D norm, spectral norm, discriminator scales)
+LAYOUT = {
+    "bn": ("bn", False, 1),
+    "in": ("in", False, 1),
+    "bn_sn": ("bn", True, 1),
+    "in_sn": ("in", True, 1),
+    "bn_sn_md": ("bn", True, 3),
+    "ibn_sn_md": ("ibn", True, 3),
+    "ibn_release_sn_md": ("ibn_release", True, 3),
+}
+
+
+def test_shipped_configs_are_table_one_plus_the_release_layout() -> None:
+    assert set(TABLE_I) <= set(ALL_CONFIGS)
+    assert set(ALL_CONFIGS) == set(LAYOUT)
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_shipped_config_is_the_paper_recipe(name: str) -> None:
+    config = load_config(resolve_config(name))
+    g, d = config.model.generator, config.model.discriminator
+    assert config.name == name
+    assert (g.norm, g.spectral_norm, d.scales) == LAYOUT[name]
+    assert (d.norm, d.spectral_norm) == (g.norm, g.spectral_norm)
+    assert (g.ngf, g.depth, d.ndf) == (64, 7, 64)
+    assert config.loss.gan == "nonsaturating" and config.loss.l1_weight == 100.0
+    assert (config.optim.lr_g, config.optim.lr_d) == (2e-4, 2e-4)
+    assert (config.optim.beta1, config.optim.beta2) == (0.5, 0.999)
+    assert (config.train.batch_size, config.train.epochs, config.train.image_size) == (16, 200, 256)
+
+
+def test_unknown_key_is_named(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  generator:\n    ngf: 8\n    colour: red\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.generator\.colour'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        load_config(resolve_config("bn"), ["trian.epochs=3"])
+
+
+def test_overrides_are_typed() -> None:
+    config = load_config(
+        resolve_config("ibn_sn_md"),
+        ["model.generator.ngf=32", "optim.lr_g=1e-4", "loss.gan=lsgan", "train.epochs=3"],
+    )
+    assert config.model.generator.ngf == 32
+    assert config.optim.lr_g == pytest.approx(1e-4) and isinstance(config.optim.lr_g, float)
+    assert config.loss.gan == "lsgan"
+    assert config.train.epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.generator.norm=gn", "not one of bn, in, ibn, ibn_release"),
+        ("train.epochs=many", "expected an integer"),
+        ("train.epochs=2.5", "expected an integer"),
+        ("model.generator.spectral_norm=1", "expected true or false"),
+        ("optim.lr_g=fast", "expected a number"),
+        ("no-equals-sign", "key.path=value"),
+        ("model=3", "expected a mapping"),
+    ],
+)
+def test_bad_overrides_say_why(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(resolve_config("bn"), [override])
+
+
+def test_bad_files_give_config_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
+    config = load_config(resolve_config("ibn_sn_md"), ["model.generator.ngf=16"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(config))
+    assert load_config(path) == config
+    assert from_dict(Config, to_dict(config)) == config

@@ -1,0 +1,185 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from tests.helpers import ALL_CONFIGS, shipped, tiny
+from vidcolour.nets import (
+    IBN,
+    build_discriminator,
+    build_generator,
+    count_params,
+    fold_for_inference,
+    pad_to_fit,
+)
+
+
+def _norm_kind(block: nn.Module) -> str | None:
+    norm = getattr(block, "norm", None)
+    if norm is None:
+        return None
+    return {nn.BatchNorm2d: "bn", nn.InstanceNorm2d: "in", IBN: "ibn"}[type(norm)]
+
+
+def _convs(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_generator_maps_l_to_ab_in_range(name: str) -> None:
+    gen = build_generator(tiny(name).model.generator)
+    l = torch.rand(2, 1, 256, 256) * 2 - 1  # noqa: E741
+    for mode in (gen.train, gen.eval):
+        mode()
+        ab = gen(l)
+        assert ab.shape == (2, 2, 256, 256)
+        assert ab.abs().max() <= 1.0
+
+
+def test_paper_size_generator_matches_the_paper_architecture() -> None:
+    gen = build_generator(shipped("ibn_sn_md").model.generator)
+    # e64:e128:e256:e512:e512:e512:e512 / d512:d512:d512:d256:d128:d64 / 4x4 conv to 2,
+    # decoder inputs doubled by the skips: (in, out) channels of every 4x4 conv.
+    layers = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
+    layers += [(512, 512), (1024, 512), (1024, 512), (1024, 256), (512, 128), (256, 64), (128, 2)]
+    expected = sum(cin * cout * 16 for cin, cout in layers)
+    weights = sum(p.numel() for n, p in gen.named_parameters() if n.endswith("weight.original"))
+    assert weights == expected
+    with torch.no_grad():
+        ab = gen.eval()(torch.zeros(1, 1, 256, 256))
+    assert ab.shape == (1, 2, 256, 256)
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_discriminator_maps_per_scale(name: str) -> None:
+    config = tiny(name).model.discriminator
+    disc = build_discriminator(config)
+    outputs = disc(torch.zeros(2, 1, 256, 256), torch.zeros(2, 2, 256, 256))
+    sizes = [30, 14, 6][: config.scales]  # H / 2**n / 8 - 2 for scale n
+    assert [tuple(o.shape) for o in outputs] == [(2, 1, s, s) for s in sizes]
+    assert len(disc.scales) == config.scales
+    # The scales are independent networks, not one network applied three times.
+    per_scale = len(list(disc.scales[0].parameters()))
+    assert len({id(p) for p in disc.parameters()}) == config.scales * per_scale
+
+
+def test_discriminator_receptive_field_is_70() -> None:
+    disc = build_discriminator(tiny("bn").model.discriminator).eval()
+    x = torch.randn(1, 3, 256, 256, requires_grad=True)
+    logits = disc.scales[0](x)
+    logits[0, 0, 15, 15].backward()
+    assert x.grad is not None
+    rows = (x.grad.abs().sum(dim=(0, 1, 3)) > 0).nonzero().flatten()
+    cols = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+    assert rows.max() - rows.min() + 1 == 70
+    assert cols.max() - cols.min() + 1 == 70
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_spectral_norm_exactly_where_configured(name: str) -> None:
+    config = tiny(name).model
+    for net, sn in (
+        (build_generator(config.generator), config.generator.spectral_norm),
+        (build_discriminator(config.discriminator), config.discriminator.spectral_norm),
+    ):
+        convs = _convs(net)
+        with_sn = [c for c in convs if parametrize.is_parametrized(c, "weight")]
+        assert len(with_sn) == (len(convs) if sn else 0)
+
+
+def test_norm_layouts() -> None:
+    # Encoder e1..e7, decoder d1..d6, discriminator C64..C512; None = unnormalised.
+    expected = {
+        "bn": (
+            [None] + ["bn"] * 6,
+            ["bn"] * 6,
+            [None, "bn", "bn", "bn"],
+        ),
+        "in": ([None] + ["in"] * 6, ["in"] * 6, [None, "in", "in", "in"]),
+        # IBN-Net reading: IN+BN split in the shallow half, BN in the deep half.
+        "ibn": (
+            [None, "ibn", "ibn", "ibn", "bn", "bn", "bn"],
+            ["bn", "bn", "bn", "ibn", "ibn", "ibn"],
+            [None, "ibn", "ibn", "bn"],
+        ),
+        # bbc/ColorGAN: IN only in G's last decoder block and D's second block.
+        "ibn_release": (
+            [None] + ["bn"] * 6,
+            ["bn"] * 5 + ["in"],
+            [None, "in", "bn", "bn"],
+        ),
+    }
+    for norm, (enc, dec, disc) in expected.items():
+        config = tiny("bn", norm=norm).model
+        gen = build_generator(config.generator)
+        d = build_discriminator(type(config.discriminator)(ndf=8, norm=norm))
+        assert [_norm_kind(b) for b in gen.encoder] == enc, norm
+        assert [_norm_kind(b) for b in gen.decoder] == dec, norm
+        assert _norm_kind(gen.head) is None
+        assert [_norm_kind(b) for b in d.scales[0].blocks][:4] == disc, norm
+
+
+def test_dropout_only_in_first_three_decoder_blocks() -> None:
+    gen = build_generator(tiny("bn", dropout=0.5).model.generator)
+    has_dropout = [any(isinstance(m, nn.Dropout) for m in b.modules()) for b in gen.decoder]
+    assert has_dropout == [True, True, True, False, False, False]
+    assert not any(isinstance(m, nn.Dropout) for m in build_generator(tiny("bn").model.generator).modules())
+
+
+def test_nearest_upsampling_keeps_parameters_and_shapes() -> None:
+    transpose = build_generator(tiny("bn").model.generator)
+    nearest = build_generator(tiny("bn", upsample="nearest").model.generator)
+    assert count_params(nearest) == count_params(transpose)
+    assert any(isinstance(m, nn.Upsample) for m in nearest.modules())
+    assert nearest(torch.zeros(2, 1, 128, 128)).shape == (2, 2, 128, 128)
+
+
+def test_input_size_rules() -> None:
+    bn = build_generator(tiny("bn").model.generator)
+    assert (bn.size_multiple, bn.min_size) == (128, 128)
+    assert bn(torch.zeros(2, 1, 128, 384)).shape == (2, 2, 128, 384)
+    with pytest.raises(ValueError, match="multiple of 128, got 100x100"):
+        bn(torch.zeros(1, 1, 100, 100))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        bn(torch.zeros(1, 3, 128, 128))
+    # Instance norm at the bottleneck needs a 2x2 map: 256 px for depth 7.
+    inorm = build_generator(tiny("in").model.generator)
+    assert inorm.min_size == 256
+    with pytest.raises(ValueError, match="at least 256x256"):
+        inorm(torch.zeros(2, 1, 128, 128))
+
+
+def test_pad_to_fit_and_crop_back() -> None:
+    x = torch.rand(1, 1, 241, 321)
+    padded, (h, w) = pad_to_fit(x, 128, 128)
+    assert padded.shape == (1, 1, 256, 384) and (h, w) == (241, 321)
+    assert torch.equal(padded[..., :h, :w], x)
+    small, _ = pad_to_fit(torch.rand(1, 1, 40, 50), 128, 256)  # too small to reflect: replicate
+    assert small.shape == (1, 1, 256, 256)
+    same, _ = pad_to_fit(torch.rand(1, 1, 256, 256), 128, 256)
+    assert same.shape == (1, 1, 256, 256)
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_folding_keeps_outputs(name: str) -> None:
+    config = tiny(name).model
+    gen = build_generator(config.generator)
+    disc = build_discriminator(config.discriminator)
+    l = torch.rand(2, 1, 256, 256) * 2 - 1  # noqa: E741
+    ab = torch.rand(2, 2, 256, 256) * 2 - 1
+    with torch.no_grad():
+        for _ in range(3):  # move BN running statistics and SN's power-iteration vectors
+            gen.train()(l)
+            disc.train()(l, ab)
+        before_g = gen.eval()(l)
+        before_d = disc.eval()(l, ab)
+        fold_for_inference(gen)
+        fold_for_inference(disc)
+        after_g = gen(l)
+        after_d = disc(l, ab)
+    assert torch.allclose(before_g, after_g, atol=1e-5)
+    for b, a in zip(before_d, after_d, strict=True):
+        assert torch.allclose(b, a, atol=1e-4, rtol=1e-4)
+    for net in (gen, disc):
+        assert not any(parametrize.is_parametrized(m) for m in net.modules())
+        assert not any(type(getattr(m, "norm", None)) is nn.BatchNorm2d for m in net.modules())

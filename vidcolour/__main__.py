@@ -1,0 +1,3 @@
+from vidcolour.cli import main
+
+main()

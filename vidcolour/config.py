@@ -1,0 +1,195 @@
+"""Run configuration: frozen dataclasses loaded from YAML, overridable with ``a.b=v``.
+
+A config file is complete: every value the paper's recipe needs is written in it, and a key
+the dataclasses do not know is an error that names it. The resolved config is saved with
+every run and inside every weights file, so a network can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from vidcolour.errors import VidcolourError
+
+NormName = Literal["bn", "in", "ibn", "ibn_release"]
+Upsample = Literal["transpose", "nearest"]
+GanLoss = Literal["nonsaturating", "lsgan", "hinge"]
+
+
+class ConfigError(VidcolourError, ValueError):
+    """A config file or override that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """U-Net generator (paper §IV-B): ``depth`` stride-2 encoder blocks, mirrored decoder."""
+
+    ngf: int = 64  # width multiplier: encoder e{ngf}:e{2ngf}:e{4ngf}:e{8ngf}...
+    depth: int = 7  # encoder blocks; 7 gives the paper's 2x2 bottleneck at 256 px
+    norm: NormName = "bn"
+    spectral_norm: bool = False
+    upsample: Upsample = "transpose"  # "nearest" = nearest x2 + stride-1 conv (official release)
+    dropout: float = 0.0  # pix2pix's noise: dropout in the first three decoder blocks
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """70x70 PatchGAN e64:e128:e256:e512 + 4x4 conv, on ``scales`` average-pooled inputs."""
+
+    ndf: int = 64
+    norm: NormName = "bn"
+    spectral_norm: bool = False
+    scales: int = 1  # 1 = single PatchGAN; 3 = multi-scale (MD) at 1, 1/2, 1/4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    gan: GanLoss = "nonsaturating"  # the paper's Eq. 5; the official release used lsgan
+    l1_weight: float = 100.0  # lambda in Eq. 5
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 16
+    image_size: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "bn"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_value(value: Any, kind: Any, where: str) -> Any:
+    """Return ``value`` as type ``kind`` or raise a ConfigError naming ``where``."""
+    origin = get_origin(kind)
+    if origin is Literal:
+        choices = get_args(kind)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (Union, types.UnionType):
+        for option in get_args(kind):
+            try:
+                return _check_value(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} does not match {kind}")
+    if kind is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {kind!r} at {where}")
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts; unknown keys and bad types are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else str(unknown[0])
+        raise ConfigError(f"unknown config key '{key}' (known here: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = from_dict(kind, value, key)  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _check_value(value, kind, key)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to nested dicts, in place."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: cannot parse value ({exc.problem})") from None
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config file and apply ``--set`` style overrides."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(Config, apply_overrides(data, list(overrides)))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain nested dicts (for YAML and JSON)."""
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,68 @@
+"""The paper's networks, their builders and their costs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vidcolour.config import DiscriminatorConfig, GeneratorConfig
+from vidcolour.nets.discriminator import MultiScaleDiscriminator, PatchDiscriminator
+from vidcolour.nets.fold import fold_batch_norm, fold_for_inference, fold_spectral_norm
+from vidcolour.nets.generator import UNetGenerator, pad_to_fit
+from vidcolour.nets.layers import IBN, NORM_PLANS
+
+__all__ = [
+    "IBN",
+    "NORM_PLANS",
+    "MultiScaleDiscriminator",
+    "PatchDiscriminator",
+    "UNetGenerator",
+    "build_discriminator",
+    "build_generator",
+    "count_flops",
+    "count_params",
+    "fold_batch_norm",
+    "fold_for_inference",
+    "fold_spectral_norm",
+    "pad_to_fit",
+]
+
+
+def build_generator(config: GeneratorConfig) -> UNetGenerator:
+    if config.depth < 2:
+        raise ValueError(f"generator depth must be at least 2, got {config.depth}")
+    if config.ngf < 2 or config.ngf % 2:
+        raise ValueError(f"generator ngf must be an even number >= 2, got {config.ngf}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"generator dropout must be in [0, 1), got {config.dropout}")
+    return UNetGenerator(config)
+
+
+def build_discriminator(config: DiscriminatorConfig) -> MultiScaleDiscriminator:
+    if config.scales < 1:
+        raise ValueError(f"discriminator scales must be at least 1, got {config.scales}")
+    if config.ndf < 2 or config.ndf % 2:
+        raise ValueError(f"discriminator ndf must be an even number >= 2, got {config.ndf}")
+    return MultiScaleDiscriminator(config)
+
+
+def count_params(module: nn.Module) -> int:
+    """Learnable parameters (buffers such as BN running statistics excluded)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """FLOPs of one eval-mode forward pass, counted by torch's FlopCounterMode.
+
+    A multiply-add is 2 FLOPs; convolutions and matmuls are counted, elementwise work
+    (norms, activations) is not.
+    """
+    was_training = module.training
+    module.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module(*inputs)
+    module.train(was_training)
+    return counter.get_total_flops()

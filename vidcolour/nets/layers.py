@@ -1,0 +1,154 @@
+"""Building blocks shared by the generator and the discriminator.
+
+Normalisation is chosen per layer by a *norm plan*: a function from a layer's place in the
+network (its ``Site``) to the kind of norm it gets. The named variants of the paper's Table I
+are entries in ``NORM_PLANS``; the networks never branch on the variant's name.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+LayerNorm = Literal["bn", "in", "ibn"]
+Part = Literal["encoder", "decoder", "discriminator"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a normalised block sits: its index among the ``count`` normalised blocks of ``part``."""
+
+    part: Part
+    index: int
+    count: int
+
+    @property
+    def shallow(self) -> bool:
+        """The high-resolution half (rounded up) of the part, where appearance varies most.
+
+        Encoder and discriminator blocks get deeper as the index grows; the decoder runs the
+        other way, so its last blocks are the shallow ones.
+        """
+        half = (self.count + 1) // 2
+        if self.part == "decoder":
+            return self.index >= self.count - half
+        return self.index < half
+
+
+def _plan_ibn(site: Site) -> LayerNorm:
+    # IBN-Net (Pan et al. 2018) as the paper reads it: IN+BN channel split where appearance
+    # varies (shallow layers), BN alone in deep layers to keep content discrimination.
+    return "ibn" if site.shallow else "bn"
+
+
+def _plan_ibn_release(site: Site) -> LayerNorm:
+    # bbc/ColorGAN's "IBN" model: BN everywhere except IN in the last decoder block of G and
+    # in D's second block (its first normalised one).
+    last_decoder = site.part == "decoder" and site.index == site.count - 1
+    first_disc = site.part == "discriminator" and site.index == 0
+    return "in" if last_decoder or first_disc else "bn"
+
+
+NORM_PLANS: dict[str, Callable[[Site], LayerNorm]] = {
+    "bn": lambda site: "bn",
+    "in": lambda site: "in",
+    "ibn": _plan_ibn,
+    "ibn_release": _plan_ibn_release,
+}
+
+
+class IBN(nn.Module):
+    """IBN-a normalisation: instance norm on the first half of the channels, batch norm on the rest.
+
+    x: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int, in_ratio: float = 0.5) -> None:
+        super().__init__()
+        self.split = int(channels * in_ratio)
+        self.inorm = nn.InstanceNorm2d(self.split, affine=True)
+        self.bnorm = nn.BatchNorm2d(channels - self.split)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(x, [self.split, x.shape[1] - self.split], dim=1)
+        return torch.cat([self.inorm(a), self.bnorm(b)], dim=1)
+
+
+def make_norm(kind: LayerNorm, channels: int) -> nn.Module:
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "in":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return IBN(channels)
+
+
+def has_instance_norm(kind: LayerNorm | None) -> bool:
+    return kind in ("in", "ibn")
+
+
+Activation = Literal["lrelu", "relu", "tanh", "none"]
+
+
+def _activation(name: Activation) -> nn.Module:
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "tanh":
+        return nn.Tanh()
+    return nn.Identity()
+
+
+def conv_block(
+    cin: int,
+    cout: int,
+    *,
+    stride: int = 2,
+    norm: LayerNorm | None,
+    act: Activation,
+    sn: bool,
+    upsample: Literal["transpose", "nearest"] | None = None,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """A 4x4 conv with optional norm, activation and dropout, as a named Sequential.
+
+    The children are named (``up``, ``pad``, ``conv``, ``norm``, ``act``, ``drop``) so that
+    ``fold_for_inference`` can find a conv and the norm that follows it.
+
+    - ``upsample=None``: conv with ``stride`` and padding 1 (stride 2 halves H and W).
+    - ``"transpose"``: 4x4 transposed conv, stride 2, padding 1 (doubles H and W).
+    - ``"nearest"``: nearest x2 then a stride-1 4x4 conv with TF-style 'same' padding
+      (1 before, 2 after), as in the official release.
+    """
+    bias = norm is None  # a norm's affine shift makes a conv bias redundant
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    conv: nn.Conv2d | nn.ConvTranspose2d
+    if upsample == "transpose":
+        conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=bias)
+    elif upsample == "nearest":
+        layers["up"] = nn.Upsample(scale_factor=2, mode="nearest")
+        layers["pad"] = nn.ZeroPad2d((1, 2, 1, 2))
+        conv = nn.Conv2d(cin, cout, 4, stride=1, padding=0, bias=bias)
+    else:
+        conv = nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=bias)
+    nn.init.normal_(conv.weight, 0.0, 0.02)  # pix2pix / DCGAN initialisation
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    layers["conv"] = spectral_norm(conv) if sn else conv
+    if norm is not None:
+        layers["norm"] = make_norm(norm, cout)
+        for m in layers["norm"].modules():
+            if isinstance(m, nn.BatchNorm2d | nn.InstanceNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+    if act != "none":
+        layers["act"] = _activation(act)
+    if dropout > 0:
+        layers["drop"] = nn.Dropout(dropout)
+    return nn.Sequential(layers)

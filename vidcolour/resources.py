@@ -1,0 +1,40 @@
+"""Files that ship with vidcolour: the configs (and, later, the bundled model).
+
+In a wheel they are inside the package (pyproject's force-include); in a source checkout or an
+editable install they are at the repository's top level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidcolour.errors import VidcolourError
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _shipped(name: str) -> Path:
+    inside = _PACKAGE / name
+    return inside if inside.is_dir() else _PACKAGE.parent / name
+
+
+def configs_dir() -> Path:
+    return _shipped("configs")
+
+
+def config_names() -> list[str]:
+    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str) -> Path:
+    """A config given by path, or by the name of a shipped config (``ibn_sn_md``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise VidcolourError(f"config file not found: {path}")
+        return path
+    shipped = configs_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        known = ", ".join(config_names())
+        raise VidcolourError(f"unknown config '{name_or_path}' (shipped configs: {known})")
+    return shipped
