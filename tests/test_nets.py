@@ -28,7 +28,7 @@ def _convs(module: nn.Module) -> list[nn.Module]:
 @pytest.mark.parametrize("name", ALL_CONFIGS)
 def test_generator_maps_l_to_ab_in_range(name: str) -> None:
     gen = build_generator(tiny(name).model.generator)
-    l = torch.rand(2, 1, 256, 256) * 2 - 1  # noqa: E741
+    l = torch.rand(2, 1, 256, 256) * 2 - 1
     for mode in (gen.train, gen.eval):
         mode()
         ab = gen(l)
@@ -123,7 +123,8 @@ def test_dropout_only_in_first_three_decoder_blocks() -> None:
     gen = build_generator(tiny("bn", dropout=0.5).model.generator)
     has_dropout = [any(isinstance(m, nn.Dropout) for m in b.modules()) for b in gen.decoder]
     assert has_dropout == [True, True, True, False, False, False]
-    assert not any(isinstance(m, nn.Dropout) for m in build_generator(tiny("bn").model.generator).modules())
+    plain = build_generator(tiny("bn").model.generator)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
 
 
 def test_nearest_upsampling_keeps_parameters_and_shapes() -> None:
@@ -165,7 +166,7 @@ def test_folding_keeps_outputs(name: str) -> None:
     config = tiny(name).model
     gen = build_generator(config.generator)
     disc = build_discriminator(config.discriminator)
-    l = torch.rand(2, 1, 256, 256) * 2 - 1  # noqa: E741
+    l = torch.rand(2, 1, 256, 256) * 2 - 1
     ab = torch.rand(2, 2, 256, 256) * 2 - 1
     with torch.no_grad():
         for _ in range(3):  # move BN running statistics and SN's power-iteration vectors

@@ -55,7 +55,7 @@ def _model_costs(config: Config, size: int) -> dict[str, float]:
     with torch.device("meta"):
         gen = build_generator(g_config)
         disc = build_discriminator(d_config)
-        l = torch.empty(1, 1, size, size)  # noqa: E741
+        l = torch.empty(1, 1, size, size)
         ab = torch.empty(1, 2, size, size)
         return {
             "g_params": count_params(gen),
@@ -111,8 +111,9 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     console.print(table)
     console.print(
         f"Configs from {configs_dir()}. Upsampling: transposed convs unless the config says "
-        "nearest (a stride-1 conv after the x2 upsampling: 4x the decoder's FLOPs). FLOPs counted by torch's FlopCounterMode on one frame "
-        "(a multiply-add is 2 FLOPs; convolutions only); D counts all its scales."
+        "nearest (a stride-1 conv after the x2 upsampling: 4x the decoder's FLOPs). "
+        "FLOPs counted by torch's FlopCounterMode on one frame (a multiply-add is 2 FLOPs; "
+        "convolutions only); D counts all its scales."
     )
 
 

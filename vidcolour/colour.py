@@ -51,7 +51,7 @@ def normalise_l(L: torch.Tensor) -> torch.Tensor:
     return L / L_SCALE - 1.0
 
 
-def denormalise_l(l: torch.Tensor) -> torch.Tensor:  # noqa: E741 (l is the paper's name)
+def denormalise_l(l: torch.Tensor) -> torch.Tensor:
     """Network input in [-1, 1] -> Lab L in [0, 100]."""
     return (l + 1.0) * L_SCALE
 
@@ -76,7 +76,7 @@ def rgb_to_model(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return normalise_l(lab[:, :1]), normalise_ab(lab[:, 1:])
 
 
-def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:  # noqa: E741
+def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """The network's input and output back to sRGB.
 
     l: (B, 1, H, W) in [-1, 1]; ab: (B, 2, H, W) in [-1, 1] (any float dtype).

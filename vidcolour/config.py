@@ -7,6 +7,7 @@ every run and inside every weights file, so a network can always be rebuilt from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -116,10 +117,8 @@ def _check_value(value: Any, kind: Any, where: str) -> Any:
         return value
     if kind is float:
         if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -51,7 +51,7 @@ class MultiScaleDiscriminator(nn.Module):
         self.config = config
         self.scales = nn.ModuleList(PatchDiscriminator(config) for _ in range(config.scales))
 
-    def forward(self, l: torch.Tensor, ab: torch.Tensor) -> list[torch.Tensor]:  # noqa: E741
+    def forward(self, l: torch.Tensor, ab: torch.Tensor) -> list[torch.Tensor]:
         """l: (B, 1, H, W), ab: (B, 2, H, W) in [-1, 1] -> one logit map per scale."""
         x = torch.cat([l, ab], dim=1)
         outputs = []

@@ -66,7 +66,7 @@ class UNetGenerator(nn.Module):
         self.size_multiple = 2**config.depth
         self.min_size = self.size_multiple * (2 if has_instance_norm(bottleneck_norm) else 1)
 
-    def check_input(self, l: torch.Tensor) -> None:  # noqa: E741
+    def check_input(self, l: torch.Tensor) -> None:
         if l.ndim != 4 or l.shape[1] != 1:
             raise ValueError(f"generator expects L as (B, 1, H, W), got {tuple(l.shape)}")
         h, w = l.shape[-2:]
@@ -77,7 +77,7 @@ class UNetGenerator(nn.Module):
                 f"got {h}x{w}; pad with vidcolour.nets.pad_to_fit"
             )
 
-    def forward(self, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+    def forward(self, l: torch.Tensor) -> torch.Tensor:
         """l: (B, 1, H, W) float in [-1, 1] -> ab: (B, 2, H, W) float in [-1, 1]."""
         self.check_input(l)
         skips = []

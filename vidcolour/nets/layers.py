@@ -22,7 +22,7 @@ Part = Literal["encoder", "decoder", "discriminator"]
 
 @dataclass(frozen=True)
 class Site:
-    """Where a normalised block sits: its index among the ``count`` normalised blocks of ``part``."""
+    """A normalised block's place: number ``index`` of the ``count`` such blocks in ``part``."""
 
     part: Part
     index: int

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import yaml
+from click.testing import CliRunner
+
+from tests.helpers import ALL_CONFIGS
+from vidcolour.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), terminal_width=120)
+
+
+def test_models_lists_every_config_with_computed_costs() -> None:
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    for name in ALL_CONFIGS:
+        assert f" {name} " in result.output
+    # The paper-size generator: 41.8 M parameters, 11.9 GFLOP per 256x256 frame (REFERENCE.md §4).
+    assert "41.83M" in result.output and "11.91" in result.output
+
+
+def test_models_follows_overrides() -> None:
+    result = run("models", "--set", "model.generator.ngf=32")
+    assert result.exit_code == 0, result.output
+    assert "41.83M" not in result.output and "10.46M" in result.output
+
+
+def test_config_prints_the_resolved_config() -> None:
+    result = run(
+        "config", "ibn_sn_md", "--set", "model.generator.ngf=32", "--set", "loss.gan=hinge"
+    )
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.output)
+    assert resolved["model"]["generator"]["ngf"] == 32
+    assert resolved["loss"]["gan"] == "hinge"
+    assert resolved["model"]["discriminator"]["scales"] == 3
+
+
+def test_errors_are_one_line_without_traceback() -> None:
+    for args, message in [
+        (("config", "bn", "--set", "model.generator.nfg=3"), "unknown config key"),
+        (("config", "no_such_config"), "unknown config 'no_such_config'"),
+        (("config", "missing.yaml"), "config file not found"),
+        (("models", "--size", "200"), "multiple of 128"),
+    ]:
+        result = run(*args)
+        assert result.exit_code == 1
+        assert message in result.output
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_python_dash_m_entry_point() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "vidcolour", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "Colourise black-and-white film" in out.stdout

@@ -1,0 +1,48 @@
+"""Project-level checks: the README's commands, CI, lint and the examples stay in step."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quick_start() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start.*?```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    assert block, "README has no quick start code block"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    commands = quick_start()
+    assert len(commands) == 2
+    assert "torch==2.13.0" in commands[0] and "torch==2.13.0" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == commands[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
+def test_ruff_is_clean() -> None:
+    out = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_mypy_is_clean() -> None:
+    pytest.importorskip("mypy")
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_examples_run(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "build_and_save.py"), str(tmp_path / "g.st")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "folded: sn" in out.stdout
