@@ -65,6 +65,7 @@ def test_overrides_are_typed() -> None:
         ("optim.lr_g=fast", "expected a number"),
         ("no-equals-sign", "key.path=value"),
         ("model=3", "expected a mapping"),
+        ("train.epochs=[1", "cannot parse value"),
     ],
 )
 def test_bad_overrides_say_why(override: str, message: str) -> None:

@@ -165,7 +165,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: cannot parse value ({exc.problem})") from None
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(f"override {item!r}: cannot parse value ({reason})") from None
     return data
 
 
