@@ -7,6 +7,7 @@ and exit status 1 (click's own usage errors exit with 2).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ from rich.table import Table
 from vidcolour import __version__
 from vidcolour.config import Config, load_config, to_yaml
 from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.resources import config_names, configs_dir, resolve_config
 
@@ -38,9 +40,11 @@ def main() -> None:
     """Colourise black-and-white film and video.
 
     \b
-    Example:
+    Examples:
       vidcolour models               # the paper's configurations and their costs
       vidcolour config ibn_sn_md --set model.generator.ngf=32
+      vidcolour train --config ibn_sn_md --data photos/ --val val/ --out runs/a
+      vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
     """
 
 
@@ -128,3 +132,139 @@ def show_config(config: str, overrides: tuple[str, ...]) -> None:
       vidcolour config ibn_sn_md --set model.generator.ngf=32 --set loss.gan=lsgan
     """
     click.echo(to_yaml(load_config(resolve_config(config), overrides)), nl=False)
+
+
+@main.command("train")
+@click.option(
+    "--config",
+    "config_name",
+    default=None,
+    metavar="NAME_OR_PATH",
+    help="Shipped config name or YAML path. Default: RUN_DIR/config.yaml with --resume, "
+    "else ibn_sn_md.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True),
+    help="Training images: a folder (searched recursively) or a text file of paths.",
+)
+@click.option("--val", type=click.Path(exists=True), help="Validation images (folder or list).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory: config, metrics.jsonl, checkpoints, samples, curves.png.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--resume", is_flag=True, help="Continue from the newest good checkpoint in --out.")
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many steps in total (default: all epochs).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--dry-run", is_flag=True, help="Check the data, print the plan, do not train.")
+def train_command(
+    config_name: str | None,
+    data: str,
+    val: str | None,
+    out: Path,
+    overrides: tuple[str, ...],
+    resume: bool,
+    max_steps: int | None,
+    device: str,
+    dry_run: bool,
+) -> None:
+    """Train a colourisation GAN on a folder of colour images.
+
+    Resumable (--resume), and distributed under torchrun:
+
+    \b
+    Examples:
+      vidcolour train --config ibn_sn_md --data photos/train --val photos/val --out runs/a
+      vidcolour train --data photos/train --out runs/a --resume
+      torchrun --nproc-per-node 4 -m vidcolour train --data list.txt --out runs/b
+    """
+    from vidcolour.train import RunArgs, train
+
+    if config_name is None:
+        saved = out / "config.yaml"
+        config_path = saved if resume and saved.is_file() else resolve_config("ibn_sn_md")
+    else:
+        config_path = resolve_config(config_name)
+    config = load_config(config_path, overrides)
+    args = RunArgs(data=data, out=out, val=val, resume=resume, max_steps=max_steps, device=device)
+    train(config, args, dry_run=dry_run)
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The .safetensors file to write.",
+)
+@click.option("--half", is_flag=True, help="Store float16 weights (half the size).")
+def export_command(checkpoint: Path, output: Path, half: bool) -> None:
+    """Export a checkpoint's generator for inference: SN and BN folded, config included.
+
+    \b
+    Example:
+      vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
+    """
+    from vidcolour.train import export_generator
+
+    if not output.parent.is_dir():
+        raise VidcolourError(f"output folder does not exist: {output.parent}")
+    info = export_generator(checkpoint, output, half=half)
+    size = output.stat().st_size / 2**20
+    click.echo(f"wrote {output} ({info['name']}, {size:.1f} MiB)")
+
+
+@main.group("data")
+def data_group() -> None:
+    """Prepare training data."""
+
+
+@data_group.command("imagenet-split")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for train.txt and test.txt.",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Test images drawn from each training class.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) -> None:
+    """Write the paper's ILSVRC2012 split of ROOT (with train/ and val/) as two path lists.
+
+    train.txt: the 50,000 validation images (the paper trains on them); test.txt: PER_CLASS
+    images per class drawn with SEED from train/.
+
+    \b
+    Example:
+      vidcolour data imagenet-split /data/ILSVRC2012 -o splits/
+      vidcolour train --data splits/train.txt --val splits/test.txt --out runs/imagenet
+    """
+    from vidcolour.data import imagenet_split
+
+    train_list, test_list = imagenet_split(root, per_class, seed)
+    output.mkdir(parents=True, exist_ok=True)
+    for name, paths in (("train.txt", train_list), ("test.txt", test_list)):
+        with atomic_path(output / name) as tmp:
+            tmp.write_text("".join(f"{p.resolve()}\n" for p in paths))
+    click.echo(f"{output}/train.txt: {len(train_list)} images; test.txt: {len(test_list)} images")

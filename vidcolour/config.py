@@ -22,6 +22,8 @@ from vidcolour.errors import VidcolourError
 NormName = Literal["bn", "in", "ibn", "ibn_release"]
 Upsample = Literal["transpose", "nearest"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge"]
+Resize = Literal["stretch", "crop"]
+Precision = Literal["bf16", "fp32"]
 
 
 class ConfigError(VidcolourError, ValueError):
@@ -71,11 +73,27 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    resize: Resize = "stretch"  # stretch: whole image to size x size (the paper); crop: short side
+    random_crop: bool = False  # with resize=crop: random crops for training (centre otherwise)
+    hflip: bool = False  # random horizontal flips for training
+    min_side: int = 32  # images with a shorter side are skipped
+    workers: int = 2  # DataLoader worker processes per training process
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 200
-    batch_size: int = 16
+    batch_size: int = 16  # per process
     image_size: int = 256
     seed: int = 0
+    precision: Precision = "bf16"  # bf16 autocast where the device supports it, else float32
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
+    log_every: int = 10  # steps between metrics.jsonl records
+    checkpoint_every: int = 500  # steps between checkpoints (and one at each epoch end)
+    keep_checkpoints: int = 3
+    val_every: int = 0  # steps between validations; 0 = at each epoch end
+    val_samples: int = 8  # images in the validation sample grid
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

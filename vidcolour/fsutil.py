@@ -23,6 +23,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        with open(tmp, "rb+") as f:  # on disk before it gets the name: survives power loss too
+            os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

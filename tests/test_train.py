@@ -1,0 +1,344 @@
+"""The trainer: every config steps, the loop learns, resume after kill -9, torchrun, bad data."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.helpers import ALL_CONFIGS
+from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
+from vidcolour.config import Config, load_config
+from vidcolour.data import ImageDataset, imagenet_split, list_images
+from vidcolour.errors import VidcolourError
+from vidcolour.metrics import ab_l1
+from vidcolour.resources import resolve_config
+from vidcolour.train import RunArgs, Runtime, evaluate, export_generator, train
+from vidcolour.weights import load_generator
+
+# Small enough for seconds on a CPU, deep enough for 3 discriminator scales at 128 px.
+SMALL = [
+    "model.generator.ngf=8",
+    "model.generator.depth=6",
+    "model.discriminator.ndf=8",
+    "train.image_size=128",
+    "train.batch_size=2",
+    "train.log_every=1",
+    "train.checkpoint_every=2",
+    "data.workers=0",
+]
+
+
+def small_config(name: str, *extra: str) -> Config:
+    return load_config(resolve_config(name), [*SMALL, *extra])
+
+
+def synthetic_photo(seed: int, size: int = 96) -> np.ndarray:
+    """A colour image whose colours follow its structure: blobs of distinct hue and lightness."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size, 3))
+    for _ in range(4):
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        r = rng.uniform(0.15, 0.35)
+        mask = ((x - cx) ** 2 + (y - cy) ** 2) < r**2
+        image[mask] = rng.uniform(0, 1, 3)
+    image += 0.3 * np.stack([x, y, 1 - x], axis=-1)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def write_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + count):
+        path = folder / f"photo{i:03d}.png"
+        Image.fromarray(synthetic_photo(i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def train_records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    write_photos(folder, 6)
+    return folder
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_every_config_trains_a_few_steps(name: str, photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(small_config(name), RunArgs(data=str(photos), out=run, max_steps=3, device="cpu"))
+    records = train_records(run)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for record in records:
+        for key in ("loss_d", "loss_g_adv", "loss_g_l1", "loss_g"):
+            assert math.isfinite(record[key]), (key, record)
+    assert records[-1]["img_per_s"] > 0 and 0 < records[-1]["mfu"] < 1
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == [
+        "step-000000002.pt",
+        "step-000000003.pt",
+    ]
+    assert (run / "config.yaml").is_file() and (run / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("gan", ["lsgan", "hinge"])
+def test_other_gan_losses_run(gan: str, photos: Path, tmp_path: Path) -> None:
+    config = small_config("bn_sn_md", f"loss.gan={gan}", "train.precision=fp32")
+    train(config, RunArgs(data=str(photos), out=tmp_path / "run", max_steps=2, device="cpu"))
+    assert all(math.isfinite(r["loss_d"]) for r in train_records(tmp_path / "run"))
+
+
+def test_the_loop_learns(tmp_path: Path) -> None:
+    """On 4 images, a few hundred steps bring ab-L1 below half of the grey baseline's."""
+    data = tmp_path / "four"
+    write_photos(data, 4)
+    config = load_config(
+        resolve_config("bn"),
+        [
+            "model.generator.ngf=16",
+            "model.generator.depth=6",
+            "model.discriminator.ndf=16",
+            "train.image_size=64",
+            "train.batch_size=4",
+            "train.log_every=50",
+            "train.checkpoint_every=1000",
+            "data.workers=0",
+            "optim.lr_g=1e-3",
+        ],
+    )
+    run = tmp_path / "run"
+    train(config, RunArgs(data=str(data), out=run, max_steps=300, device="cpu"))
+
+    generator, _ = load_generator_from_run(run, tmp_path)
+    dataset = ImageDataset(list_images(data), 64, config.data, train=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=_collate)
+    learned = evaluate(generator, loader, Runtime(torch.device("cpu")))["ab_l1"]
+    grey = float(np.mean([_grey_ab_l1(rgb) for rgb, _ in loader]))
+    assert learned < 0.5 * grey, (learned, grey)
+
+
+def _collate(samples):
+    from vidcolour.data import collate
+
+    return collate(samples)
+
+
+def _grey_ab_l1(rgb: torch.Tensor) -> float:
+    from vidcolour.colour import rgb_to_lab
+
+    ab = rgb_to_lab(rgb.float() / 255)[:, 1:]
+    return float(ab_l1(torch.zeros_like(ab), ab).mean())
+
+
+def load_generator_from_run(run: Path, tmp_path: Path):
+    found = latest_checkpoint(run)
+    assert found is not None
+    out = tmp_path / "exported.safetensors"
+    export_generator(found[0], out)
+    return load_generator(out)
+
+
+def test_export_matches_the_trained_generator(photos: Path, tmp_path: Path) -> None:
+    from vidcolour.config import from_dict
+    from vidcolour.nets import build_generator
+
+    run = tmp_path / "run"
+    train(small_config("ibn_sn_md"), RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
+    state = load_checkpoint(run / "checkpoints" / "step-000000002.pt")
+    reference = build_generator(from_dict(Config, state["config"]).model.generator)
+    reference.load_state_dict(state["generator"])
+    exported, info = load_generator_from_run(run, tmp_path)
+    assert info.folded == ("sn", "bn") and info.metadata["step"] == "2"
+    l = torch.rand(1, 1, 128, 128) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(exported(l), reference.eval()(l), atol=1e-5)
+
+
+def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcolour", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def _cli_train_args(data: Path, run: Path, steps: int, *extra: str) -> list[str]:
+    sets = [x for s in SMALL for x in ("--set", s)]
+    return [
+        "train",
+        "--config",
+        "bn_sn_md",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        str(steps),
+        "--device",
+        "cpu",
+        *sets,
+        *extra,
+    ]
+
+
+def test_kill_9_then_resume(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    steps = 150
+    proc = _run_cli(*_cli_train_args(photos, run, steps, "--set", "train.checkpoint_every=5"))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = run / "metrics.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 12:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(r["step"] for r in train_records(run))
+    assert killed_at < steps
+
+    proc = _run_cli(*_cli_train_args(photos, run, steps, "--resume"))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "resumed from step-" in out
+    assert [r["step"] for r in train_records(run)] == list(range(1, steps + 1))
+    assert not list((run / "checkpoints").glob("*.tmp"))
+    found = latest_checkpoint(run)
+    assert found is not None and found[1]["step"] == steps
+
+
+def test_torchrun_two_cpu_processes(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = _cli_train_args(photos, run, 3, "--set", "train.batch_size=1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "vidcolour",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    # Only rank 0 writes: each step logged once, one set of checkpoints.
+    assert [r["step"] for r in train_records(run)] == [1, 2, 3]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-000000002.pt",
+        "step-000000003.pt",
+    ]
+    assert proc.stderr.count("data ") + proc.stdout.count("data ") == 1
+
+
+def _bad_files(folder: Path) -> None:
+    """The files real folders contain: damaged, mislabelled, odd modes, tiny."""
+    good = synthetic_photo(100)
+    Image.fromarray(good).save(folder / "cmyk.jpg", format="JPEG")
+    Image.open(folder / "cmyk.jpg").convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(good).save(folder / "whole.jpg", quality=95)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "whole.jpg").unlink()
+    (folder / "notes.jpg").write_text("this is not a picture\n")
+    Image.fromarray(good[:8, :8]).save(folder / "tiny.png")
+    _png16(folder / "deep16.png", good.astype(np.uint16) * 257)
+    _png16(folder / "grey16.png", good[..., 0].astype(np.uint16) * 257)
+    Image.fromarray(good[..., 0]).save(folder / "grey.png")
+
+
+def _png16(path: Path, pixels: np.ndarray) -> None:
+    """A 16-bit PNG (RGB or grey), written by hand: PIL cannot write 48-bit RGB."""
+    import struct
+    import zlib
+
+    h, w = pixels.shape[:2]
+    colour_type = 2 if pixels.ndim == 3 else 0
+    raw = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    png = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+
+
+def test_bad_files_are_reported_and_the_run_finishes(tmp_path: Path) -> None:
+    data = tmp_path / "messy"
+    write_photos(data, 4)
+    _bad_files(data)
+    run = tmp_path / "run"
+    # One batch holds every usable file, so the damaged one is certainly decoded.
+    config = small_config("bn", "train.batch_size=7", "train.image_size=64")
+    train(config, RunArgs(data=str(data), out=run, max_steps=2, device="cpu"))
+    report = json.loads((run / "run.json").read_text())["data"]
+    assert report["usable"] == 7  # 4 photos + cmyk + deep16 + truncated (damage shows on decode)
+    assert report["converted"] == {"CMYK": 1}  # 16-bit RGB PNG is read as 8-bit RGB directly
+    assert report["skipped"] == {"not an image": 1, "smaller than 32 px": 1, "greyscale": 2}
+    records = train_records(run)
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[-1]["skipped_files"] == 1  # truncated.jpg, found while decoding
+
+
+def test_image_list_file_and_errors(photos: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    names = sorted(p.name for p in photos.iterdir())
+    listing.write_text("# training images\n" + "\n".join(f"{photos}/{n}" for n in names[:3]))
+    assert [p.name for p in list_images(listing)] == names[:3]
+    relative = photos / "rel.txt"
+    relative.write_text("\n".join(names[:2]) + "\n\n")
+    assert list_images(relative) == [photos / n for n in names[:2]]
+    relative.unlink()
+    with pytest.raises(VidcolourError, match="no such image folder"):
+        list_images(tmp_path / "missing")
+
+
+def test_existing_run_needs_resume(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = RunArgs(data=str(photos), out=run, max_steps=1, device="cpu")
+    train(small_config("bn"), args)
+    with pytest.raises(VidcolourError, match="already holds a run"):
+        train(small_config("bn"), args)
+
+
+def test_imagenet_split(tmp_path: Path) -> None:
+    root = tmp_path / "ILSVRC2012"
+    for c in range(3):
+        folder = root / "train" / f"n0000000{c}"
+        folder.mkdir(parents=True)
+        for i in range(12):
+            (folder / f"n0000000{c}_{i}.JPEG").write_bytes(b"")
+    (root / "val").mkdir()
+    for i in range(5):
+        (root / "val" / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(b"")
+    train_list, test_list = imagenet_split(root, per_class=10, seed=0)
+    assert len(train_list) == 5 and all(p.parent.name == "val" for p in train_list)
+    assert len(test_list) == 30
+    assert {p.parent.name for p in test_list} == {"n00000000", "n00000001", "n00000002"}
+    assert imagenet_split(root, per_class=10, seed=0)[1] == test_list  # fixed seed
+    assert imagenet_split(root, per_class=10, seed=1)[1] != test_list

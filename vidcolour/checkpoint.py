@@ -1,0 +1,63 @@
+"""Training checkpoints: one dict per file, written atomically, loaded without unpickling code.
+
+A checkpoint holds the generator, every discriminator scale, both optimisers, the position in
+training (step, epoch, step within the epoch), RNG states and the resolved config. Files are
+``RUN_DIR/checkpoints/step-000001234.pt``; each is written to a temp file, fsynced and renamed,
+so a kill -9 at any moment leaves every named checkpoint complete. The newest ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path
+
+FORMAT = "vidcolour.checkpoint"
+FORMAT_VERSION = 1
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
+    """Write ``state`` (must contain 'step') and delete all but the newest ``keep`` files."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{state['step']:09d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, tmp)
+    for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU (tensors and plain containers only: weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VidcolourError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VidcolourError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise VidcolourError(f"{path} is not a vidcolour training checkpoint")
+    return state
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads, or None. Unloadable files are passed over (and named)."""
+    for path in sorted(checkpoint_dir(run_dir).glob("step-*.pt"), reverse=True):
+        try:
+            return path, load_checkpoint(path)
+        except VidcolourError as exc:
+            print(f"warning: {exc}; trying an older checkpoint")
+    return None

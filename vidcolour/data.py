@@ -1,0 +1,260 @@
+"""Training images: find them, vet them, load them as fixed-size uint8 RGB tensors.
+
+One bad file never stops a run. ``scan_images`` reads every header once (cheap: no decode)
+and sorts files into usable, converted (CMYK, palette, alpha, 16-bit colour) and skipped
+(not an image, greyscale, too small), each counted by reason. Damage that only shows when the
+pixels are decoded (a truncated JPEG) is caught in the dataset, which then serves the next
+good image instead, so batches keep their size and DDP ranks stay in step.
+
+Lab conversion is not done here: workers hand uint8 RGB to the training loop, which converts
+a whole batch on the training device (vidcolour.colour).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+
+from vidcolour.config import DataConfig
+from vidcolour.errors import VidcolourError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+GREYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+COLOUR_MODES = {"RGB"}
+GREY_TOLERANCE = 2  # an RGB image whose channels never differ by more is greyscale content
+MAX_RETRIES = 16  # images tried after a damaged one before giving up on a sample
+
+Image.MAX_IMAGE_PIXELS = 200_000_000  # archives have big scans; still stop decompression bombs
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Image paths from a folder (recursive, by suffix) or from a text file of paths.
+
+    Paths in a list file are relative to the list file's folder unless absolute; blank lines
+    and lines starting with '#' are ignored. The result is sorted and deduplicated.
+    """
+    source = Path(source)
+    if source.is_dir():
+        paths = [p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    elif source.is_file():
+        try:
+            lines = source.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VidcolourError(f"cannot read image list {source}: {exc}") from None
+        entries = [line.strip() for line in lines]
+        paths = [
+            p if p.is_absolute() else source.parent / p
+            for p in (Path(e) for e in entries if e and not e.startswith("#"))
+        ]
+    else:
+        raise VidcolourError(f"no such image folder or list: {source}")
+    return sorted(set(paths))
+
+
+@dataclass
+class ScanReport:
+    """What ``scan_images`` found: usable paths and the counts per reason."""
+
+    usable: list[Path] = field(default_factory=list)
+    converted: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.usable)} usable images"]
+        if self.converted:
+            parts.append(
+                f"{sum(self.converted.values())} converted to RGB ("
+                + ", ".join(f"{n} {why}" for why, n in sorted(self.converted.items()))
+                + ")"
+            )
+        if self.skipped:
+            parts.append(
+                f"{sum(self.skipped.values())} skipped ("
+                + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+                + ")"
+            )
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "usable": len(self.usable),
+            "converted": dict(self.converted),
+            "skipped": dict(self.skipped),
+        }
+
+
+def _classify(path: Path, min_side: int) -> tuple[str, str | None]:
+    """('use' | 'convert' | 'skip', reason) from the file's header alone."""
+    try:
+        with Image.open(path) as im:
+            mode, size = im.mode, im.size
+    except UnidentifiedImageError:
+        return "skip", "not an image"
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return "skip", f"unreadable ({type(exc).__name__})"
+    if min(size) < min_side:
+        return "skip", f"smaller than {min_side} px"
+    if mode in GREYSCALE_MODES:
+        return "skip", "greyscale"
+    if mode in COLOUR_MODES:
+        return "use", None
+    return "convert", mode
+
+
+def scan_images(paths: Sequence[Path], min_side: int) -> ScanReport:
+    report = ScanReport()
+    for path in paths:
+        verdict, reason = _classify(path, min_side)
+        if verdict == "skip":
+            report.skipped[reason or "?"] += 1
+            continue
+        if verdict == "convert":
+            report.converted[reason or "?"] += 1
+        report.usable.append(path)
+    return report
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode an image fully as 8-bit RGB (EXIF orientation applied). Raises on damage."""
+    with Image.open(path) as f:
+        im: Image.Image = ImageOps.exif_transpose(f)
+        has_alpha = im.mode in ("RGBA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        if has_alpha:  # composite on white: transparent pixels have no meaningful colour
+            im = im.convert("RGBA")
+            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(background, im)
+        return im.convert("RGB")
+
+
+def fit_to_size(
+    im: Image.Image, size: int, resize: str, rng: random.Random | None, hflip: bool
+) -> Image.Image:
+    """Resize to size x size: 'stretch' the whole image, or 'crop' a square after scaling the
+    short side to ``size`` (random position when ``rng`` is given, centred otherwise)."""
+    if resize == "stretch":
+        im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    else:
+        w, h = im.size
+        scale = size / min(w, h)
+        sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
+        im = im.resize((sw, sh), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        x = rng.randint(0, sw - size) if rng else (sw - size) // 2
+        y = rng.randint(0, sh - size) if rng else (sh - size) // 2
+        im = im.crop((x, y, x + size, y + size))
+    if hflip and rng is not None and rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return im
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when an (H, W, 3) uint8 image carries no colour."""
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    return int(spread.max()) <= GREY_TOLERANCE
+
+
+class ImageDataset(Dataset):
+    """Images as (3, size, size) uint8 RGB tensors, with the reasons for any file passed over.
+
+    ``__getitem__`` returns ``(image, problems)``: if file i cannot be decoded or turns out to
+    be greyscale, the next files are tried and each failure is listed in ``problems`` as
+    ``(path, reason)``.
+    """
+
+    def __init__(
+        self, paths: Sequence[Path], size: int, config: DataConfig, *, train: bool
+    ) -> None:
+        if not paths:
+            raise VidcolourError("no usable images")
+        self.paths = list(paths)
+        self.size = size
+        self.config = config
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, path: Path) -> np.ndarray:
+        # Seeded from torch's generator, which DataLoader seeds per worker from the run's seed.
+        rng = random.Random(int(torch.randint(2**62, ()))) if self.train else None
+        im = fit_to_size(
+            load_rgb(path),
+            self.size,
+            self.config.resize,
+            rng if self.config.random_crop else None,
+            self.config.hflip and self.train,
+        )
+        return np.asarray(im)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+        problems: list[tuple[str, str]] = []
+        for attempt in range(MAX_RETRIES):
+            path = self.paths[(index + attempt) % len(self.paths)]
+            try:
+                rgb = self._load(path)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                problems.append((str(path), f"cannot decode ({str(exc).splitlines()[0]})"))
+                continue
+            if is_grey(rgb):
+                problems.append((str(path), "greyscale content"))
+                continue
+            return torch.from_numpy(rgb.copy()).permute(2, 0, 1), problems
+        raise VidcolourError(f"{MAX_RETRIES} images in a row could not be used, last: {path}")
+
+
+def collate(
+    samples: list[tuple[torch.Tensor, list[tuple[str, str]]]],
+) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """Stack images to (B, 3, H, W) uint8 and gather every sample's problems."""
+    images = torch.stack([image for image, _ in samples])
+    problems = [p for _, sample_problems in samples for p in sample_problems]
+    return images, problems
+
+
+class SkipSampler(Sampler[int]):
+    """Wraps a sampler and drops its first ``skip`` indices: resuming in the middle of an epoch
+    continues with the same order and without repeating samples."""
+
+    def __init__(self, base: Sampler[int], skip: int) -> None:
+        self.base = base
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        for i, index in enumerate(self.base):
+            if i >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
+
+
+def imagenet_split(root: Path, per_class: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """The paper's ILSVRC2012 protocol (§IV-A) as two path lists.
+
+    Training set: every image of the validation set (50,000: 50 per class), from ``root/val``.
+    Test set: ``per_class`` images drawn at random, with ``seed``, from each class folder of
+    ``root/train`` (10 per class: 10,000). Both lists are sorted.
+    """
+    val_dir, train_dir = root / "val", root / "train"
+    for folder in (val_dir, train_dir):
+        if not folder.is_dir():
+            raise VidcolourError(
+                f"{root} has no {folder.name}/ folder (expected ILSVRC2012 layout)"
+            )
+    train_list = list_images(val_dir)
+    rng = random.Random(seed)
+    test_list: list[Path] = []
+    classes = sorted(p for p in train_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise VidcolourError(f"{train_dir} has no class folders")
+    for folder in classes:
+        images = list_images(folder)
+        test_list.extend(rng.sample(images, min(per_class, len(images))))
+    return train_list, sorted(test_list)

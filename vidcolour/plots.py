@@ -1,0 +1,69 @@
+"""Pictures of runs and results: learning curves (the paper's Fig. 3) and sample grids."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vidcolour.fsutil import atomic_path
+
+CURVES = [
+    ("loss_g_adv", "G adversarial loss"),
+    ("loss_g_l1", "G L1 loss (ab / 110)"),
+    ("loss_d", "D loss (sum over scales)"),
+    ("val_ab_l1", "validation ab-L1 (Lab units)"),
+]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> None:
+    """One panel per loss term, one line per run; x is the training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    for ax, (key, title) in zip(axes.flat, CURVES, strict=True):
+        for name, records in runs.items():
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, label=name, linewidth=1.2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.has_data() and len(runs) > 1:
+            ax.legend(fontsize=8)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def to_uint8_images(rgb: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8."""
+    return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_sample_grid(columns: Sequence[np.ndarray], out: Path, gap: int = 4) -> None:
+    """Save a grid: one row per image, one column per array of (B, H, W, 3) uint8 images
+    (e.g. grey input, output, ground truth)."""
+    b, h, w, _ = columns[0].shape
+    grid = np.full((b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
+    for c, images in enumerate(columns):
+        for r in range(b):
+            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = images[r]
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")

@@ -1,0 +1,589 @@
+"""The paper's training recipe: pix2pix-style conditional GAN in Lab, resumable, DDP-ready.
+
+The loop is plain functions over explicit state: ``train_step`` takes the networks, their
+optimisers and a batch and returns the loss terms; ``evaluate`` measures a generator on a
+validation set; ``train`` wires data, checkpoints, logging and progress around them.
+
+Under torchrun every process trains on its shard of each epoch (DistributedSampler) with
+DistributedDataParallel; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from torch.utils.flop_counter import FlopCounterMode
+
+from vidcolour import __version__
+from vidcolour.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vidcolour.colour import denormalise_ab, model_to_rgb, rgb_to_model
+from vidcolour.config import Config, to_dict, to_yaml
+from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path
+from vidcolour.losses import d_loss, g_adv_loss
+from vidcolour.metrics import ab_l1, ab_psnr, colourfulness
+from vidcolour.nets import build_discriminator, build_generator, fold_for_inference
+from vidcolour.perf import matmul_flops_per_s
+from vidcolour.plots import plot_learning_curves, read_metrics, save_sample_grid, to_uint8_images
+from vidcolour.weights import save_generator
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Facts about this process: where it computes and where it sits among its peers."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    autocast_dtype: torch.dtype | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when present), 'cpu' or 'cuda' (an error without CUDA)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VidcolourError("--device cuda: no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def setup_runtime(device_name: str, precision: str) -> Runtime:
+    """Join the torchrun process group when launched by torchrun; pick device and precision."""
+    device = resolve_device(device_name)
+    rank, world = 0, int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank = dist.get_rank()
+    bf16_ok = device.type == "cpu" or torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if precision == "bf16" and bf16_ok else None
+    return Runtime(device, rank, world, dtype)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+# --------------------------------------------------------------------------- one step
+
+
+@dataclass
+class Nets:
+    generator: nn.Module  # UNetGenerator, possibly wrapped in DDP
+    discriminator: nn.Module  # MultiScaleDiscriminator, possibly wrapped in DDP
+
+
+@dataclass
+class Optimisers:
+    generator: torch.optim.Optimizer
+    discriminator: torch.optim.Optimizer
+
+
+def train_step(
+    nets: Nets, optims: Optimisers, rgb: torch.Tensor, config: Config, rt: Runtime
+) -> dict[str, torch.Tensor]:
+    """One D update then one G update on a batch.
+
+    rgb: (B, 3, H, W) uint8 on ``rt.device``. Returns the loss terms as 0-d tensors (not yet
+    synchronised with the host).
+    """
+    l, ab = rgb_to_model(rgb.float() / 255)  # (B,1,H,W), (B,2,H,W) in [-1, 1], float32
+    kind = config.loss.gan
+
+    with rt.autocast():
+        fake = nets.generator(l)  # (B,2,H,W)
+        real_logits = nets.discriminator(l, ab)
+        fake_logits = nets.discriminator(l, fake.detach())
+    loss_d = d_loss(kind, real_logits, fake_logits)
+    optims.discriminator.zero_grad(set_to_none=True)
+    loss_d.backward()
+    optims.discriminator.step()
+
+    # G step against a frozen D. The bare module, not the DDP wrapper: D's parameters get no
+    # gradient here, and DDP would wait for them.
+    disc = unwrap(nets.discriminator)
+    disc.requires_grad_(False)
+    with rt.autocast():
+        adv = g_adv_loss(kind, disc(l, fake))
+    l1 = (fake.float() - ab).abs().mean()
+    loss_g = adv + config.loss.l1_weight * l1
+    optims.generator.zero_grad(set_to_none=True)
+    loss_g.backward()
+    optims.generator.step()
+    disc.requires_grad_(True)
+
+    return {
+        "loss_d": loss_d.detach(),
+        "loss_g_adv": adv.detach(),
+        "loss_g_l1": l1.detach(),
+        "loss_g": loss_g.detach(),
+    }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.inference_mode()
+def evaluate(
+    generator: nn.Module,
+    loader: DataLoader,
+    rt: Runtime,
+    grid: Path | None = None,
+    samples: int = 8,
+) -> dict[str, float]:
+    """ab-L1, ab-PSNR (REFERENCE.md §2) and colourfulness of ``generator`` on ``loader``.
+
+    Means over images. Writes a grey / output / ground-truth grid of the first ``samples``
+    images to ``grid`` when given.
+    """
+    was_training = generator.training
+    generator.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    shown: list[list[Any]] = [[], [], []]
+    for rgb, _ in loader:
+        rgb = rgb.to(rt.device, non_blocking=True).float() / 255
+        l, ab = rgb_to_model(rgb)
+        with rt.autocast():
+            fake = generator(l)
+        out_rgb = model_to_rgb(l, fake)
+        values = {
+            "ab_l1": ab_l1(denormalise_ab(fake.float()), denormalise_ab(ab)),
+            "ab_psnr": ab_psnr(denormalise_ab(fake.float()), denormalise_ab(ab)),
+            "colourfulness": colourfulness(out_rgb),
+            "colourfulness_gt": colourfulness(rgb),
+        }
+        for key, v in values.items():
+            sums[key] = sums.get(key, 0.0) + float(v.sum())
+        count += rgb.shape[0]
+        if grid is not None and len(shown[0]) < samples:
+            take = samples - len(shown[0])
+            grey = model_to_rgb(l[:take], torch.zeros_like(ab[:take]))
+            for column, images in zip(shown, (grey, out_rgb[:take], rgb[:take]), strict=True):
+                column.extend(to_uint8_images(images))
+    generator.train(was_training)
+    if grid is not None and shown[0]:
+        import numpy as np
+
+        save_sample_grid([np.stack(c) for c in shown], grid)
+    return {key: total / max(count, 1) for key, total in sums.items()}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
+    generator: nn.Module = build_generator(config.model.generator)
+    discriminator: nn.Module = build_discriminator(config.model.discriminator)
+    if config.train.sync_bn and rt.world > 1:
+        generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
+    generator.to(rt.device).train()
+    discriminator.to(rt.device).train()
+    o = config.optim
+    optims = Optimisers(
+        torch.optim.Adam(generator.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2)),
+        torch.optim.Adam(discriminator.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
+    )
+    if rt.world > 1:
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        generator = DistributedDataParallel(generator, device_ids=ids)
+        discriminator = DistributedDataParallel(discriminator, device_ids=ids)
+    return Nets(generator, discriminator), optims
+
+
+def make_loader(
+    dataset: ImageDataset, sampler: Any, batch_size: int, workers: int, rt: Runtime, drop_last: bool
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=rt.device.type == "cuda",
+        drop_last=drop_last,
+        persistent_workers=False,
+    )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    data: str
+    out: Path
+    val: str | None = None
+    resume: bool = False
+    max_steps: int | None = None
+    device: str = "auto"
+
+
+class _Log:
+    """metrics.jsonl, appended one JSON record per line, flushed at once (rank 0 only)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path = path
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step``: logged after the checkpoint we resume from."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _prepare_run_dir(args: RunArgs, rt: Runtime) -> None:
+    if not rt.is_main:
+        return
+    has_run = (args.out / "checkpoints").is_dir() or (args.out / "metrics.jsonl").exists()
+    if has_run and not args.resume:
+        raise VidcolourError(f"{args.out} already holds a run: pass --resume, or another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in (args.out / "checkpoints").glob(".step-*.tmp"):  # a killed run's partial write
+        stale.unlink()
+
+
+def _rng_state(rt: Runtime) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(rt.device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], rt: Runtime) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and rt.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], rt.device)
+
+
+def _checkpoint_state(
+    nets: Nets,
+    optims: Optimisers,
+    config: Config,
+    step: int,
+    epoch: int,
+    in_epoch: int,
+    rt: Runtime,
+) -> dict[str, Any]:
+    return {
+        "generator": unwrap(nets.generator).state_dict(),
+        "discriminator": unwrap(nets.discriminator).state_dict(),
+        "opt_generator": optims.generator.state_dict(),
+        "opt_discriminator": optims.discriminator.state_dict(),
+        "step": step,
+        "epoch": epoch,  # the epoch to continue in
+        "step_in_epoch": in_epoch,  # batches of that epoch already done
+        "rng": _rng_state(rt),
+        "config": to_dict(config),
+        "vidcolour_version": __version__,
+    }
+
+
+class _Status:
+    """Progress for people: a live rich line on a terminal; a plain line per logging window
+    elsewhere (log files, CI), so a long job never looks silent."""
+
+    def __init__(self, console: Console, enabled: bool, total: int, step: int) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.live = enabled and console.is_terminal
+        self.total = total
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(bar_width=12),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=console,
+            disable=not self.live,
+        )
+        self.task = self.progress.add_task(
+            "train", total=total, completed=step, epoch=1, rate="", losses=""
+        )
+
+    def __enter__(self) -> _Status:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def advance(self, epoch: int) -> None:
+        self.progress.update(self.task, advance=1, epoch=epoch)
+
+    def report(self, record: dict[str, Any], steps_per_s: float) -> None:
+        rate = f"{record['img_per_s']:.1f} img/s MFU {record['mfu']:.2f}" if "mfu" in record else ""
+        losses = (
+            f"D {record['loss_d']:.3f} G_adv {record['loss_g_adv']:.3f} "
+            f"G_L1 {record['loss_g_l1']:.4f}"
+        )
+        if self.live:
+            self.progress.update(self.task, rate=rate, losses=losses)
+        elif self.enabled:
+            eta = (self.total - record["step"]) / max(steps_per_s, 1e-9)
+            self.console.print(
+                f"epoch {record['epoch']} step {record['step']}/{self.total} {rate} "
+                f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))} {losses}",
+                markup=False,
+            )
+
+
+def train(
+    config: Config, args: RunArgs, console: Console | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """Train (or resume) a run in ``args.out``. Returns the last logged record.
+
+    dry_run: check the data and print the plan (config, images, steps) without training.
+    """
+    console = console or Console(stderr=True)
+    rt = setup_runtime(args.device, config.train.precision)
+    try:
+        return _train(config, args, rt, console, dry_run)
+    finally:
+        if rt.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    config: Config, args: RunArgs, rt: Runtime, console: Console, dry_run: bool
+) -> dict[str, Any]:
+    tc = config.train
+    say = console.print if rt.is_main else (lambda *a, **k: None)
+    if not dry_run:
+        _prepare_run_dir(args, rt)
+
+    report = scan_images(list_images(args.data), config.data.min_side)
+    say(f"data {args.data}: {report.summary()}")
+    dataset = ImageDataset(report.usable, tc.image_size, config.data, train=True)
+    per_epoch = len(dataset) // (tc.batch_size * rt.world)
+    if per_epoch == 0:
+        raise VidcolourError(
+            f"{len(dataset)} usable images cannot fill one batch of {tc.batch_size} "
+            f"on each of {rt.world} process(es)"
+        )
+    val_loader = None
+    if args.val is not None and rt.is_main:
+        val_report = scan_images(list_images(args.val), config.data.min_side)
+        say(f"val {args.val}: {val_report.summary()}")
+        val_set = ImageDataset(val_report.usable, tc.image_size, config.data, train=False)
+        val_loader = make_loader(val_set, None, tc.batch_size, 0, rt, drop_last=False)
+
+    if dry_run:
+        say(to_yaml(config), markup=False)
+        say(
+            f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
+            f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
+        )
+        return {}
+
+    torch.manual_seed(tc.seed)  # the same initial weights on every rank (DDP also broadcasts)
+    nets, optims = build_nets(config, rt)
+    log = _Log(args.out / "metrics.jsonl", rt.is_main)
+    step, epoch, in_epoch = 0, 0, 0
+    if args.resume:
+        found = latest_checkpoint(args.out)
+        if found is not None:
+            path, state = found
+            unwrap(nets.generator).load_state_dict(state["generator"])
+            unwrap(nets.discriminator).load_state_dict(state["discriminator"])
+            optims.generator.load_state_dict(state["opt_generator"])
+            optims.discriminator.load_state_dict(state["opt_discriminator"])
+            step, epoch, in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+            _set_rng_state(state["rng"], rt)
+            if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream
+                torch.manual_seed(tc.seed + rt.rank + step)
+            log.truncate_after(step)
+            say(f"resumed from {path.name}: step {step}, epoch {epoch + 1}")
+        else:
+            say(f"--resume: no checkpoint in {args.out}, starting from scratch")
+    else:
+        torch.manual_seed(tc.seed + rt.rank)  # different augmentation streams per rank
+
+    total = tc.epochs * per_epoch
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    if rt.is_main:
+        (args.out / "config.yaml").write_text(to_yaml(config))
+    peak = matmul_flops_per_s(rt.device, rt.autocast_dtype or torch.float32)
+    if rt.is_main:
+        run_info = {
+            "vidcolour_version": __version__,
+            "torch_version": torch.__version__,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "device": str(rt.device)
+            if rt.device.type == "cpu"
+            else torch.cuda.get_device_name(rt.device),
+            "world_size": rt.world,
+            "precision": str(rt.autocast_dtype or torch.float32),
+            "matmul_flops_per_s": peak,
+            "data": {"source": args.data, **report.as_dict()},
+            "val": args.val,
+        }
+        with atomic_path(args.out / "run.json") as tmp:
+            tmp.write_text(json.dumps(run_info, indent=2))
+
+    sampler: DistributedSampler[int] = DistributedSampler(
+        dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=tc.seed, drop_last=True
+    )
+    flops_per_image: float | None = None
+    window: dict[str, torch.Tensor] = {}
+    window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
+    skipped_files: set[str] = set()
+    last: dict[str, Any] = {}
+
+    def checkpoint(next_epoch: int, next_in_epoch: int) -> None:
+        if rt.is_main:
+            state = _checkpoint_state(nets, optims, config, step, next_epoch, next_in_epoch, rt)
+            save_checkpoint(args.out, state, tc.keep_checkpoints)
+
+    def validate() -> None:
+        if val_loader is None:
+            return
+        grid = args.out / "samples" / f"step-{step:09d}.png"
+        grid.parent.mkdir(exist_ok=True)
+        values = evaluate(unwrap(nets.generator), val_loader, rt, grid, tc.val_samples)
+        record = {"kind": "val", "step": step, "epoch": epoch + 1}
+        record.update({f"val_{k}": v for k, v in values.items()})
+        log.write(record)
+        say(
+            f"val step {step}: ab-L1 {values['ab_l1']:.2f}, ab-PSNR {values['ab_psnr']:.2f} dB, "
+            f"colourfulness {values['colourfulness']:.1f} (truth {values['colourfulness_gt']:.1f})"
+        )
+
+    with _Status(console, rt.is_main, total, step) as status:
+        while step < total and epoch < tc.epochs:
+            sampler.set_epoch(epoch)
+            skip = in_epoch * tc.batch_size
+            loader = make_loader(
+                dataset, SkipSampler(sampler, skip), tc.batch_size, config.data.workers, rt, True
+            )
+            batches: Iterator[Any] = iter(loader)
+            for rgb, problems in batches:
+                for path, reason in problems:
+                    if path not in skipped_files:
+                        skipped_files.add(path)
+                        say(f"skipped {path}: {reason}")
+                rgb = rgb.to(rt.device, non_blocking=True)
+                if flops_per_image is None:  # count once, on the first step; not timed
+                    counter = FlopCounterMode(display=False)
+                    with counter:
+                        losses = train_step(nets, optims, rgb, config, rt)
+                    flops_per_image = counter.get_total_flops() / rgb.shape[0]
+                    timed_steps, window_start = 0, time.perf_counter()
+                else:
+                    losses = train_step(nets, optims, rgb, config, rt)
+                    timed_steps += 1
+                window_steps += 1
+                for key, value in losses.items():
+                    window[key] = window.get(key, 0) + value
+                step += 1
+                in_epoch += 1
+                status.advance(epoch + 1)
+
+                if step % tc.log_every == 0:
+                    record = {"kind": "train", "step": step, "epoch": epoch + 1}
+                    # CPU-GPU sync point: once per logging window, not per step
+                    record.update({k: float(v) / window_steps for k, v in window.items()})
+                    elapsed = time.perf_counter() - window_start
+                    if timed_steps:
+                        img_s = timed_steps * tc.batch_size * rt.world / elapsed
+                        record.update(
+                            img_per_s=img_s, mfu=flops_per_image * img_s / (peak * rt.world)
+                        )
+                    record.update(
+                        lr_g=optims.generator.param_groups[0]["lr"],
+                        lr_d=optims.discriminator.param_groups[0]["lr"],
+                        skipped_files=len(skipped_files),
+                    )
+                    log.write(record)
+                    last = record
+                    status.report(record, timed_steps / elapsed)
+                    window, window_steps, timed_steps = {}, 0, 0
+                    window_start = time.perf_counter()
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    checkpoint(epoch, in_epoch)
+                if tc.val_every and step % tc.val_every == 0:
+                    validate()
+                if step >= total:
+                    break
+            if in_epoch >= per_epoch:  # a whole epoch: checkpoint and validate at its end
+                epoch, in_epoch = epoch + 1, 0
+                checkpoint(epoch, in_epoch)
+                if not tc.val_every:
+                    validate()
+            elif step % max(tc.checkpoint_every, 1):
+                checkpoint(epoch, in_epoch)  # stopped mid-epoch (--max-steps)
+
+    if rt.is_main:
+        plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")
+        say(
+            f"done: step {step}, run in {args.out}"
+            + (f", {len(skipped_files)} files skipped" if skipped_files else "")
+        )
+    return last
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_generator(checkpoint: Path, out: Path, half: bool = False) -> dict[str, Any]:
+    """The generator of a training checkpoint, SN and BN folded, as a weights file."""
+    from vidcolour.config import from_dict
+
+    state = load_checkpoint(checkpoint)
+    config = from_dict(Config, state["config"])
+    generator = build_generator(config.model.generator)
+    generator.load_state_dict(state["generator"])
+    fold_for_inference(generator)
+    save_generator(
+        out,
+        generator,
+        name=f"{config.name}-step{state['step']}",
+        half=half,
+        metadata={"train_config": json.dumps(to_dict(config)), "step": str(state["step"])},
+    )
+    return {"name": f"{config.name}-step{state['step']}", "step": state["step"]}
