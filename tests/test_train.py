@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import ALL_CONFIGS
+from tests.helpers import ALL_CONFIGS, SMALL, small_config, synthetic_photo, write_photos
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.config import Config, load_config
 from vidcolour.data import ImageDataset, imagenet_split, list_images
@@ -23,46 +23,6 @@ from vidcolour.metrics import ab_l1
 from vidcolour.resources import resolve_config
 from vidcolour.train import RunArgs, Runtime, evaluate, export_generator, train
 from vidcolour.weights import load_generator
-
-# Small enough for seconds on a CPU, deep enough for 3 discriminator scales at 128 px.
-SMALL = [
-    "model.generator.ngf=8",
-    "model.generator.depth=6",
-    "model.discriminator.ndf=8",
-    "train.image_size=128",
-    "train.batch_size=2",
-    "train.log_every=1",
-    "train.checkpoint_every=2",
-    "data.workers=0",
-]
-
-
-def small_config(name: str, *extra: str) -> Config:
-    return load_config(resolve_config(name), [*SMALL, *extra])
-
-
-def synthetic_photo(seed: int, size: int = 96) -> np.ndarray:
-    """A colour image whose colours follow its structure: blobs of distinct hue and lightness."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size, 3))
-    for _ in range(4):
-        cx, cy = rng.uniform(0.2, 0.8, 2)
-        r = rng.uniform(0.15, 0.35)
-        mask = ((x - cx) ** 2 + (y - cy) ** 2) < r**2
-        image[mask] = rng.uniform(0, 1, 3)
-    image += 0.3 * np.stack([x, y, 1 - x], axis=-1)
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
-def write_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + count):
-        path = folder / f"photo{i:03d}.png"
-        Image.fromarray(synthetic_photo(i)).save(path)
-        paths.append(path)
-    return paths
 
 
 def train_records(run: Path) -> list[dict]:

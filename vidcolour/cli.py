@@ -268,3 +268,138 @@ def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) 
         with atomic_path(output / name) as tmp:
             tmp.write_text("".join(f"{p.resolve()}\n" for p in paths))
     click.echo(f"{output}/train.txt: {len(train_list)} images; test.txt: {len(test_list)} images")
+
+
+@main.command("eval")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="WEIGHTS_OR_RUN",
+    help="A .safetensors file, a checkpoint (.pt) or a run directory (repeatable).",
+)
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    type=click.Choice(["grey", "mean"]),
+    help="Trivial colourisers measured the same way: grey (ab = 0) or mean (the "
+    "data set's mean ab). Repeatable.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True),
+    help="Colour images with their truth: a folder or a list file.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write per-image and mean values here (docs/METRICS.md has the schema).",
+)
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for histograms.png (Fig. 4), samples.png and learning_curves.png.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=256,
+    show_default=True,
+    help="Images are resized to size x size, as in training.",
+)
+@click.option(
+    "--vgg19-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="torchvision's vgg19 ImageNet weights, for the paper's L_perc.",
+)
+@click.option(
+    "--effnet/--no-effnet",
+    default=None,
+    help="EfficientNet-Lite0 perceptual and Frechet distances (default: when the "
+    "'perceptual' extra is installed).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+def eval_command(
+    models: tuple[str, ...],
+    baselines: tuple[str, ...],
+    data: str,
+    json_out: Path | None,
+    plots: Path | None,
+    size: int,
+    vgg19_weights: Path | None,
+    effnet: bool | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Measure colourisers on colour images: ab-L1, ab-PSNR, RGB PSNR, SSIM, colourfulness,
+    ab histogram overlap and perceptual distances.
+
+    \b
+    Examples:
+      vidcolour eval --model runs/ibn --baseline grey --data photos/val --plots out/
+      vidcolour eval --model a.safetensors --model b.safetensors --data val/ --json eval.json
+    """
+    from vidcolour.evaluate import Extras, run_eval, write_json
+    from vidcolour.perceptual import VGG19, EfficientNetLite0
+    from vidcolour.train import resolve_device
+
+    if not models and not baselines:
+        raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
+    if json_out is not None and not json_out.parent.is_dir():
+        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    err = Console(stderr=True)
+    torch_device = resolve_device(device)
+    extras = Extras()
+    if vgg19_weights is None:
+        err.print(
+            "notice: VGG19 perceptual loss skipped: no --vgg19-weights given "
+            "(it is never computed on random weights)"
+        )
+    else:
+        extras.vgg19 = VGG19.load(vgg19_weights).to(torch_device)
+    if effnet is not False:
+        try:
+            extras.effnet = EfficientNetLite0.load().to(torch_device)
+        except VidcolourError as exc:
+            if effnet:
+                raise
+            err.print(f"notice: EfficientNet-Lite0 distances skipped: {exc}")
+    result = run_eval(models, baselines, data, size, torch_device, extras, plots, batch_size)
+    if json_out is not None:
+        write_json(result, json_out)
+    _print_eval_table(result)
+
+
+EVAL_COLUMNS = [
+    ("ab_l1", "ab-L1", "{:.2f}"),
+    ("ab_psnr", "ab-PSNR", "{:.2f}"),
+    ("rgb_psnr", "RGB PSNR", "{:.2f}"),
+    ("ssim", "SSIM", "{:.3f}"),
+    ("colourfulness_ratio", "CF ratio", "{:.2f}"),
+    ("dataset_hist_overlap", "hist overlap", "{:.3f}"),
+    ("vgg19_perceptual", "VGG L_perc", "{:.3f}"),
+    ("effnet_lite0_perceptual", "EffNet perc", "{:.3f}"),
+    ("effnet_lite0_frechet", "EffNet FD", "{:.1f}"),
+]
+
+
+def _print_eval_table(result: dict[str, Any]) -> None:
+    present = [c for c in EVAL_COLUMNS if c[0] in result["colourisers"][0]["mean"]]
+    table = Table(
+        title=f"{result['dataset']['images']} images at {result['dataset']['size']} px",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("colouriser", no_wrap=True)
+    for _, header, _ in present:
+        table.add_column(header, justify="right")
+    for c in result["colourisers"]:
+        table.add_row(c["name"], *(fmt.format(c["mean"][key]) for key, _, fmt in present))
+    Console().print(table)

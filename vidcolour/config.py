@@ -89,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     precision: Precision = "bf16"  # bf16 autocast where the device supports it, else float32
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
+    malloc_tuning: bool = True  # glibc keeps freed tensor memory (perf.keep_freed_memory)
     log_every: int = 10  # steps between metrics.jsonl records
     checkpoint_every: int = 500  # steps between checkpoints (and one at each epoch end)
     keep_checkpoints: int = 3

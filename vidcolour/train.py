@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
@@ -33,15 +34,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour import __version__
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from vidcolour.colour import denormalise_ab, model_to_rgb, rgb_to_model
+from vidcolour.colour import model_to_rgb, rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
-from vidcolour.metrics import ab_l1, ab_psnr, colourfulness
+from vidcolour.metrics import image_metrics
 from vidcolour.nets import build_discriminator, build_generator, fold_for_inference
-from vidcolour.perf import matmul_flops_per_s
+from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics, save_sample_grid, to_uint8_images
 from vidcolour.weights import save_generator
 
@@ -163,10 +164,10 @@ def evaluate(
     grid: Path | None = None,
     samples: int = 8,
 ) -> dict[str, float]:
-    """ab-L1, ab-PSNR (REFERENCE.md §2) and colourfulness of ``generator`` on ``loader``.
+    """Mean per-image metrics (``metrics.image_metrics``) of ``generator`` on ``loader``.
 
-    Means over images. Writes a grey / output / ground-truth grid of the first ``samples``
-    images to ``grid`` when given.
+    Writes a grey / output / ground-truth grid of the first ``samples`` images to ``grid``
+    when given.
     """
     was_training = generator.training
     generator.eval()
@@ -178,25 +179,17 @@ def evaluate(
         l, ab = rgb_to_model(rgb)
         with rt.autocast():
             fake = generator(l)
-        out_rgb = model_to_rgb(l, fake)
-        values = {
-            "ab_l1": ab_l1(denormalise_ab(fake.float()), denormalise_ab(ab)),
-            "ab_psnr": ab_psnr(denormalise_ab(fake.float()), denormalise_ab(ab)),
-            "colourfulness": colourfulness(out_rgb),
-            "colourfulness_gt": colourfulness(rgb),
-        }
-        for key, v in values.items():
-            sums[key] = sums.get(key, 0.0) + float(v.sum())
+        for key, values in image_metrics(rgb, fake).items():
+            sums[key] = sums.get(key, 0.0) + float(values.sum())
         count += rgb.shape[0]
         if grid is not None and len(shown[0]) < samples:
             take = samples - len(shown[0])
             grey = model_to_rgb(l[:take], torch.zeros_like(ab[:take]))
-            for column, images in zip(shown, (grey, out_rgb[:take], rgb[:take]), strict=True):
+            out = model_to_rgb(l[:take], fake[:take])
+            for column, images in zip(shown, (grey, out, rgb[:take]), strict=True):
                 column.extend(to_uint8_images(images))
     generator.train(was_training)
     if grid is not None and shown[0]:
-        import numpy as np
-
         save_sample_grid([np.stack(c) for c in shown], grid)
     return {key: total / max(count, 1) for key, total in sums.items()}
 
@@ -207,6 +200,8 @@ def evaluate(
 def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
     generator: nn.Module = build_generator(config.model.generator)
     discriminator: nn.Module = build_discriminator(config.model.discriminator)
+    if config.train.sync_bn and rt.world > 1 and rt.device.type != "cuda":
+        raise VidcolourError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm is GPU-only)")
     if config.train.sync_bn and rt.world > 1:
         generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
         discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
@@ -368,6 +363,7 @@ class _Status:
                 f"epoch {record['epoch']} step {record['step']}/{self.total} {rate} "
                 f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))} {losses}",
                 markup=False,
+                soft_wrap=True,  # one line per record in log files
             )
 
 
@@ -379,6 +375,8 @@ def train(
     dry_run: check the data and print the plan (config, images, steps) without training.
     """
     console = console or Console(stderr=True)
+    if config.train.malloc_tuning:
+        keep_freed_memory()
     rt = setup_runtime(args.device, config.train.precision)
     try:
         return _train(config, args, rt, console, dry_run)

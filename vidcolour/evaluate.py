@@ -1,0 +1,325 @@
+"""``vidcolour eval``: colourisers measured side by side on images with known colour.
+
+A colouriser is anything that maps L to ab: a trained generator (weights file, checkpoint or run
+directory) or a trivial baseline (grey: ab = 0; mean: the data set's mean ab). All go through
+the same code, so a model is only better than a baseline if it measures better.
+
+Every image is resized to size x size (stretched, as in training), converted to Lab, and its L
+fed to each colouriser. Metrics are defined in docs/METRICS.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from vidcolour import __version__
+from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
+from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
+from vidcolour.config import Config, DataConfig, from_dict, to_dict
+from vidcolour.data import ImageDataset, collate, list_images, scan_images
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path
+from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_overlap, image_metrics
+from vidcolour.nets import UNetGenerator, build_generator, fold_for_inference, pad_to_fit
+from vidcolour.perceptual import VGG19, EfficientNetLite0, feature_l1, frechet_distance
+from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
+from vidcolour.weights import load_generator
+
+SCHEMA = "vidcolour.eval/1"
+Predict = Callable[[torch.Tensor], torch.Tensor]  # l (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in [-1,1]
+
+
+@dataclass
+class Colouriser:
+    """A named L -> ab function and what identifies it."""
+
+    name: str
+    kind: str  # "model" or "baseline"
+    predict: Predict
+    source: str | None = None
+    sha256: str | None = None
+    config: dict[str, Any] | None = None
+    run_dir: Path | None = None  # for learning curves
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _generator_predict(generator: UNetGenerator) -> Predict:
+    def predict(l: torch.Tensor) -> torch.Tensor:
+        padded, (h, w) = pad_to_fit(l, generator.size_multiple, generator.min_size)
+        return generator(padded)[..., :h, :w]
+
+    return predict
+
+
+def _checkpoint_generator(path: Path) -> tuple[UNetGenerator, dict[str, Any]]:
+    state = load_checkpoint(path)
+    config = from_dict(Config, state["config"])
+    generator = build_generator(config.model.generator)
+    generator.load_state_dict(state["generator"])
+    fold_for_inference(generator)
+    return generator, state["config"]
+
+
+def load_colouriser(spec: str, device: torch.device) -> Colouriser:
+    """A trained generator from a .safetensors file, a checkpoint (.pt) or a run directory."""
+    path = Path(spec)
+    run_dir = None
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
+        run_dir, path = path, found[0]
+    if path.suffix == ".pt":
+        generator, config = _checkpoint_generator(path)
+        name = f"{config['name']}@{path.stem}" if run_dir is None else run_dir.name
+    else:
+        generator, info = load_generator(path)
+        config, name = {"model": {"generator": to_dict(info.config)}}, info.name
+    generator = generator.to(device).eval()
+    return Colouriser(
+        name=name,
+        kind="model",
+        predict=_generator_predict(generator),
+        source=str(spec),
+        sha256=file_sha256(path),
+        config=config,
+        run_dir=run_dir,
+    )
+
+
+def grey_baseline() -> Colouriser:
+    return Colouriser("grey", "baseline", lambda l: l.new_zeros(l.shape[0], 2, *l.shape[2:]))
+
+
+def mean_baseline(mean_ab: torch.Tensor) -> Colouriser:
+    """A constant: ``mean_ab`` (2,) in Lab units, the mean ab of a data set."""
+    value = normalise_ab(mean_ab).view(1, 2, 1, 1)
+    return Colouriser(
+        f"mean ab ({mean_ab[0]:.1f}, {mean_ab[1]:.1f})",
+        "baseline",
+        lambda l: value.to(l.device).expand(l.shape[0], 2, *l.shape[2:]),
+    )
+
+
+def dataset_mean_ab(loader: DataLoader, device: torch.device) -> torch.Tensor:
+    total = torch.zeros(2, dtype=torch.float64)
+    pixels = 0
+    for rgb, _ in loader:
+        ab = rgb_to_lab(rgb.to(device).float() / 255)[:, 1:]
+        total += ab.double().sum((0, 2, 3)).cpu()
+        pixels += ab.shape[0] * ab.shape[2] * ab.shape[3]
+    return (total / max(pixels, 1)).float()
+
+
+@dataclass
+class Extras:
+    """Optional feature networks for perceptual metrics."""
+
+    vgg19: VGG19 | None = None
+    effnet: EfficientNetLite0 | None = None
+
+
+@dataclass
+class _Accumulator:
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    hist: torch.Tensor = field(
+        default_factory=lambda: torch.zeros(2, HIST_BINS, dtype=torch.float64)
+    )
+    pooled: list[torch.Tensor] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def evaluate_colourisers(
+    colourisers: Sequence[Colouriser],
+    paths: Sequence[Path],
+    size: int,
+    device: torch.device,
+    extras: Extras,
+    batch_size: int = 8,
+    samples: int = 6,
+    grid: Path | None = None,
+) -> dict[str, Any]:
+    """Measure every colouriser on the images at ``paths``; the result follows SCHEMA."""
+    dataset = ImageDataset(paths, size, DataConfig(), train=False)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    accs = [_Accumulator() for _ in colourisers]
+    truth_hist = torch.zeros(2, HIST_BINS, dtype=torch.float64)
+    truth_pooled: list[torch.Tensor] = []
+    shown: list[list[np.ndarray]] = [[] for _ in range(len(colourisers) + 2)]
+    done = 0
+    for rgb_u8, problems in loader:
+        if problems:
+            raise VidcolourError(f"cannot evaluate on {problems[0][0]}: {problems[0][1]}")
+        rgb = rgb_u8.to(device).float() / 255
+        l, true_ab = rgb_to_model(rgb)
+        truth_hist += ab_histograms(denormalise_ab(true_ab)).sum(0).cpu()
+        truth_feats = _features(extras, rgb)
+        if truth_feats.get("pooled") is not None:
+            truth_pooled.append(truth_feats["pooled"].cpu())
+        names = [str(p) for p in dataset.paths[done : done + rgb.shape[0]]]
+        take = max(0, min(samples - len(shown[0]), rgb.shape[0]))
+        if take:
+            shown[0].extend(
+                to_uint8_images(model_to_rgb(l[:take], torch.zeros_like(true_ab[:take])))
+            )
+            shown[-1].extend(to_uint8_images(rgb[:take]))
+        for c, (colouriser, acc) in enumerate(zip(colourisers, accs, strict=True)):
+            pred_ab = colouriser.predict(l).float().clamp(-1, 1)
+            values = image_metrics(rgb, pred_ab)
+            acc.hist += ab_histograms(denormalise_ab(pred_ab)).sum(0).cpu()
+            pred_rgb = model_to_rgb(l, pred_ab)
+            feats = _features(extras, pred_rgb)
+            if extras.vgg19 is not None:
+                values["vgg19_perceptual"] = feature_l1(feats["vgg19"], truth_feats["vgg19"])
+            if extras.effnet is not None:
+                values["effnet_lite0_perceptual"] = feature_l1(
+                    feats["effnet"], truth_feats["effnet"]
+                )
+                acc.pooled.append(feats["pooled"].cpu())
+            for i, name in enumerate(names):
+                acc.per_image.append({"path": name, **{k: float(v[i]) for k, v in values.items()}})
+            if take:
+                shown[c + 1].extend(to_uint8_images(pred_rgb[:take]))
+        done += rgb.shape[0]
+
+    if grid is not None and shown[0]:
+        save_sample_grid([np.stack(column) for column in shown], grid)
+    results = []
+    for colouriser, acc in zip(colourisers, accs, strict=True):
+        results.append(_summarise(colouriser, acc, truth_hist, truth_pooled))
+    return {
+        "schema": SCHEMA,
+        "vidcolour_version": __version__,
+        "dataset": {"images": done, "size": size, "resize": "stretch"},
+        "histogram": {"bins": HIST_BINS, "range": [-HIST_RANGE, HIST_RANGE]},
+        "ground_truth_histograms": {"a": truth_hist[0].tolist(), "b": truth_hist[1].tolist()},
+        "colourisers": results,
+    }
+
+
+def _features(extras: Extras, rgb: torch.Tensor) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if extras.vgg19 is not None:
+        out["vgg19"] = extras.vgg19(rgb)
+    if extras.effnet is not None:
+        out["effnet"], out["pooled"], _ = extras.effnet(rgb)
+    return out
+
+
+def _summarise(
+    colouriser: Colouriser,
+    acc: _Accumulator,
+    truth_hist: torch.Tensor,
+    truth_pooled: list[torch.Tensor],
+) -> dict[str, Any]:
+    keys = [k for k in acc.per_image[0] if k != "path"]
+    mean = {k: float(np.mean([r[k] for r in acc.per_image])) for k in keys}
+    mean["colourfulness_ratio"] = mean["colourfulness"] / max(mean["colourfulness_gt"], 1e-12)
+    overlap = histogram_overlap(acc.hist, truth_hist)
+    mean["dataset_hist_overlap_a"], mean["dataset_hist_overlap_b"] = map(float, overlap)
+    mean["dataset_hist_overlap"] = float(overlap.mean())
+    if acc.pooled:
+        mean["effnet_lite0_frechet"] = frechet_distance(
+            torch.cat(acc.pooled), torch.cat(truth_pooled)
+        )
+    return {
+        "name": colouriser.name,
+        "kind": colouriser.kind,
+        "source": colouriser.source,
+        "sha256": colouriser.sha256,
+        "config": colouriser.config,
+        "mean": mean,
+        "histograms": {"a": acc.hist[0].tolist(), "b": acc.hist[1].tolist()},
+        "per_image": acc.per_image,
+    }
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+
+
+def plot_histograms(result: dict[str, Any], out: Path) -> None:
+    """The paper's Fig. 4: log-scale a and b histograms, ground truth and one curve per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
+    centres = (centres[:-1] + centres[1:]) / 2
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    curves: list[tuple[str, dict[str, list[float]], str | None]]
+    curves = [("ground truth", result["ground_truth_histograms"], "k")]
+    curves += [(c["name"], c["histograms"], None) for c in result["colourisers"]]
+    for ax, channel in zip(axes, ("a", "b"), strict=True):
+        for name, hist, colour in curves:
+            counts = np.asarray(hist[channel])
+            density = counts / max(counts.sum(), 1)
+            ax.semilogy(centres, np.where(density > 0, density, np.nan), label=name,
+                        color=colour, linewidth=1.6 if colour else 1.1)  # fmt: skip
+        ax.set_title(f"{channel} channel")
+        ax.set_xlabel(f"{channel} (Lab units)")
+        ax.set_ylabel("share of pixels (log)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def run_eval(
+    models: Sequence[str],
+    baselines: Sequence[str],
+    data: str,
+    size: int,
+    device: torch.device,
+    extras: Extras,
+    plots: Path | None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Load the colourisers, vet the data, measure, and write plots. Returns the result dict."""
+    report = scan_images(list_images(data), min_side=1)
+    if not report.usable:
+        raise VidcolourError(f"no usable colour images in {data} ({report.summary()})")
+    colourisers = [load_colouriser(m, device) for m in models]
+    for baseline in baselines:
+        if baseline == "grey":
+            colourisers.append(grey_baseline())
+        else:
+            dataset = ImageDataset(report.usable, size, DataConfig(), train=False)
+            loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+            colourisers.append(mean_baseline(dataset_mean_ab(loader, device)))
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+    grid = plots / "samples.png" if plots is not None else None
+    result = evaluate_colourisers(
+        colourisers, report.usable, size, device, extras, batch_size=batch_size, grid=grid
+    )
+    result["dataset"].update(
+        source=data, skipped=dict(report.skipped), converted=dict(report.converted)
+    )
+    if plots is not None:
+        plot_histograms(result, plots / "histograms.png")
+        runs = {c.name: read_metrics(c.run_dir) for c in colourisers if c.run_dir is not None}
+        if runs:
+            from vidcolour.plots import plot_learning_curves
+
+            plot_learning_curves(runs, plots / "learning_curves.png")
+    return result
