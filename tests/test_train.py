@@ -54,7 +54,7 @@ def test_every_config_trains_a_few_steps(name: str, photos: Path, tmp_path: Path
     assert (run / "config.yaml").is_file() and (run / "curves.png").is_file()
 
 
-@pytest.mark.parametrize("gan", ["lsgan", "hinge"])
+@pytest.mark.parametrize("gan", ["lsgan", "hinge", "none"])
 def test_other_gan_losses_run(gan: str, photos: Path, tmp_path: Path) -> None:
     config = small_config("bn_sn_md", f"loss.gan={gan}", "train.precision=fp32")
     train(config, RunArgs(data=str(photos), out=tmp_path / "run", max_steps=2, device="cpu"))
@@ -302,3 +302,30 @@ def test_imagenet_split(tmp_path: Path) -> None:
     assert {p.parent.name for p in test_list} == {"n00000000", "n00000001", "n00000002"}
     assert imagenet_split(root, per_class=10, seed=0)[1] == test_list  # fixed seed
     assert imagenet_split(root, per_class=10, seed=1)[1] != test_list
+
+
+class _Payload:
+    """An arbitrary class: unpickling it would run code from the file's say-so."""
+
+
+def test_checkpoint_loading_never_unpickles_and_fails_clearly(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    good = {"format": "vidcolour.checkpoint", "step": 1}
+    torch.save(good, folder / "step-000000001.pt")
+    (folder / "step-000000002.pt").write_bytes(b"not a zip file at all")
+    torch.save({"step": 3, "payload": _Payload()}, folder / "step-000000003.pt")
+    for path, message in [
+        (folder / "step-000000002.pt", "not a readable checkpoint"),
+        (folder / "step-000000003.pt", "not a readable checkpoint"),  # refused by weights_only
+        (tmp_path / "missing.pt", "checkpoint not found"),
+    ]:
+        with pytest.raises(VidcolourError, match=message) as err:
+            load_checkpoint(path)
+        assert "\n" not in str(err.value)
+    torch.save({"step": 4}, folder / "step-000000004.pt")
+    with pytest.raises(VidcolourError, match="not a vidcolour training checkpoint"):
+        load_checkpoint(folder / "step-000000004.pt")
+    # Resuming passes over the unusable newer files to the newest good one.
+    found = latest_checkpoint(tmp_path)
+    assert found is not None and found[0].name == "step-000000001.pt"

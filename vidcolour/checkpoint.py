@@ -38,16 +38,23 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU (tensors and plain containers only: weights_only=True)."""
-    path = Path(path)
+def torch_load(path: Path, what: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` (never unpickles code), on the CPU.
+
+    A missing or unreadable file raises VidcolourError naming ``what`` ("checkpoint", ...).
+    """
     if not path.is_file():
-        raise VidcolourError(f"checkpoint not found: {path}")
+        raise VidcolourError(f"{what} not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VidcolourError(f"{path} is not a readable checkpoint ({reason})") from None
+        raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint on the CPU (tensors and plain containers only)."""
+    state = torch_load(Path(path), "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise VidcolourError(f"{path} is not a vidcolour training checkpoint")
     return state

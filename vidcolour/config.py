@@ -21,7 +21,7 @@ from vidcolour.errors import VidcolourError
 
 NormName = Literal["bn", "in", "ibn", "ibn_release"]
 Upsample = Literal["transpose", "nearest"]
-GanLoss = Literal["nonsaturating", "lsgan", "hinge"]
+GanLoss = Literal["nonsaturating", "lsgan", "hinge", "none"]
 Resize = Literal["stretch", "crop"]
 Precision = Literal["bf16", "fp32"]
 
@@ -60,7 +60,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    gan: GanLoss = "nonsaturating"  # the paper's Eq. 5; the official release used lsgan
+    gan: GanLoss = "nonsaturating"  # the paper's Eq. 5; the release used lsgan; none = L1 only
     l1_weight: float = 100.0  # lambda in Eq. 5
 
 

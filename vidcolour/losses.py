@@ -25,8 +25,10 @@ def d_loss(
             total = total + F.softplus(-r).mean() + F.softplus(f).mean()
         elif kind == "lsgan":  # (D(real) - 1)^2 + D(fake)^2, the official release
             total = total + (r - 1).pow(2).mean() + f.pow(2).mean()
-        else:  # hinge
+        elif kind == "hinge":
             total = total + F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        else:
+            raise ValueError(f"no discriminator loss for gan={kind!r}")
     return total
 
 
@@ -39,6 +41,8 @@ def g_adv_loss(kind: GanLoss, fake: Sequence[torch.Tensor]) -> torch.Tensor:
             total = total + F.softplus(-f).mean()
         elif kind == "lsgan":
             total = total + (f - 1).pow(2).mean()
-        else:
+        elif kind == "hinge":
             total = total - f.mean()
+        else:
+            raise ValueError(f"no adversarial loss for gan={kind!r}")
     return total

@@ -13,14 +13,13 @@ Both take sRGB in [0, 1], (B, 3, H, W), and resize to 224x224 themselves.
 from __future__ import annotations
 
 import math
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidcolour.checkpoint import torch_load
 from vidcolour.errors import VidcolourError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,13 +51,7 @@ class _ImageNetNormalise(nn.Module):
 
 
 def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise VidcolourError(f"{what} weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VidcolourError(f"{path} is not a readable {what} weights file ({reason})") from None
+    state = torch_load(path, f"{what} weights")
     if not isinstance(state, dict):
         raise VidcolourError(f"{path} is not a {what} state dict")
     return state

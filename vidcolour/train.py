@@ -122,6 +122,8 @@ def train_step(
     """
     l, ab = rgb_to_model(rgb.float() / 255)  # (B,1,H,W), (B,2,H,W) in [-1, 1], float32
     kind = config.loss.gan
+    if kind == "none":  # the L1-only regression baseline: no discriminator at all
+        return _regression_step(nets, optims, l, ab, config, rt)
 
     with rt.autocast():
         fake = nets.generator(l)  # (B,2,H,W)
@@ -151,6 +153,20 @@ def train_step(
         "loss_g_l1": l1.detach(),
         "loss_g": loss_g.detach(),
     }
+
+
+def _regression_step(
+    nets: Nets, optims: Optimisers, l: torch.Tensor, ab: torch.Tensor, config: Config, rt: Runtime
+) -> dict[str, torch.Tensor]:
+    with rt.autocast():
+        fake = nets.generator(l)
+    l1 = (fake.float() - ab).abs().mean()
+    loss_g = config.loss.l1_weight * l1
+    optims.generator.zero_grad(set_to_none=True)
+    loss_g.backward()
+    optims.generator.step()
+    zero = torch.zeros((), device=l.device)
+    return {"loss_d": zero, "loss_g_adv": zero, "loss_g_l1": l1.detach(), "loss_g": loss_g.detach()}
 
 
 # --------------------------------------------------------------------------- validation
