@@ -488,15 +488,23 @@ def _train(
     window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
     skipped_files: set[str] = set()
     last: dict[str, Any] = {}
+    saved_step = step
+    paused = 0.0  # seconds spent checkpointing and validating: not training throughput
 
     def checkpoint(next_epoch: int, next_in_epoch: int) -> None:
+        nonlocal saved_step, paused
+        start = time.perf_counter()
         if rt.is_main:
             state = _checkpoint_state(nets, optims, config, step, next_epoch, next_in_epoch, rt)
             save_checkpoint(args.out, state, tc.keep_checkpoints)
+        saved_step = step
+        paused += time.perf_counter() - start
 
     def validate() -> None:
+        nonlocal paused
         if val_loader is None:
             return
+        start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
         values = evaluate(unwrap(nets.generator), val_loader, rt, grid, tc.val_samples)
@@ -507,6 +515,7 @@ def _train(
             f"val step {step}: ab-L1 {values['ab_l1']:.2f}, ab-PSNR {values['ab_psnr']:.2f} dB, "
             f"colourfulness {values['colourfulness']:.1f} (truth {values['colourfulness_gt']:.1f})"
         )
+        paused += time.perf_counter() - start
 
     with _Status(console, rt.is_main, total, step) as status:
         while step < total and epoch < tc.epochs:
@@ -527,7 +536,7 @@ def _train(
                     with counter:
                         losses = train_step(nets, optims, rgb, config, rt)
                     flops_per_image = counter.get_total_flops() / rgb.shape[0]
-                    timed_steps, window_start = 0, time.perf_counter()
+                    timed_steps, window_start, paused = 0, time.perf_counter(), 0.0
                 else:
                     losses = train_step(nets, optims, rgb, config, rt)
                     timed_steps += 1
@@ -542,7 +551,7 @@ def _train(
                     record = {"kind": "train", "step": step, "epoch": epoch + 1}
                     # CPU-GPU sync point: once per logging window, not per step
                     record.update({k: float(v) / window_steps for k, v in window.items()})
-                    elapsed = time.perf_counter() - window_start
+                    elapsed = time.perf_counter() - window_start - paused
                     if timed_steps:
                         img_s = timed_steps * tc.batch_size * rt.world / elapsed
                         record.update(
@@ -556,7 +565,7 @@ def _train(
                     log.write(record)
                     last = record
                     status.report(record, timed_steps / elapsed)
-                    window, window_steps, timed_steps = {}, 0, 0
+                    window, window_steps, timed_steps, paused = {}, 0, 0, 0.0
                     window_start = time.perf_counter()
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                     checkpoint(epoch, in_epoch)
@@ -569,7 +578,7 @@ def _train(
                 checkpoint(epoch, in_epoch)
                 if not tc.val_every:
                     validate()
-            elif step % max(tc.checkpoint_every, 1):
+            elif step != saved_step:
                 checkpoint(epoch, in_epoch)  # stopped mid-epoch (--max-steps)
 
     if rt.is_main:
