@@ -236,7 +236,13 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
 
 
 def make_loader(
-    dataset: ImageDataset, sampler: Any, batch_size: int, workers: int, rt: Runtime, drop_last: bool
+    dataset: ImageDataset,
+    sampler: Any,
+    batch_size: int,
+    workers: int,
+    rt: Runtime,
+    drop_last: bool,
+    persistent: bool = False,
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -246,7 +252,7 @@ def make_loader(
         collate_fn=collate,
         pin_memory=rt.device.type == "cuda",
         drop_last=drop_last,
-        persistent_workers=False,
+        persistent_workers=persistent and workers > 0,
     )
 
 
@@ -517,14 +523,20 @@ def _train(
         )
         paused += time.perf_counter() - start
 
+    workers = config.data.workers
+    # One loader whose workers live across epochs (the sampler runs in this process, so
+    # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
+    loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, True, persistent=True)
     with _Status(console, rt.is_main, total, step) as status:
         while step < total and epoch < tc.epochs:
             sampler.set_epoch(epoch)
-            skip = in_epoch * tc.batch_size
-            loader = make_loader(
-                dataset, SkipSampler(sampler, skip), tc.batch_size, config.data.workers, rt, True
-            )
-            batches: Iterator[Any] = iter(loader)
+            if in_epoch:
+                skipping = SkipSampler(sampler, in_epoch * tc.batch_size)
+                batches: Iterator[Any] = iter(
+                    make_loader(dataset, skipping, tc.batch_size, workers, rt, True)
+                )
+            else:
+                batches = iter(loader)
             for rgb, problems in batches:
                 for path, reason in problems:
                     if path not in skipped_files:
