@@ -188,3 +188,18 @@ def test_frechet_distance_of_shifted_gaussians() -> None:
 def test_write_photos_helper_is_colour(tmp_path: Path) -> None:
     (path,) = write_photos(tmp_path, 1)
     assert np.asarray(Image.open(path)).std(axis=2).mean() > 5
+
+
+def test_a_damaged_image_is_reported_not_replaced(photos: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in sorted(photos.glob("*.png")):
+        (data / path.name).write_bytes(path.read_bytes())
+    whole = (data / "p0.png").read_bytes()
+    (data / "p0.png").write_bytes(whole[: len(whole) // 2])
+    paths = sorted(data.glob("*.png"))
+    result = evaluate_colourisers([grey_baseline()], paths, 64, CPU, Extras())
+    assert result["dataset"]["images"] == 3
+    assert list(result["dataset"]["failed"]) == [str(data / "p0.png")]
+    per_image = result["colourisers"][0]["per_image"]
+    assert [Path(r["path"]).name for r in per_image] == ["p1.png", "p2.png", "p3.png"]

@@ -17,12 +17,14 @@ from PIL import Image
 from tests.helpers import ALL_CONFIGS, SMALL, small_config, synthetic_photo, write_photos
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.config import Config, load_config
-from vidcolour.data import ImageDataset, imagenet_split, list_images
+from vidcolour.data import imagenet_split, list_images
 from vidcolour.errors import VidcolourError
-from vidcolour.metrics import ab_l1
+from vidcolour.evaluate import Extras, evaluate_colourisers, grey_baseline, load_colouriser
 from vidcolour.resources import resolve_config
-from vidcolour.train import RunArgs, Runtime, evaluate, export_generator, train
+from vidcolour.train import RunArgs, export_generator, train
 from vidcolour.weights import load_generator
+
+CPU = torch.device("cpu")
 
 
 def train_records(run: Path) -> list[dict]:
@@ -82,25 +84,12 @@ def test_the_loop_learns(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(config, RunArgs(data=str(data), out=run, max_steps=300, device="cpu"))
 
-    generator, _ = load_generator_from_run(run, tmp_path)
-    dataset = ImageDataset(list_images(data), 64, config.data, train=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=_collate)
-    learned = evaluate(generator, loader, Runtime(torch.device("cpu")))["ab_l1"]
-    grey = float(np.mean([_grey_ab_l1(rgb) for rgb, _ in loader]))
+    found = latest_checkpoint(run)
+    assert found is not None
+    model = load_colouriser(str(found[0]), torch.device("cpu"))
+    result = evaluate_colourisers([model, grey_baseline()], list_images(data), 64, CPU, Extras())
+    learned, grey = (c["mean"]["ab_l1"] for c in result["colourisers"])
     assert learned < 0.5 * grey, (learned, grey)
-
-
-def _collate(samples):
-    from vidcolour.data import collate
-
-    return collate(samples)
-
-
-def _grey_ab_l1(rgb: torch.Tensor) -> float:
-    from vidcolour.colour import rgb_to_lab
-
-    ab = rgb_to_lab(rgb.float() / 255)[:, 1:]
-    return float(ab_l1(torch.zeros_like(ab), ab).mean())
 
 
 def load_generator_from_run(run: Path, tmp_path: Path):
@@ -329,3 +318,19 @@ def test_checkpoint_loading_never_unpickles_and_fails_clearly(tmp_path: Path) ->
     # Resuming passes over the unusable newer files to the newest good one.
     found = latest_checkpoint(tmp_path)
     assert found is not None and found[0].name == "step-000000001.pt"
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(photos: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vidcolour.cli import main
+
+    run = tmp_path / "run"
+    sets = [x for s in SMALL for x in ("--set", s)]
+    args = ["train", "--config", "ibn_sn_md", "--data", str(photos), "--out", str(run),
+            "--dry-run", "--device", "cpu", *sets]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "3 steps per epoch of 2 x 1 images" in result.output
+    assert "norm: ibn" in result.output
+    assert not run.exists()

@@ -119,3 +119,14 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError):
         save_generator(path, _trained_generator(), name="tiny")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "g.safetensors"
+    save_generator(path, _trained_generator(), name="tiny")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -160,6 +160,14 @@ def is_grey(rgb: np.ndarray) -> bool:
     return int(spread.max()) <= GREY_TOLERANCE
 
 
+class ImageProblem(Exception):
+    """An image that turned out unusable when decoded; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ImageDataset(Dataset):
     """Images as (3, size, size) uint8 RGB tensors, with the reasons for any file passed over.
 
@@ -181,31 +189,33 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _load(self, path: Path) -> np.ndarray:
+    def load(self, path: Path) -> torch.Tensor:
+        """One image as (3, size, size) uint8 RGB. Raises ImageProblem if it cannot be used."""
         # Seeded from torch's generator, which DataLoader seeds per worker from the run's seed.
         rng = random.Random(int(torch.randint(2**62, ()))) if self.train else None
-        im = fit_to_size(
-            load_rgb(path),
-            self.size,
-            self.config.resize,
-            rng if self.config.random_crop else None,
-            self.config.hflip and self.train,
-        )
-        return np.asarray(im)
+        try:
+            im = fit_to_size(
+                load_rgb(path),
+                self.size,
+                self.config.resize,
+                rng if self.config.random_crop else None,
+                self.config.hflip and self.train,
+            )
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise ImageProblem(f"cannot decode ({str(exc).splitlines()[0]})") from None
+        rgb = np.asarray(im)
+        if is_grey(rgb):
+            raise ImageProblem("greyscale content")
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, list[tuple[str, str]]]:
         problems: list[tuple[str, str]] = []
         for attempt in range(MAX_RETRIES):
             path = self.paths[(index + attempt) % len(self.paths)]
             try:
-                rgb = self._load(path)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-                problems.append((str(path), f"cannot decode ({str(exc).splitlines()[0]})"))
-                continue
-            if is_grey(rgb):
-                problems.append((str(path), "greyscale content"))
-                continue
-            return torch.from_numpy(rgb.copy()).permute(2, 0, 1), problems
+                return self.load(path), problems
+            except ImageProblem as problem:
+                problems.append((str(path), problem.reason))
         raise VidcolourError(f"{MAX_RETRIES} images in a row could not be used, last: {path}")
 
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from vidcolour import __version__
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
 from vidcolour.config import Config, DataConfig, from_dict, to_dict
-from vidcolour.data import ImageDataset, collate, list_images, scan_images
+from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_overlap, image_metrics
@@ -120,11 +120,46 @@ def mean_baseline(mean_ab: torch.Tensor) -> Colouriser:
 def dataset_mean_ab(loader: DataLoader, device: torch.device) -> torch.Tensor:
     total = torch.zeros(2, dtype=torch.float64)
     pixels = 0
-    for rgb, _ in loader:
+    for rgb, _, _ in loader:
+        if rgb is None:
+            continue
         ab = rgb_to_lab(rgb.to(device).float() / 255)[:, 1:]
         total += ab.double().sum((0, 2, 3)).cpu()
         pixels += ab.shape[0] * ab.shape[2] * ab.shape[3]
     return (total / max(pixels, 1)).float()
+
+
+class _EvalImages(Dataset):
+    """Every image once, in order; an image that fails to decode is reported, never replaced
+    (a substitute would skew the measurement)."""
+
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
+        self.images = ImageDataset(paths, size, DataConfig(), train=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, str | None]:
+        path = self.images.paths[index]
+        try:
+            return self.images.load(path), str(path), None
+        except ImageProblem as problem:
+            return None, str(path), problem.reason
+
+
+def _eval_collate(
+    samples: list[tuple[torch.Tensor | None, str, str | None]],
+) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
+    """(B, 3, H, W) uint8 of the usable images (None if there are none), their paths, and
+    path -> reason for the others."""
+    kept = [(image, path) for image, path, _ in samples if image is not None]
+    problems = {path: reason for image, path, reason in samples if reason is not None}
+    images = torch.stack([image for image, _ in kept]) if kept else None
+    return images, [path for _, path in kept], problems
+
+
+def eval_loader(paths: Sequence[Path], size: int, batch_size: int) -> DataLoader:
+    return DataLoader(_EvalImages(paths, size), batch_size=batch_size, collate_fn=_eval_collate)
 
 
 @dataclass
@@ -156,23 +191,23 @@ def evaluate_colourisers(
     grid: Path | None = None,
 ) -> dict[str, Any]:
     """Measure every colouriser on the images at ``paths``; the result follows SCHEMA."""
-    dataset = ImageDataset(paths, size, DataConfig(), train=False)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    loader = eval_loader(paths, size, batch_size)
     accs = [_Accumulator() for _ in colourisers]
+    skipped: dict[str, str] = {}
     truth_hist = torch.zeros(2, HIST_BINS, dtype=torch.float64)
     truth_pooled: list[torch.Tensor] = []
     shown: list[list[np.ndarray]] = [[] for _ in range(len(colourisers) + 2)]
     done = 0
-    for rgb_u8, problems in loader:
-        if problems:
-            raise VidcolourError(f"cannot evaluate on {problems[0][0]}: {problems[0][1]}")
+    for rgb_u8, names, problems in loader:
+        skipped.update(problems)
+        if rgb_u8 is None:
+            continue
         rgb = rgb_u8.to(device).float() / 255
         l, true_ab = rgb_to_model(rgb)
         truth_hist += ab_histograms(denormalise_ab(true_ab)).sum(0).cpu()
         truth_feats = _features(extras, rgb)
         if truth_feats.get("pooled") is not None:
             truth_pooled.append(truth_feats["pooled"].cpu())
-        names = [str(p) for p in dataset.paths[done : done + rgb.shape[0]]]
         take = max(0, min(samples - len(shown[0]), rgb.shape[0]))
         if take:
             shown[0].extend(
@@ -198,6 +233,9 @@ def evaluate_colourisers(
                 shown[c + 1].extend(to_uint8_images(pred_rgb[:take]))
         done += rgb.shape[0]
 
+    if not done:
+        raise VidcolourError("no image could be evaluated: " + "; ".join(
+            f"{path}: {reason}" for path, reason in list(skipped.items())[:3]))  # fmt: skip
     if grid is not None and shown[0]:
         save_sample_grid([np.stack(column) for column in shown], grid)
     results = []
@@ -206,7 +244,7 @@ def evaluate_colourisers(
     return {
         "schema": SCHEMA,
         "vidcolour_version": __version__,
-        "dataset": {"images": done, "size": size, "resize": "stretch"},
+        "dataset": {"images": done, "size": size, "resize": "stretch", "failed": skipped},
         "histogram": {"bins": HIST_BINS, "range": [-HIST_RANGE, HIST_RANGE]},
         "ground_truth_histograms": {"a": truth_hist[0].tolist(), "b": truth_hist[1].tolist()},
         "colourisers": results,
@@ -303,8 +341,7 @@ def run_eval(
         if baseline == "grey":
             colourisers.append(grey_baseline())
         else:
-            dataset = ImageDataset(report.usable, size, DataConfig(), train=False)
-            loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+            loader = eval_loader(report.usable, size, batch_size)
             colourisers.append(mean_baseline(dataset_mean_ab(loader, device)))
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)

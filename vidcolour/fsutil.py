@@ -8,6 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# mkstemp creates files readable by their owner only; a finished output should get the mode any
+# new file would (0666 less the umask). The umask can only be read by setting it, so read it once
+# at import, before any threads exist.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
@@ -25,6 +31,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:  # on disk before it gets the name: survives power loss too
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # after the writer: some (safetensors) replace the file
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """The paper's training recipe: pix2pix-style conditional GAN in Lab, resumable, DDP-ready.
 
 The loop is plain functions over explicit state: ``train_step`` takes the networks, their
-optimisers and a batch and returns the loss terms; ``evaluate`` measures a generator on a
-validation set; ``train`` wires data, checkpoints, logging and progress around them.
+optimisers and a batch and returns the loss terms; ``validation_metrics`` measures the generator
+with the evaluator of ``vidcolour eval``; ``train`` wires data, checkpoints, logging and progress
+around them.
 
 Under torchrun every process trains on its shard of each epoch (DistributedSampler) with
 DistributedDataParallel; only rank 0 writes files.
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
@@ -34,16 +34,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour import __version__
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from vidcolour.colour import model_to_rgb, rgb_to_model
+from vidcolour.colour import rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
 from vidcolour.errors import VidcolourError
+from vidcolour.evaluate import Colouriser, Extras, evaluate_colourisers
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
-from vidcolour.metrics import image_metrics
 from vidcolour.nets import build_discriminator, build_generator, fold_for_inference
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
-from vidcolour.plots import plot_learning_curves, read_metrics, save_sample_grid, to_uint8_images
+from vidcolour.plots import plot_learning_curves, read_metrics
 from vidcolour.weights import save_generator
 
 # --------------------------------------------------------------------------- runtime
@@ -172,42 +172,32 @@ def _regression_step(
 # --------------------------------------------------------------------------- validation
 
 
-@torch.inference_mode()
-def evaluate(
-    generator: nn.Module,
-    loader: DataLoader,
-    rt: Runtime,
-    grid: Path | None = None,
-    samples: int = 8,
+def validation_metrics(
+    generator: nn.Module, paths: list[Path], config: Config, rt: Runtime, grid: Path
 ) -> dict[str, float]:
-    """Mean per-image metrics (``metrics.image_metrics``) of ``generator`` on ``loader``.
+    """The evaluator's mean metrics (``vidcolour eval``) of ``generator`` on ``paths`` at the
+    training size, under the training autocast; writes a grey / output / truth sample grid."""
 
-    Writes a grey / output / ground-truth grid of the first ``samples`` images to ``grid``
-    when given.
-    """
+    def predict(l: torch.Tensor) -> torch.Tensor:
+        with rt.autocast():
+            return generator(l)
+
     was_training = generator.training
     generator.eval()
-    sums: dict[str, float] = {}
-    count = 0
-    shown: list[list[Any]] = [[], [], []]
-    for rgb, _ in loader:
-        rgb = rgb.to(rt.device, non_blocking=True).float() / 255
-        l, ab = rgb_to_model(rgb)
-        with rt.autocast():
-            fake = generator(l)
-        for key, values in image_metrics(rgb, fake).items():
-            sums[key] = sums.get(key, 0.0) + float(values.sum())
-        count += rgb.shape[0]
-        if grid is not None and len(shown[0]) < samples:
-            take = samples - len(shown[0])
-            grey = model_to_rgb(l[:take], torch.zeros_like(ab[:take]))
-            out = model_to_rgb(l[:take], fake[:take])
-            for column, images in zip(shown, (grey, out, rgb[:take]), strict=True):
-                column.extend(to_uint8_images(images))
-    generator.train(was_training)
-    if grid is not None and shown[0]:
-        save_sample_grid([np.stack(c) for c in shown], grid)
-    return {key: total / max(count, 1) for key, total in sums.items()}
+    try:
+        result = evaluate_colourisers(
+            [Colouriser(config.name, "model", predict)],
+            paths,
+            config.train.image_size,
+            rt.device,
+            Extras(),
+            batch_size=config.train.batch_size,
+            samples=config.train.val_samples,
+            grid=grid,
+        )
+    finally:
+        generator.train(was_training)
+    return result["colourisers"][0]["mean"]
 
 
 # --------------------------------------------------------------------------- building
@@ -424,12 +414,11 @@ def _train(
             f"{len(dataset)} usable images cannot fill one batch of {tc.batch_size} "
             f"on each of {rt.world} process(es)"
         )
-    val_loader = None
+    val_paths: list[Path] = []
     if args.val is not None and rt.is_main:
         val_report = scan_images(list_images(args.val), config.data.min_side)
         say(f"val {args.val}: {val_report.summary()}")
-        val_set = ImageDataset(val_report.usable, tc.image_size, config.data, train=False)
-        val_loader = make_loader(val_set, None, tc.batch_size, 0, rt, drop_last=False)
+        val_paths = val_report.usable
 
     if dry_run:
         say(to_yaml(config), markup=False)
@@ -508,18 +497,19 @@ def _train(
 
     def validate() -> None:
         nonlocal paused
-        if val_loader is None:
+        if not val_paths:
             return
         start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
-        values = evaluate(unwrap(nets.generator), val_loader, rt, grid, tc.val_samples)
+        values = validation_metrics(unwrap(nets.generator), val_paths, config, rt, grid)
         record = {"kind": "val", "step": step, "epoch": epoch + 1}
         record.update({f"val_{k}": v for k, v in values.items()})
         log.write(record)
         say(
             f"val step {step}: ab-L1 {values['ab_l1']:.2f}, ab-PSNR {values['ab_psnr']:.2f} dB, "
-            f"colourfulness {values['colourfulness']:.1f} (truth {values['colourfulness_gt']:.1f})"
+            f"colourfulness ratio {values['colourfulness_ratio']:.2f}, "
+            f"ab histogram overlap {values['dataset_hist_overlap']:.3f}"
         )
         paused += time.perf_counter() - start
 
