@@ -231,9 +231,9 @@ def make_loader(
     batch_size: int,
     workers: int,
     rt: Runtime,
-    drop_last: bool,
     persistent: bool = False,
 ) -> DataLoader:
+    """Training batches: whole batches only (every process takes the same number of steps)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -241,7 +241,7 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=rt.device.type == "cuda",
-        drop_last=drop_last,
+        drop_last=True,
         persistent_workers=persistent and workers > 0,
     )
 
@@ -516,14 +516,14 @@ def _train(
     workers = config.data.workers
     # One loader whose workers live across epochs (the sampler runs in this process, so
     # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
-    loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, True, persistent=True)
+    loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, persistent=True)
     with _Status(console, rt.is_main, total, step) as status:
         while step < total and epoch < tc.epochs:
             sampler.set_epoch(epoch)
             if in_epoch:
                 skipping = SkipSampler(sampler, in_epoch * tc.batch_size)
                 batches: Iterator[Any] = iter(
-                    make_loader(dataset, skipping, tc.batch_size, workers, rt, True)
+                    make_loader(dataset, skipping, tc.batch_size, workers, rt)
                 )
             else:
                 batches = iter(loader)
