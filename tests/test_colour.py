@@ -4,8 +4,12 @@ import torch
 from skimage.color import rgb2lab
 
 from vidcolour.colour import (
+    YCBCR_MATRICES,
+    YCbCrCoding,
     denormalise_ab,
     denormalise_l,
+    grey_to_l,
+    lab_to_chroma,
     lab_to_rgb,
     model_to_rgb,
     normalise_ab,
@@ -76,3 +80,64 @@ def test_model_pair_round_trip() -> None:
     # bf16 keeps ~3 significant digits of ab: a visible but small error
     assert (model_to_rgb(l, ab.bfloat16()) - rgb).abs().max() < 0.02
     assert (model_to_rgb(l, ab) - rgb).abs().max() < 1e-4
+
+
+# ----------------------------------------------------------------- video Y'CbCr
+
+
+def test_grey_to_l_is_the_lab_l_of_grey_pixels() -> None:
+    y = torch.rand(1, 1, 31, 17)
+    y[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 0.04045, 0.5])  # ends and the sRGB knee
+    expected = rgb_to_lab(y.expand(1, 3, 31, 17))[:, :1]
+    assert (grey_to_l(y) - expected).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("coding", "black", "white", "neutral"),
+    [
+        (YCbCrCoding("bt709", full_range=False, bits=8), 16, 235, 128),
+        (YCbCrCoding("bt709", full_range=True, bits=8), 0, 255, 128),
+        (YCbCrCoding("bt2020", full_range=False, bits=10), 64, 940, 512),
+    ],
+)
+def test_code_ranges(coding: YCbCrCoding, black: int, white: int, neutral: int) -> None:
+    codes = torch.tensor([black - 5, black, white, white + 5], dtype=torch.float32)
+    assert coding.luma_to_unit(codes).tolist() == [0.0, 0.0, 1.0, 1.0]
+    L = torch.full((1, 1, 2, 2), 60.0)
+    cb, cr = lab_to_chroma(L, torch.zeros(1, 2, 2, 2), coding)  # grey has no colour difference
+    # within 0.01 of a code: D65 white in float32 is neutral to ~1e-5, and codes are rounded
+    assert torch.allclose(cb, torch.tensor(float(neutral)), atol=0.01)
+    assert torch.allclose(cr, torch.tensor(float(neutral)), atol=0.01)
+
+
+@pytest.mark.parametrize("matrix", sorted(YCBCR_MATRICES))
+def test_lab_to_chroma_matches_the_standard_matrix(matrix: str) -> None:
+    """Cb/Cr from (L, ab) equal Cb/Cr computed from the same colour's R'G'B' by the matrix."""
+    rgb = np.random.default_rng(0).uniform(0, 1, (8, 9, 3))
+    lab = torch.from_numpy(rgb2lab(rgb)).permute(2, 0, 1)[None].float()
+    coding = YCbCrCoding(matrix, full_range=False, bits=8)
+    cb, cr = lab_to_chroma(lab[:, :1], lab[:, 1:], coding)
+    kr, kb = YCBCR_MATRICES[matrix]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    expected_cb = 128 + 224 * (b - y) / (2 * (1 - kb))
+    expected_cr = 128 + 224 * (r - y) / (2 * (1 - kr))
+    assert np.abs(cb[0, 0].numpy() - expected_cb).max() < 0.05
+    assert np.abs(cr[0, 0].numpy() - expected_cr).max() < 0.05
+
+
+def test_original_luma_with_true_ab_gives_back_the_colours() -> None:
+    """The pipeline's promise: keep Y', compute only Cb/Cr; with perfect ab, the colour returns."""
+    rgb = np.random.default_rng(1).uniform(0, 1, (6, 7, 3))
+    kr, kb = YCBCR_MATRICES["bt601"]
+    y = kr * rgb[..., 0] + (1 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
+    lab = torch.from_numpy(rgb2lab(rgb)).permute(2, 0, 1)[None].float()
+    coding = YCbCrCoding("bt601", full_range=True, bits=8)
+    cb, cr = (
+        c[0, 0].double().numpy() / 255 - 128 / 255
+        for c in lab_to_chroma(lab[:, :1], lab[:, 1:], coding)
+    )
+    r = y + 2 * (1 - kr) * cr
+    b = y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / (1 - kr - kb)
+    assert np.abs(np.stack([r, g, b], -1) - rgb).max() < 1e-3

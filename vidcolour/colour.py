@@ -14,6 +14,8 @@ functions (cube roots, 2.4 powers) lose whole Lab units in bf16.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
@@ -84,3 +86,75 @@ def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """
     lab = torch.cat([denormalise_l(_float32(l)), denormalise_ab(_float32(ab))], dim=1)
     return lab_to_rgb(lab)
+
+
+# --------------------------------------------------------------------------- video Y'CbCr
+#
+# Video keeps its picture as gamma-encoded luma Y' plus two colour-difference planes, often at
+# half resolution. vidcolour never rebuilds full-resolution RGB: the model's L comes straight
+# from the decoded Y' plane, the output keeps that plane untouched, and only Cb and Cr are
+# computed, at their own resolution, from L and the predicted ab.
+
+# Luma coefficients (Kr, Kb) of the matrices video streams declare.
+YCBCR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+
+
+@dataclass(frozen=True)
+class YCbCrCoding:
+    """How a stream's Y'CbCr codes map to [0, 1] R'G'B'."""
+
+    matrix: str = "bt709"  # a key of YCBCR_MATRICES
+    full_range: bool = False  # limited ("tv"): Y' 16-235, C 16-240 at 8 bits
+    bits: int = 8
+
+    @property
+    def _scale(self) -> float:
+        return float(2 ** (self.bits - 8))
+
+    def luma_to_unit(self, code: torch.Tensor) -> torch.Tensor:
+        """Y' codes -> [0, 1] (clipped: footroom and headroom carry no picture)."""
+        if self.full_range:
+            unit = code / (2**self.bits - 1)
+        else:
+            unit = (code - 16 * self._scale) / (219 * self._scale)
+        return unit.clamp(0, 1)
+
+    def chroma_to_code(self, c: torch.Tensor) -> torch.Tensor:
+        """Colour difference in [-0.5, 0.5] -> Cb / Cr codes (float, not rounded)."""
+        if self.full_range:
+            return 2 ** (self.bits - 1) + c * (2**self.bits - 1)
+        return (128 + 224 * c) * self._scale
+
+
+def grey_to_l(y: torch.Tensor) -> torch.Tensor:
+    """Lab L of grey pixels R' = G' = B' = y.
+
+    y: any shape, float in [0, 1] (gamma-encoded, sRGB transfer). Returns L in [0, 100],
+    float32: exactly what ``rgb_to_lab`` gives for (y, y, y), without building the triple.
+    """
+    with torch.autocast(y.device.type, enabled=False):
+        y = _float32(y)
+        linear = torch.where(y > 0.04045, ((y + 0.055) / 1.055).pow(2.4), y / 12.92)
+        # CIE f(t) with t = Y / Yn; for grey under D65, Y / Yn is the linear value itself.
+        delta = 6 / 29
+        f = torch.where(linear > delta**3, linear.clamp_min(1e-12).pow(1 / 3),
+                        linear / (3 * delta**2) + 4 / 29)  # fmt: skip
+        return 116 * f - 16
+
+
+def lab_to_chroma(
+    L: torch.Tensor, ab: torch.Tensor, coding: YCbCrCoding
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cb and Cr codes of the colour (L, ab), for a stream coded as ``coding``.
+
+    L: (B, 1, h, w) in [0, 100] and ab: (B, 2, h, w) in Lab units, both at the chroma planes'
+    resolution. Returns float32 (B, 1, h, w) Cb and Cr codes, unrounded: the caller rounds,
+    clips to the code range and pairs them with the stream's own Y' plane.
+    """
+    kr, kb = YCBCR_MATRICES[coding.matrix]
+    rgb = lab_to_rgb(torch.cat([_float32(L), _float32(ab)], dim=1))
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    cb = (b - y) / (2 * (1 - kb))
+    cr = (r - y) / (2 * (1 - kr))
+    return coding.chroma_to_code(cb), coding.chroma_to_code(cr)
