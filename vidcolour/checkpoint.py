@@ -9,14 +9,17 @@ so a kill -9 at any moment leaves every named checkpoint complete. The newest ``
 from __future__ import annotations
 
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vidcolour.config import Config, from_dict
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
+from vidcolour.nets import UNetGenerator, build_generator, fold_for_inference
 
 FORMAT = "vidcolour.checkpoint"
 FORMAT_VERSION = 1
@@ -60,11 +63,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_generator(path: str | Path) -> tuple[UNetGenerator, Config, int]:
+    """The trained generator of a checkpoint, SN and BN folded for inference (eval mode),
+    with the run's config and the step it was saved at."""
+    state = load_checkpoint(path)
+    config = from_dict(Config, state["config"])
+    generator = build_generator(config.model.generator)
+    generator.load_state_dict(state["generator"])
+    fold_for_inference(generator)
+    return generator, config, state["step"]
+
+
 def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint that loads, or None. Unloadable files are passed over (and named)."""
     for path in sorted(checkpoint_dir(run_dir).glob("step-*.pt"), reverse=True):
         try:
             return path, load_checkpoint(path)
         except VidcolourError as exc:
-            print(f"warning: {exc}; trying an older checkpoint")
+            print(f"warning: {exc}; trying an older checkpoint", file=sys.stderr)
     return None

@@ -22,14 +22,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidcolour import __version__
-from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
+from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
-from vidcolour.config import Config, DataConfig, from_dict, to_dict
+from vidcolour.config import DataConfig, to_dict
 from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_overlap, image_metrics
-from vidcolour.nets import UNetGenerator, build_generator, fold_for_inference, pad_to_fit
+from vidcolour.nets import UNetGenerator, pad_to_fit
 from vidcolour.perceptual import VGG19, EfficientNetLite0, feature_l1, frechet_distance
 from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
 from vidcolour.weights import load_generator
@@ -67,15 +67,6 @@ def _generator_predict(generator: UNetGenerator) -> Predict:
     return predict
 
 
-def _checkpoint_generator(path: Path) -> tuple[UNetGenerator, dict[str, Any]]:
-    state = load_checkpoint(path)
-    config = from_dict(Config, state["config"])
-    generator = build_generator(config.model.generator)
-    generator.load_state_dict(state["generator"])
-    fold_for_inference(generator)
-    return generator, state["config"]
-
-
 def load_colouriser(spec: str, device: torch.device) -> Colouriser:
     """A trained generator from a .safetensors file, a checkpoint (.pt) or a run directory."""
     path = Path(spec)
@@ -86,8 +77,9 @@ def load_colouriser(spec: str, device: torch.device) -> Colouriser:
             raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
         run_dir, path = path, found[0]
     if path.suffix == ".pt":
-        generator, config = _checkpoint_generator(path)
-        name = f"{config['name']}@{path.stem}" if run_dir is None else run_dir.name
+        generator, run_config, _ = checkpoint_generator(path)
+        config = to_dict(run_config)
+        name = f"{run_config.name}@{path.stem}" if run_dir is None else run_dir.name
     else:
         generator, info = load_generator(path)
         config, name = {"model": {"generator": to_dict(info.config)}}, info.name

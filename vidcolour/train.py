@@ -33,7 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour import __version__
-from vidcolour.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_checkpoint
 from vidcolour.colour import rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
@@ -41,7 +41,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Colouriser, Extras, evaluate_colourisers
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
-from vidcolour.nets import build_discriminator, build_generator, fold_for_inference
+from vidcolour.nets import build_discriminator, build_generator
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
 from vidcolour.weights import save_generator
@@ -597,18 +597,13 @@ def _train(
 
 def export_generator(checkpoint: Path, out: Path, half: bool = False) -> dict[str, Any]:
     """The generator of a training checkpoint, SN and BN folded, as a weights file."""
-    from vidcolour.config import from_dict
-
-    state = load_checkpoint(checkpoint)
-    config = from_dict(Config, state["config"])
-    generator = build_generator(config.model.generator)
-    generator.load_state_dict(state["generator"])
-    fold_for_inference(generator)
+    generator, config, step = checkpoint_generator(checkpoint)
+    name = f"{config.name}-step{step}"
     save_generator(
         out,
         generator,
-        name=f"{config.name}-step{state['step']}",
+        name=name,
         half=half,
-        metadata={"train_config": json.dumps(to_dict(config)), "step": str(state["step"])},
+        metadata={"train_config": json.dumps(to_dict(config)), "step": str(step)},
     )
-    return {"name": f"{config.name}-step{state['step']}", "step": state["step"]}
+    return {"name": name, "step": step}
