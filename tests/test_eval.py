@@ -17,9 +17,9 @@ from vidcolour.config import DataConfig
 from vidcolour.data import ImageDataset, collate
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import (
-    Colouriser,
+    Candidate,
     Extras,
-    evaluate_colourisers,
+    evaluate_candidates,
     grey_baseline,
     mean_baseline,
 )
@@ -52,7 +52,7 @@ def _independent_grey_metrics(folder: Path, size: int) -> tuple[float, float]:
 
 
 def test_grey_baseline_matches_scikit_image(photos: Path) -> None:
-    result = evaluate_colourisers(
+    result = evaluate_candidates(
         [grey_baseline()], sorted(photos.glob("*.png")), 64, CPU, Extras()
     )
     mean = result["colourisers"][0]["mean"]
@@ -62,17 +62,17 @@ def test_grey_baseline_matches_scikit_image(photos: Path) -> None:
     assert result["dataset"]["images"] == 4
 
 
-def _oracle(paths: list[Path], size: int) -> Colouriser:
+def _oracle(paths: list[Path], size: int) -> Candidate:
     """A colouriser that returns each image's own ab, in evaluation order."""
     dataset = ImageDataset(paths, size, DataConfig(), train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=collate)
     truths = iter([rgb_to_model(rgb.float() / 255)[1] for rgb, _ in loader])
-    return Colouriser("oracle", "model", lambda l: next(truths))
+    return Candidate("oracle", "model", lambda l: next(truths))
 
 
 def test_an_image_against_itself(photos: Path) -> None:
     paths = sorted(photos.glob("*.png"))
-    result = evaluate_colourisers([_oracle(paths, 64)], paths, 64, CPU, Extras())
+    result = evaluate_candidates([_oracle(paths, 64)], paths, 64, CPU, Extras())
     mean = result["colourisers"][0]["mean"]
     assert mean["ab_l1"] == 0
     assert mean["hist_overlap"] == pytest.approx(1.0)
@@ -147,7 +147,7 @@ def test_missing_vgg19_weights_is_a_notice(photos: Path) -> None:
     [
         (["--data", "."], "nothing to evaluate"),
         (["--baseline", "grey", "--vgg19-weights", "missing.pth"], "VGG19 weights not found"),
-        (["--model", "no_such_run"], "model file not found"),
+        (["--model", "no_such_run"], "unknown model 'no_such_run'"),
     ],
 )
 def test_eval_errors_are_one_line(photos: Path, args: list[str], message: str) -> None:
@@ -198,7 +198,7 @@ def test_a_damaged_image_is_reported_not_replaced(photos: Path, tmp_path: Path) 
     whole = (data / "p0.png").read_bytes()
     (data / "p0.png").write_bytes(whole[: len(whole) // 2])
     paths = sorted(data.glob("*.png"))
-    result = evaluate_colourisers([grey_baseline()], paths, 64, CPU, Extras())
+    result = evaluate_candidates([grey_baseline()], paths, 64, CPU, Extras())
     assert result["dataset"]["images"] == 3
     assert list(result["dataset"]["failed"]) == [str(data / "p0.png")]
     per_image = result["colourisers"][0]["per_image"]

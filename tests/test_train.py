@@ -19,7 +19,7 @@ from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.config import Config, load_config
 from vidcolour.data import imagenet_split, list_images
 from vidcolour.errors import VidcolourError
-from vidcolour.evaluate import Extras, evaluate_colourisers, grey_baseline, load_colouriser
+from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 from vidcolour.resources import resolve_config
 from vidcolour.train import RunArgs, export_generator, train
 from vidcolour.weights import load_generator
@@ -86,8 +86,8 @@ def test_the_loop_learns(tmp_path: Path) -> None:
 
     found = latest_checkpoint(run)
     assert found is not None
-    model = load_colouriser(str(found[0]), torch.device("cpu"))
-    result = evaluate_colourisers([model, grey_baseline()], list_images(data), 64, CPU, Extras())
+    model = load_candidate(str(found[0]), torch.device("cpu"))
+    result = evaluate_candidates([model, grey_baseline()], list_images(data), 64, CPU, Extras())
     learned, grey = (c["mean"]["ab_l1"] for c in result["colourisers"])
     assert learned < 0.5 * grey, (learned, grey)
 

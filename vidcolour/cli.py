@@ -7,6 +7,7 @@ and exit status 1 (click's own usage errors exit with 2).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -345,9 +346,9 @@ def eval_command(
       vidcolour eval --model runs/ibn --baseline grey --data photos/val --plots out/
       vidcolour eval --model a.safetensors --model b.safetensors --data val/ --json eval.json
     """
+    from vidcolour.devices import resolve_device
     from vidcolour.evaluate import Extras, run_eval, write_json
     from vidcolour.perceptual import VGG19, EfficientNetLite0
-    from vidcolour.train import resolve_device
 
     if not models and not baselines:
         raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
@@ -403,3 +404,156 @@ def _print_eval_table(result: dict[str, Any]) -> None:
     for c in result["colourisers"]:
         table.add_row(c["name"], *(fmt.format(c["mean"][key]) for key, _, fmt in present))
     Console().print(table)
+
+
+# --------------------------------------------------------------------------------- run
+DEVICE_OPTION = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+
+
+def _notice(message: str) -> None:
+    click.echo(f"notice: {message}", err=True)
+
+
+@main.command("run")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output file (its extension picks the container or image format), or a directory "
+    "for several inputs.",
+)
+@click.option(
+    "--model",
+    metavar="NAME_OR_PATH",
+    help="A bundled model's name, a .safetensors file, a checkpoint or a run directory "
+    "[default: the bundled model].",
+)
+@DEVICE_OPTION
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--codec",
+    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
+    default="h264",
+    show_default=True,
+    help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters.",
+)
+@click.option(
+    "--crf",
+    type=click.IntRange(0, 51),
+    help="Quality for h264/h265, lower is better [default: 18 for h264, 20 for h265].",
+)
+@click.option("--preset", help="x264/x265 preset [default: veryfast for h264, fast for h265].")
+@click.option(
+    "--tune",
+    help="x264/x265 tune, or 'none' [default: grain, which keeps film grain].",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=16),
+    default=256,
+    show_default=True,
+    help="The model sees each picture with this shorter side; colour is resized back.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 where the device runs it natively.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def run_command(
+    inputs: tuple[Path, ...],
+    output: Path,
+    model: str | None,
+    device: str,
+    batch_size: int,
+    codec: str,
+    crf: int | None,
+    preset: str | None,
+    tune: str | None,
+    resolution: int,
+    precision: str,
+    overwrite: bool,
+) -> None:
+    """Colourise videos and still images.
+
+    Videos keep their luma, frames, timing, sound, subtitles, chapters and metadata; stills keep
+    their size and lightness.
+
+    \b
+    Examples:
+      vidcolour run old_reel.mp4 -o colour.mp4
+      vidcolour run reel.mkv -o master.mkv --codec ffv1
+      vidcolour run a.mp4 b.mov still.png -o coloured/
+    """
+    from vidcolour.colouriser import Colouriser
+    from vidcolour.run import colourise_image_file, plan_jobs
+    from vidcolour.video.pipeline import VideoOptions, colourise_video
+
+    jobs = plan_jobs(inputs, output, codec)
+    colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
+    options = VideoOptions(codec, crf, preset, tune, batch_size, overwrite)
+    console = Console(stderr=True)
+    failed = 0
+    for job in jobs:
+        try:
+            if job.image:
+                colourise_image_file(colouriser, job.src, job.dst, overwrite, _notice)
+                console.print(f"{job.dst}: colourised")
+                continue
+            with _frame_progress(console, job.src.name) as progress:
+                report = colourise_video(colouriser, job.src, job.dst, options, progress, _notice)
+            console.print(report.summary(), highlight=False)
+        except VidcolourError as exc:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            click.echo(f"Error: {exc}", err=True)
+        except KeyboardInterrupt:
+            click.echo(f"Error: interrupted; {job.dst} was not written", err=True)
+            raise SystemExit(130) from None
+    if failed:
+        raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
+
+
+def _frame_progress(console: Console, name: str) -> Any:
+    """A progress bar fed with (frames done, frames expected or None)."""
+    from contextlib import contextmanager
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    @contextmanager
+    def bar() -> Any:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.1f} fps"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(name, total=None, fps=0.0)
+            start = time.perf_counter()
+
+            def update(done: int, expected: int | None) -> None:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                total = max(expected, done) if expected else None
+                progress.update(task, completed=done, total=total, fps=rate)
+
+            yield update
+
+    return bar()

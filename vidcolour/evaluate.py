@@ -10,7 +10,6 @@ fed to each colouriser. Metrics are defined in docs/METRICS.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidcolour import __version__
-from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
-from vidcolour.config import DataConfig, to_dict
+from vidcolour.colouriser import open_model
+from vidcolour.config import DataConfig
 from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
@@ -32,14 +31,13 @@ from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_ov
 from vidcolour.nets import UNetGenerator, pad_to_fit
 from vidcolour.perceptual import VGG19, EfficientNetLite0, feature_l1, frechet_distance
 from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
-from vidcolour.weights import load_generator
 
 SCHEMA = "vidcolour.eval/1"
 Predict = Callable[[torch.Tensor], torch.Tensor]  # l (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in [-1,1]
 
 
 @dataclass
-class Colouriser:
+class Candidate:
     """A named L -> ab function and what identifies it."""
 
     name: str
@@ -51,14 +49,6 @@ class Colouriser:
     run_dir: Path | None = None  # for learning curves
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _generator_predict(generator: UNetGenerator) -> Predict:
     def predict(l: torch.Tensor) -> torch.Tensor:
         padded, (h, w) = pad_to_fit(l, generator.size_multiple, generator.min_size)
@@ -67,42 +57,28 @@ def _generator_predict(generator: UNetGenerator) -> Predict:
     return predict
 
 
-def load_colouriser(spec: str, device: torch.device) -> Colouriser:
+def load_candidate(spec: str, device: torch.device) -> Candidate:
     """A trained generator from a .safetensors file, a checkpoint (.pt) or a run directory."""
-    path = Path(spec)
-    run_dir = None
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
-        run_dir, path = path, found[0]
-    if path.suffix == ".pt":
-        generator, run_config, _ = checkpoint_generator(path)
-        config = to_dict(run_config)
-        name = f"{run_config.name}@{path.stem}" if run_dir is None else run_dir.name
-    else:
-        generator, info = load_generator(path)
-        config, name = {"model": {"generator": to_dict(info.config)}}, info.name
-    generator = generator.to(device).eval()
-    return Colouriser(
-        name=name,
+    found = open_model(spec)
+    return Candidate(
+        name=found.name,
         kind="model",
-        predict=_generator_predict(generator),
+        predict=_generator_predict(found.generator.to(device)),
         source=str(spec),
-        sha256=file_sha256(path),
-        config=config,
-        run_dir=run_dir,
+        sha256=found.sha256,
+        config=found.config,
+        run_dir=found.run_dir,
     )
 
 
-def grey_baseline() -> Colouriser:
-    return Colouriser("grey", "baseline", lambda l: l.new_zeros(l.shape[0], 2, *l.shape[2:]))
+def grey_baseline() -> Candidate:
+    return Candidate("grey", "baseline", lambda l: l.new_zeros(l.shape[0], 2, *l.shape[2:]))
 
 
-def mean_baseline(mean_ab: torch.Tensor) -> Colouriser:
+def mean_baseline(mean_ab: torch.Tensor) -> Candidate:
     """A constant: ``mean_ab`` (2,) in Lab units, the mean ab of a data set."""
     value = normalise_ab(mean_ab).view(1, 2, 1, 1)
-    return Colouriser(
+    return Candidate(
         f"mean ab ({mean_ab[0]:.1f}, {mean_ab[1]:.1f})",
         "baseline",
         lambda l: value.to(l.device).expand(l.shape[0], 2, *l.shape[2:]),
@@ -172,8 +148,8 @@ class _Accumulator:
 
 
 @torch.inference_mode()
-def evaluate_colourisers(
-    colourisers: Sequence[Colouriser],
+def evaluate_candidates(
+    colourisers: Sequence[Candidate],
     paths: Sequence[Path],
     size: int,
     device: torch.device,
@@ -253,7 +229,7 @@ def _features(extras: Extras, rgb: torch.Tensor) -> dict[str, Any]:
 
 
 def _summarise(
-    colouriser: Colouriser,
+    colouriser: Candidate,
     acc: _Accumulator,
     truth_hist: torch.Tensor,
     truth_pooled: list[torch.Tensor],
@@ -328,7 +304,7 @@ def run_eval(
     report = scan_images(list_images(data), min_side=1)
     if not report.usable:
         raise VidcolourError(f"no usable colour images in {data} ({report.summary()})")
-    colourisers = [load_colouriser(m, device) for m in models]
+    colourisers = [load_candidate(m, device) for m in models]
     for baseline in baselines:
         if baseline == "grey":
             colourisers.append(grey_baseline())
@@ -338,7 +314,7 @@ def run_eval(
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
     grid = plots / "samples.png" if plots is not None else None
-    result = evaluate_colourisers(
+    result = evaluate_candidates(
         colourisers, report.usable, size, device, extras, batch_size=batch_size, grid=grid
     )
     result["dataset"].update(

@@ -1,4 +1,4 @@
-"""Files that ship with vidcolour: the configs (and, later, the bundled model).
+"""Files that ship with vidcolour: the configs and the bundled model(s).
 
 In a wheel they are inside the package (pyproject's force-include); in a source checkout or an
 editable install they are at the repository's top level.
@@ -38,3 +38,34 @@ def resolve_config(name_or_path: str) -> Path:
         known = ", ".join(config_names())
         raise VidcolourError(f"unknown config '{name_or_path}' (shipped configs: {known})")
     return shipped
+
+
+DEFAULT_MODEL = "default"
+
+
+def models_dir() -> Path:
+    return _shipped("models")
+
+
+def model_names() -> list[str]:
+    return sorted(p.stem for p in models_dir().glob("*.safetensors"))
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """A model given by path (weights, checkpoint or run directory) or by the name of a bundled
+    model; None means the bundled default."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = models_dir() / f"{name_or_path}.safetensors"
+    if shipped.is_file():
+        return shipped
+    if path.suffix or len(path.parts) > 1:
+        raise VidcolourError(f"model file not found: {path}")
+    known = ", ".join(model_names()) or "none in this install"
+    raise VidcolourError(
+        f"unknown model '{name_or_path}' (bundled models: {known}); "
+        "pass a weights file, checkpoint or run directory"
+    )

@@ -37,8 +37,9 @@ from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_c
 from vidcolour.colour import rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
+from vidcolour.devices import resolve_device
 from vidcolour.errors import VidcolourError
-from vidcolour.evaluate import Colouriser, Extras, evaluate_colourisers
+from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
 from vidcolour.nets import build_discriminator, build_generator
@@ -66,15 +67,6 @@ class Runtime:
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when present), 'cpu' or 'cuda' (an error without CUDA)."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VidcolourError("--device cuda: no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def setup_runtime(device_name: str, precision: str) -> Runtime:
@@ -185,8 +177,8 @@ def validation_metrics(
     was_training = generator.training
     generator.eval()
     try:
-        result = evaluate_colourisers(
-            [Colouriser(config.name, "model", predict)],
+        result = evaluate_candidates(
+            [Candidate(config.name, "model", predict)],
             paths,
             config.train.image_size,
             rt.device,

@@ -31,6 +31,9 @@ DECODER_DROPOUT_BLOCKS = 3  # pix2pix puts its dropout noise in the first three 
 
 
 class UNetGenerator(nn.Module):
+    size_multiple: int  # sides must be multiples of this (2**depth)
+    min_size: int
+
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config

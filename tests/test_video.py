@@ -1,0 +1,246 @@
+"""`vidcolour run` on videos: everything but the colour is the input's (issue 5)."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.video_helpers import frames, luma_psnr, packets, save_tiny_model, tags, times
+from vidcolour import Colouriser
+from vidcolour.colour import YCbCrCoding
+from vidcolour.video.synth import write_clip
+
+BIKES = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "bikes.mp4"
+VFR_MS = [0, 40, 80, 200, 240, 300, 420, 460, 500, 620, 640, 700]
+
+
+@pytest.fixture(scope="module")
+def colouriser(tmp_path_factory: pytest.TempPathFactory) -> Colouriser:
+    path = save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    return Colouriser.load(path, "cpu", resolution=64)
+
+
+@pytest.fixture(scope="module")
+def vfr_mkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """VFR, with a FLAC track, two chapters and a title."""
+    return write_clip(
+        tmp_path_factory.mktemp("src") / "vfr.mkv",
+        pts=VFR_MS,
+        time_base=Fraction(1, 1000),
+        audio="flac",
+        chapters=True,
+        metadata={"title": "Test reel"},
+    )
+
+
+@pytest.mark.parametrize(("codec", "ext"), [("h264", ".mp4"), ("ffv1", ".mkv"), ("h264", ".mkv")])
+def test_vfr_with_audio_keeps_frames_times_sound_and_tags(
+    colouriser: Colouriser, vfr_mkv: Path, tmp_path: Path, codec: str, ext: str
+) -> None:
+    out = tmp_path / f"out{ext}"
+    report = colouriser.colourise_video(vfr_mkv, out, codec=codec, batch_size=5)
+    src, dst = frames(vfr_mkv), frames(out)
+    assert report.frames == len(src) == len(dst) == len(VFR_MS)
+    assert times(out) == pytest.approx([t / 1000 for t in VFR_MS], abs=1e-9)
+    assert packets(out, "audio") == packets(vfr_mkv, "audio")  # byte for byte
+    psnr = luma_psnr(src, dst)
+    if codec == "ffv1":
+        assert psnr == float("inf")  # the luma plane is the input's, exactly
+    else:
+        assert psnr >= 45
+    assert tags(out)["title"] == "Test reel"
+    assert (
+        tags(out)["vidcolour"].startswith("vidcolour ")
+        and colouriser.sha256 in tags(out)["vidcolour"]
+    )
+    with av.open(str(out)) as container:
+        titles = [c["metadata"].get("title") for c in container.chapters()]
+    assert titles == ["One", "Two"]
+    chroma = np.frombuffer(dst[3].planes[1], np.uint8)
+    assert np.abs(chroma.astype(int) - 128).max() > 0  # it did get colour
+
+
+def test_output_has_colour_from_the_model(
+    colouriser: Colouriser, vfr_mkv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.mkv"
+    colouriser.colourise_video(vfr_mkv, out, codec="ffv1")
+    frame = frames(out)[0]
+    rgb = frame.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 1
+
+
+@pytest.mark.skipif(not BIKES.exists(), reason="shared data set not present")
+def test_grey_copy_of_bikes(colouriser: Colouriser, tmp_path: Path) -> None:
+    grey = tmp_path / "bikes_grey.mp4"
+    with av.open(str(BIKES)) as src, av.open(str(grey), "w") as dst:
+        s = src.streams.video[0]
+        v = dst.add_stream("libx264", rate=s.average_rate, options={"crf": "12"})
+        v.width, v.height, v.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
+        v.time_base = v.codec_context.time_base = s.time_base
+        for frame in src.decode(s):
+            frame = frame.reformat(format="yuv420p")
+            for plane in frame.planes[1:]:
+                np.frombuffer(plane, np.uint8)[:] = 128
+            for packet in v.encode(frame):
+                dst.mux(packet)
+        for packet in v.encode(None):
+            dst.mux(packet)
+    for codec, ext in [("h264", ".mp4"), ("ffv1", ".mkv")]:
+        out = tmp_path / f"bikes{ext}"
+        colouriser.colourise_video(grey, out, codec=codec)
+        src, dst = frames(grey), frames(out)
+        assert len(src) == len(dst) == 250
+        assert times(out) == times(grey)
+        psnr = luma_psnr(src, dst)
+        print(f"bikes {codec}: luma PSNR {psnr:.2f} dB")
+        assert psnr == float("inf") if codec == "ffv1" else psnr >= 45
+
+
+def test_interlaced_keeps_field_order(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "tt.mkv", frames=4, size=(576, 720), codec="mpeg2video",
+                     field_order="tt")  # fmt: skip
+    for codec in ("h264", "ffv1"):
+        out = tmp_path / f"out_{codec}.mkv"
+        report = colouriser.colourise_video(src, out, codec=codec)
+        assert any("interlaced (tt)" in n for n in report.notices)
+        with av.open(str(out)) as container:
+            assert container.streams.video[0].codec_context.field_order == 2  # tt
+        decoded = frames(out)
+        assert len(decoded) == 4 and (decoded[0].width, decoded[0].height) == (720, 576)
+        if codec == "h264":
+            assert all(f.interlaced_frame for f in decoded)  # coded as fields, not progressive
+
+
+def test_fields_are_colourised_apart(
+    colouriser: Colouriser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generator never sees the combing of two fields woven into one frame."""
+    seen: list[torch.Tensor] = []
+
+    def record(L: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        seen.append(L)
+        return L.new_zeros(L.shape[0], 2, *L.shape[2:])
+
+    monkeypatch.setattr(colouriser, "predict_ab", record)
+    woven = np.zeros((1, 64, 96), np.uint8)
+    woven[:, 0::2], woven[:, 1::2] = 40, 200  # the two fields differ: a moving edge, say
+    coding = YCbCrCoding("bt601", False, 8)
+    cb, cr = colouriser.video_chroma(woven, coding, coding, (32, 48), fields=True)
+    L = seen[0]
+    assert L.shape[0] == 2  # one picture per field
+    assert float((L[:, :, 1:] - L[:, :, :-1]).abs().max()) < 1e-3  # each field is flat: no comb
+    assert cb.shape == cr.shape == (1, 32, 48)
+    seen.clear()
+    colouriser.video_chroma(woven, coding, coding, (32, 48), fields=False)
+    assert float((seen[0][:, :, 1:] - seen[0][:, :, :-1]).abs().max()) > 10  # woven: combed
+
+
+@pytest.mark.parametrize(("codec", "ext"), [("h264", ".mp4"), ("ffv1", ".mkv")])
+def test_odd_size_is_kept(colouriser: Colouriser, tmp_path: Path, codec: str, ext: str) -> None:
+    src = write_clip(tmp_path / "odd.mkv", frames=3, size=(241, 321), codec="ffv1")
+    out = tmp_path / f"out{ext}"
+    colouriser.colourise_video(src, out, codec=codec)
+    decoded = frames(out)
+    assert [(f.width, f.height) for f in decoded] == [(321, 241)] * 3
+    psnr = luma_psnr(frames(src), decoded)
+    assert psnr == float("inf") if codec == "ffv1" else psnr >= 40
+
+
+def test_prores_master_is_10_bit_with_the_same_luma(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "src.mkv", frames=3, codec="ffv1")
+    out = tmp_path / "master.mov"
+    colouriser.colourise_video(src, out, codec="prores")
+    decoded = frames(out)
+    assert decoded[0].format.name == "yuv422p10le"
+    assert luma_psnr(frames(src), decoded) >= 45  # ProRes is lossy (HQ), like h264 here
+
+
+def test_grey_pixel_format_input(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "gray.mkv", frames=3, codec="ffv1", pix_fmt="gray")
+    out = tmp_path / "out.mkv"
+    colouriser.colourise_video(src, out, codec="ffv1")
+    decoded = frames(out)
+    assert decoded[0].format.name.startswith("yuv")
+    assert luma_psnr(frames(src), decoded) == float("inf")
+
+
+def test_colour_input_is_colourised_from_its_luma(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "colour.mkv", frames=3, codec="ffv1")
+    with av.open(str(src)) as c:
+        first = next(c.decode(video=0))
+    tinted = tmp_path / "tinted.mkv"
+    with av.open(str(tinted), "w") as out:
+        v = out.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = first.width, first.height, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame(first.width, first.height, "yuv420p")
+            np.frombuffer(frame.planes[0], np.uint8)[:] = 100
+            np.frombuffer(frame.planes[1], np.uint8)[:] = 90
+            np.frombuffer(frame.planes[2], np.uint8)[:] = 170
+            frame.pts = i
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    report = colouriser.colourise_video(tinted, tmp_path / "out.mkv", codec="ffv1")
+    assert sum("already has colour" in n for n in report.notices) == 1
+
+
+def test_damaged_packets_are_counted_and_timestamps_stay_consistent(
+    colouriser: Colouriser, tmp_path: Path
+) -> None:
+    src = write_clip(tmp_path / "src.mkv", frames=60, size=(96, 128), options={"g": "10"})
+    with av.open(str(src)) as container:
+        where = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(1)
+    for pos, size in where[20:40:3]:  # garbage in the middle of some frames' payloads
+        start = pos + size // 4
+        data[start : start + size // 2] = rng.integers(0, 256, size // 2, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out.mkv"
+    report = colouriser.colourise_video(damaged, out, codec="ffv1")
+    assert report.stats.bad_packets + report.stats.corrupt_frames > 0
+    assert "undecodable" in report.summary() or "damaged" in report.summary()
+    expected = []  # what a player shows: every frame the decoder gives, at its own time
+    with av.open(str(damaged)) as container:
+        for packet in container.demux(video=0):
+            try:
+                expected += [float(f.pts * f.time_base) for f in packet.decode()]
+            except av.InvalidDataError:
+                continue
+    got = times(out)
+    assert len(got) == report.frames == len(expected)
+    assert got == pytest.approx(expected) and got == sorted(set(got))
+
+
+def test_several_inputs_into_a_directory(colouriser: Colouriser, tmp_path: Path) -> None:
+    from vidcolour.run import plan_jobs
+
+    a = write_clip(tmp_path / "a.mkv", frames=2)
+    b = write_clip(tmp_path / "b.ts", frames=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = plan_jobs([a, b], out, "h264")
+    assert [j.dst.name for j in jobs] == ["a.mkv", "b.mp4"]
+    assert [j.dst.name for j in plan_jobs([a], out, "prores")] == ["a.mkv"]
+    assert [j.dst.name for j in plan_jobs([b], out, "prores")] == ["b.mov"]
+
+
+def test_copies_can_be_made_while_the_input_is_unchanged(
+    colouriser: Colouriser, vfr_mkv: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src.mkv"
+    shutil.copy(vfr_mkv, src)
+    before = src.read_bytes()
+    colouriser.colourise_video(src, tmp_path / "out.mp4")
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "src.mkv"]  # no temp left

@@ -1,0 +1,267 @@
+"""The inference API: a trained generator that colourises images and videos.
+
+    from vidcolour import Colouriser
+    colouriser = Colouriser.load()                  # the bundled model, CUDA when present
+    rgb = colouriser.colourise_image(grey_image)     # uint8 RGB in, uint8 RGB out
+    colouriser.colourise_video("reel.mp4", "colour.mp4")
+
+The generator sees L at a working resolution (its shorter side ``resolution`` px, both sides
+multiples of the generator's stride, as in training); ab comes back at that resolution and is
+resized to wherever colour is needed. Colour is smooth, so this costs nothing visible, and the
+picture's detail comes from the untouched luma.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint
+from vidcolour.colour import (
+    YCbCrCoding,
+    denormalise_ab,
+    grey_to_l,
+    lab_to_chroma,
+    lab_to_rgb,
+    normalise_l,
+)
+from vidcolour.config import to_dict
+from vidcolour.devices import inference_dtype, resolve_device
+from vidcolour.errors import VidcolourError
+from vidcolour.nets import UNetGenerator, fold_for_inference
+from vidcolour.resources import resolve_model
+from vidcolour.weights import load_generator
+
+if TYPE_CHECKING:
+    from vidcolour.video.pipeline import VideoReport
+
+DEFAULT_RESOLUTION = 256  # the training size
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A generator read from disk, and what identifies it."""
+
+    generator: UNetGenerator  # folded, eval mode, float32
+    name: str
+    path: Path  # the file the weights came from
+    sha256: str
+    config: dict[str, Any]
+    run_dir: Path | None = None  # when given as a training run directory
+
+
+def open_model(spec: str | Path | None) -> ModelFile:
+    """A generator from a bundled model's name, a .safetensors file, a checkpoint (.pt) or a run
+    directory (its newest checkpoint); None is the bundled default model."""
+    path = resolve_model(spec)
+    run_dir = None
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
+        run_dir, path = path, found[0]
+    if path.suffix == ".pt":
+        generator, run_config, _ = checkpoint_generator(path)
+        config = to_dict(run_config)
+        name = run_dir.name if run_dir is not None else f"{run_config.name}@{path.stem}"
+    else:
+        generator, info = load_generator(path)
+        config, name = {"model": {"generator": to_dict(info.config)}}, info.name
+    fold_for_inference(generator)
+    return ModelFile(generator.eval(), name, path, file_sha256(path), config, run_dir)
+
+
+def working_size(
+    height: int, width: int, resolution: int, multiple: int, min_size: int
+) -> tuple[int, int]:
+    """The generator's input size for a height x width picture: the shorter side scaled to
+    ``resolution``, each side then rounded to the nearest multiple of the generator's stride
+    (a slight stretch, as in training, rather than padding)."""
+    scale = resolution / min(height, width)
+
+    def fit(side: int) -> int:
+        return max(min_size, multiple, int(side * scale / multiple + 0.5) * multiple)
+
+    return fit(height), fit(width)
+
+
+class Colouriser:
+    """A generator on a device, ready to colourise."""
+
+    def __init__(
+        self,
+        generator: UNetGenerator,
+        *,
+        name: str = "generator",
+        sha256: str | None = None,
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+        resolution: int = DEFAULT_RESOLUTION,
+    ) -> None:
+        if resolution < 16:
+            raise VidcolourError(f"resolution {resolution} is too small (at least 16 px)")
+        self.device = torch.device(device)
+        fold_for_inference(generator)
+        self.generator = generator.to(self.device).eval()
+        self.name = name
+        self.sha256 = sha256
+        self.dtype = inference_dtype(self.device, precision)
+        self.resolution = resolution
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        device: str = "auto",
+        *,
+        precision: str = "auto",
+        resolution: int = DEFAULT_RESOLUTION,
+    ) -> Colouriser:
+        """``model``: a bundled model's name, a weights file, a checkpoint or a run directory;
+        None is the bundled default. ``device``: auto (CUDA when present), cpu or cuda."""
+        torch_device = resolve_device(device)
+        found = open_model(model)
+        return cls(
+            found.generator,
+            name=found.name,
+            sha256=found.sha256,
+            device=torch_device,
+            precision=precision,
+            resolution=resolution,
+        )
+
+    @property
+    def tag(self) -> str:
+        """What the output's metadata says made it."""
+        from vidcolour import __version__
+
+        digest = f"; sha256 {self.sha256}" if self.sha256 else ""
+        return f"vidcolour {__version__}; model {self.name}{digest}"
+
+    # ------------------------------------------------------------------------ the model stage
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        g = self.generator
+        return working_size(height, width, self.resolution, g.size_multiple, g.min_size)
+
+    @torch.inference_mode()
+    def predict_ab(self, L: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """ab for lightness ``L``.
+
+        L: (B, 1, H, W) float32 in [0, 100] on ``self.device``. The generator runs at
+        ``size`` (default: the working size of H x W). Returns ab (B, 2, H, W) float32 in Lab
+        units, resized back to H x W.
+        """
+        h, w = L.shape[-2:]
+        size = size or self.working_size(h, w)
+        l = normalise_l(_resize(L, size))
+        with torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        ):
+            ab = self.generator(l)
+        return _resize(denormalise_ab(ab.float()), (h, w))
+
+    @torch.inference_mode()
+    def video_chroma(
+        self,
+        luma: np.ndarray,
+        source: YCbCrCoding,
+        target: YCbCrCoding,
+        chroma_size: tuple[int, int],
+        fields: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cb and Cr planes for a batch of frames, from their Y' planes alone.
+
+        luma: (B, H, W) uint8/uint16 Y' codes coded as ``source``. Returns two (B, h, w) arrays
+        of codes coded as ``target`` (same matrix and range; its bit depth), h x w =
+        ``chroma_size``. With ``fields``, each frame is two interlaced fields, colourised one at
+        a time so that the generator never sees the combing between them.
+        """
+        y = source.luma_to_unit(torch.from_numpy(luma.astype(np.float32)).to(self.device))
+        y = y.unsqueeze(1)  # (B, 1, H, W) in [0, 1]
+        size = self.working_size(*y.shape[-2:])
+        if fields:  # both fields of every frame in one batch, then their rows interleaved again
+            b = y.shape[0]
+            both = torch.cat([y[..., 0::2, :], y[..., 1::2, :]])
+            cb, cr = (
+                torch.stack([c[:b], c[b:]], dim=-2).flatten(-3, -2)
+                for c in self._chroma(both, target, _halve(chroma_size), size)
+            )
+        else:
+            cb, cr = self._chroma(y, target, chroma_size, size)
+        dtype = np.uint8 if target.bits == 8 else np.uint16
+        top = 2**target.bits - 1
+        return tuple(
+            c.round().clamp_(0, top).squeeze(1).cpu().numpy().astype(dtype) for c in (cb, cr)
+        )  # type: ignore[return-value]
+
+    def _chroma(
+        self,
+        y: torch.Tensor,
+        target: YCbCrCoding,
+        chroma_size: tuple[int, int],
+        size: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # L at the chroma sites from the mean Y' over each site's luma samples, as chroma
+        # subsampling averages colour; the generator's L from the whole picture.
+        L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
+        ab = self.predict_ab(grey_to_l(_resize(y, size)), size)
+        ab = _resize(ab, chroma_size)
+        return lab_to_chroma(L_chroma, ab, target)
+
+    # ----------------------------------------------------------------------------- the API
+    def colourise_image(self, image: np.ndarray | Image.Image) -> np.ndarray:
+        """A colour version of a greyscale image.
+
+        image: uint8 (H, W) or (H, W, 3) array, or a PIL image. Colour input is reduced to its
+        luma (BT.601, as PIL does) first. Returns (H, W, 3) uint8 RGB whose Lab L is the input's.
+        """
+        grey = _grey_array(image)
+        y = torch.from_numpy(grey).to(self.device).float().div(255)[None, None]
+        L = grey_to_l(y)
+        ab = self.predict_ab(L)
+        rgb = lab_to_rgb(torch.cat([L, ab], dim=1))[0]
+        return rgb.mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+
+    def colourise_video(self, src: str | Path, dst: str | Path, **options: Any) -> VideoReport:
+        """Colourise the video ``src`` into ``dst``; options are those of ``VideoOptions``
+        (codec, crf, preset, batch_size, overwrite). Returns what was done."""
+        from vidcolour.video.pipeline import VideoOptions, colourise_video
+
+        return colourise_video(self, Path(src), Path(dst), VideoOptions(**options))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _halve(size: tuple[int, int]) -> tuple[int, int]:
+    return size[0] // 2, size[1]
+
+
+def _grey_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("L") if image.mode != "L" else image)
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise VidcolourError("colourise_image takes a uint8 array or a PIL image")
+    if image.ndim == 3 and image.shape[2] == 3:
+        return np.asarray(Image.fromarray(image).convert("L"))
+    if image.ndim != 2:
+        raise VidcolourError(f"colourise_image takes (H, W) or (H, W, 3) arrays, not {image.shape}")
+    return image

@@ -1,0 +1,283 @@
+"""``vidcolour run`` for videos: decode -> colourise -> encode, overlapped.
+
+Three stages joined by bounded queues, so memory stays flat whatever the length:
+a decode thread (PyAV releases the GIL while decoding), a model thread (torch releases it
+during its kernels) and the encoder on the calling thread, which also owns the output file and
+so is the one place that handles interruption and cleanup.
+
+    Source.chunks --q--> Colouriser.video_chroma --q--> Sink.write
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path
+from vidcolour.video.planes import Layout, chroma_spread, coding_of
+from vidcolour.video.sink import CODECS, CONTAINERS, Plan, Sink, plan_output
+from vidcolour.video.source import Chunk, DecodeStats, Source
+
+if TYPE_CHECKING:
+    from vidcolour.colouriser import Colouriser
+
+COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
+_END = object()
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    codec: str = "h264"
+    crf: int | None = None
+    preset: str | None = None
+    tune: str | None = None  # x264/x265 tune; None: the codec's default, "none": no tune
+    batch_size: int = 8
+    overwrite: bool = False
+    queue_chunks: int = 2  # chunks buffered between stages
+
+
+@dataclass
+class VideoReport:
+    src: Path
+    dst: Path
+    frames: int = 0
+    expected_frames: int | None = None
+    seconds: float = 0.0
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    notices: list[str] = field(default_factory=list)
+    read_error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        damage = []
+        if self.stats.bad_packets:
+            damage.append(f"{self.stats.bad_packets} undecodable packets")
+        if self.stats.corrupt_frames:
+            damage.append(f"{self.stats.corrupt_frames} damaged frames kept")
+        if self.read_error:
+            damage.append(f"reading stopped early: {self.read_error}")
+        tail = f"; {', '.join(damage)}" if damage else ""
+        return (
+            f"{self.dst}: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){tail}"
+        )
+
+
+Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse outputs that would destroy the input, clobber a file or cannot be written."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise VidcolourError(f"output {dst} is the input; choose another name")
+    if dst.is_dir():
+        raise VidcolourError(f"output {dst} is a directory")
+    if dst.exists() and not overwrite:
+        raise VidcolourError(f"{dst} exists (use --overwrite to replace it)")
+    parent = dst.parent
+    if not parent.is_dir():
+        raise VidcolourError(f"output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VidcolourError(f"output directory {parent} is not writable")
+
+
+def colourise_video(
+    colouriser: Colouriser,
+    src: Path,
+    dst: Path,
+    options: VideoOptions,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> VideoReport:
+    """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all)."""
+    if options.codec not in CODECS:
+        raise VidcolourError(f"unknown codec '{options.codec}' (choose from {', '.join(CODECS)})")
+    codec = CODECS[options.codec]
+    if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
+        raise VidcolourError(
+            f"--crf, --preset and --tune apply to h264 and h265, not {options.codec}"
+        )
+    container_format = CONTAINERS.get(dst.suffix.lower())
+    if container_format is None:
+        raise VidcolourError(
+            f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
+        )
+    check_destination(src, dst, options.overwrite)
+    report = VideoReport(src, dst)
+
+    def tell(message: str) -> None:
+        report.notices.append(message)
+        if notify is not None:
+            notify(message)
+
+    start = time.perf_counter()
+    with Source(src) as source:
+        report.expected_frames = source.expected_frames
+        chunks = source.chunks(options.batch_size)
+        first_chunk = _first_frames(chunks, src)
+        first = first_chunk.frames[0]
+        layout = Layout(first.format.name, first.width, first.height)
+        plan = plan_output(
+            first, layout, codec, coding_of(first, layout), source.stream.codec_context.field_order
+        )
+        if chroma_spread(first, layout) > COLOUR_SPREAD:
+            tell(f"{src} already has colour; colourising from its luma alone")
+        if plan.fields:
+            tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
+        try:
+            with atomic_path(dst) as tmp:
+                sink = Sink(
+                    tmp,
+                    container_format,
+                    source,
+                    first,
+                    plan,
+                    codec,
+                    crf=options.crf,
+                    preset=options.preset,
+                    tune=options.tune,
+                    tag=colouriser.tag,
+                    notify=tell,
+                )
+                try:
+                    _run_stages(
+                        colouriser, plan, first_chunk, chunks, sink, options, report, progress
+                    )
+                    sink.close()
+                except BaseException:
+                    sink.abort()
+                    raise
+        except (av.FFmpegError, OSError) as exc:
+            raise VidcolourError(_write_error(dst, exc)) from None
+        report.stats = source.stats
+        report.read_error = source.read_error
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
+    """The first chunk with frames (packets before it are kept with it)."""
+    packets: list[av.Packet] = []
+    for chunk in chunks:
+        if chunk.frames:
+            chunk.packets[:0] = packets
+            return chunk
+        packets += chunk.packets
+    raise VidcolourError(f"{src}: no video frame could be decoded")
+
+
+def _run_stages(
+    colouriser: Colouriser,
+    plan: Plan,
+    first_chunk: Chunk,
+    chunks: Iterator[Chunk],
+    sink: Sink,
+    options: VideoOptions,
+    report: VideoReport,
+    progress: Progress | None,
+) -> None:
+    stop = threading.Event()
+    decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
+    coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
+    failures: list[BaseException] = []
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q: queue.Queue[Any]) -> Any:
+        while True:
+            if failures:
+                raise failures[0]
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    raise RuntimeError("pipeline stopped") from None  # failures says why
+                continue
+
+    def decode() -> None:
+        try:
+            if not put(decoded, first_chunk):
+                return
+            for chunk in chunks:
+                if not put(decoded, chunk):
+                    return
+            put(decoded, _END)
+        except BaseException as exc:
+            failures.append(exc)
+            stop.set()
+
+    def colourise() -> None:
+        try:
+            while True:
+                chunk = get(decoded)
+                if chunk is _END:
+                    put(coloured, _END)
+                    return
+                codes = None
+                if chunk.frames:
+                    codes = colouriser.video_chroma(
+                        chunk.luma,
+                        plan.source_coding,
+                        plan.target_coding,
+                        plan.target.chroma_size,
+                        plan.fields,
+                    )
+                if not put(coloured, (chunk, codes)):
+                    return
+        except BaseException as exc:
+            failures.append(exc)
+            stop.set()
+
+    workers = [
+        threading.Thread(target=decode, name="vidcolour-decode", daemon=True),
+        threading.Thread(target=colourise, name="vidcolour-model", daemon=True),
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        while True:
+            item = get(coloured)
+            if item is _END:
+                break
+            chunk, codes = item
+            for packet in chunk.packets:
+                sink.carry(packet)
+            for i, frame in enumerate(chunk.frames):
+                sink.write(frame, chunk.luma[i], codes[0][i], codes[1][i])
+            report.frames += len(chunk.frames)
+            if progress is not None:
+                progress(report.frames, report.expected_frames)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+def _write_error(dst: Path, exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk is full"
+    elif code == errno.EFBIG:
+        reason = "file size limit reached"
+    return f"cannot write {dst}: {reason}"

@@ -1,0 +1,129 @@
+"""Synthetic test clips, made in code: moving grey shapes with optional sound, chapters and
+variable frame timing. Used by the tests and by ``vidcolour bench``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, cast
+
+import av
+import numpy as np
+
+
+def grey_picture(index: int, height: int, width: int) -> np.ndarray:
+    """(H, W) uint8: a gradient with a bright disc that moves a little every frame."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    picture = 40 + 120 * xx / max(width - 1, 1) + 40 * yy / max(height - 1, 1)
+    cy, cx = height / 2, (index * 7) % max(width, 1)
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(height, width) / 5) ** 2
+    picture[disc] = 230
+    noise = np.random.default_rng(index).integers(0, 6, size=(height, width))
+    return np.clip(picture + noise, 0, 255).astype(np.uint8)
+
+
+def write_clip(
+    path: Path,
+    *,
+    frames: int = 12,
+    size: tuple[int, int] = (96, 128),  # (height, width)
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rate: int = 25,
+    pts: Sequence[int] | None = None,  # frame timestamps in ``time_base`` units (VFR)
+    time_base: Fraction | None = None,
+    audio: str | None = None,  # an audio encoder, e.g. "flac", "aac", "pcm_s16le"
+    chapters: bool = False,
+    field_order: str | None = None,  # "tt" or "bb": interlaced coding (mpeg2video)
+    options: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a greyscale clip (chroma neutral) and return its path."""
+    height, width = size
+    time_base = time_base or Fraction(1, rate)
+    stamps = list(pts) if pts is not None else [round(i / rate / time_base) for i in range(frames)]
+    out = av.open(str(path), "w")
+    opts = dict(options or {})
+    if field_order is not None:
+        opts["top"] = "1" if field_order == "tt" else "0"
+    video = cast(av.video.stream.VideoStream, out.add_stream(codec, rate=rate, options=opts))
+    video.width, video.height, video.pix_fmt = width, height, pix_fmt
+    video.time_base = time_base
+    video.codec_context.time_base = time_base
+    if field_order is not None:
+        video.codec_context.field_order = 2 if field_order == "tt" else 3
+        video.codec_context.flags |= (
+            av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+        )
+    sound = None
+    if audio is not None:
+        sound = cast(
+            av.audio.stream.AudioStream, out.add_stream(audio, rate=48000, layout="stereo")
+        )
+    out.metadata.update(metadata or {})
+    if chapters:
+        half = stamps[len(stamps) // 2]
+        out.set_chapters(
+            [
+                {
+                    "id": 1,
+                    "start": 0,
+                    "end": half,
+                    "time_base": time_base,
+                    "metadata": {"title": "One"},
+                },
+                {
+                    "id": 2,
+                    "start": half,
+                    "end": stamps[-1],
+                    "time_base": time_base,
+                    "metadata": {"title": "Two"},
+                },
+            ]
+        )
+    for i, stamp in enumerate(stamps):
+        grey = grey_picture(i, height, width)
+        frame = av.VideoFrame.from_ndarray(np.repeat(grey[..., None], 3, axis=2), format="rgb24")
+        frame = (
+            frame.reformat(format=pix_fmt)
+            if not pix_fmt.startswith("gray")
+            else av.VideoFrame.from_ndarray(grey, format="gray").reformat(format=pix_fmt)
+        )
+        if not pix_fmt.startswith("gray"):  # exactly neutral chroma: a truly grey clip
+            _neutral_chroma(frame)
+        frame.pts, frame.time_base = stamp, time_base
+        for packet in video.encode(frame):
+            out.mux(packet)
+    for packet in video.encode(None):
+        out.mux(packet)
+    if sound is not None:
+        seconds = float((stamps[-1] + 1) * time_base) if stamps else 0.0
+        _write_tone(out, sound, seconds)
+    out.close()
+    return path
+
+
+def _neutral_chroma(frame: av.VideoFrame) -> None:
+    fmt = frame.format
+    bits = fmt.components[1].bits
+    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
+    for plane in frame.planes[1:3]:
+        np.frombuffer(cast(Any, plane), dtype=dtype)[:] = 2 ** (bits - 1)
+
+
+def _write_tone(
+    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
+) -> None:
+    rate, block = 48000, 1024
+    total = max(block, int(seconds * rate))
+    t = np.arange(total) / rate
+    tone = (0.2 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+    for start in range(0, total, block):
+        samples = np.repeat(tone[None, start : start + block], 2, axis=0).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
