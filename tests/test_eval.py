@@ -52,9 +52,7 @@ def _independent_grey_metrics(folder: Path, size: int) -> tuple[float, float]:
 
 
 def test_grey_baseline_matches_scikit_image(photos: Path) -> None:
-    result = evaluate_candidates(
-        [grey_baseline()], sorted(photos.glob("*.png")), 64, CPU, Extras()
-    )
+    result = evaluate_candidates([grey_baseline()], sorted(photos.glob("*.png")), 64, CPU, Extras())
     mean = result["colourisers"][0]["mean"]
     l1, psnr = _independent_grey_metrics(photos, 64)
     assert mean["ab_l1"] == pytest.approx(l1, rel=0.005)

@@ -104,8 +104,9 @@ def test_grey_copy_of_bikes(colouriser: Colouriser, tmp_path: Path) -> None:
 
 
 def test_interlaced_keeps_field_order(colouriser: Colouriser, tmp_path: Path) -> None:
-    src = write_clip(tmp_path / "tt.mkv", frames=4, size=(576, 720), codec="mpeg2video",
-                     field_order="tt")  # fmt: skip
+    src = write_clip(
+        tmp_path / "tt.mkv", frames=4, size=(576, 720), codec="mpeg2video", field_order="tt"
+    )
     for codec in ("h264", "ffv1"):
         out = tmp_path / f"out_{codec}.mkv"
         report = colouriser.colourise_video(src, out, codec=codec)

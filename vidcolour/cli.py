@@ -557,3 +557,87 @@ def _frame_progress(console: Console, name: str) -> Any:
             yield update
 
     return bar()
+
+
+# ------------------------------------------------------------------------------- bench
+@main.command("bench")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A video to measure on [default: a synthetic 720x576 clip of 200 frames].",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    metavar="NAME_OR_PATH",
+    help="As for run [default: the bundled model; without one, an untrained ibn_sn_md].",
+)
+@DEVICE_OPTION
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--resolution", type=click.IntRange(min=16), default=256, show_default=True)
+@click.option(
+    "--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
+    default="h264",
+    show_default=True,
+)
+@click.option("--frames", type=click.IntRange(min=1), help="Use at most this many frames.")
+def bench_command(
+    input_path: Path | None,
+    json_out: Path | None,
+    model: str | None,
+    device: str,
+    batch_size: int,
+    resolution: int,
+    precision: str,
+    codec: str,
+    frames: int | None,
+) -> None:
+    """Measure each stage of the video pipeline, then the whole, in one run.
+
+    Reports decode, model, colour-stage, encode and end-to-end fps; the model's FLOP/s as a
+    share of a matmul's measured in the same run; and pipeline efficiency = end-to-end fps /
+    the slowest stage's fps.
+
+    \b
+    Example:
+      vidcolour bench --json bench.json
+    """
+    from vidcolour.bench import run_bench, to_json, write_json
+    from vidcolour.colouriser import Colouriser
+    from vidcolour.devices import resolve_device
+    from vidcolour.resources import model_names
+
+    if model is None and "default" not in model_names():
+        config = load_config(resolve_config("ibn_sn_md"))
+        _notice("no bundled model: measuring an untrained ibn_sn_md generator (same cost)")
+        colouriser = Colouriser(
+            build_generator(config.model.generator),
+            name="ibn_sn_md (untrained)",
+            device=resolve_device(device),
+            precision=precision,
+            resolution=resolution,
+        )
+    else:
+        colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
+    console = Console(stderr=True)
+    result = run_bench(
+        colouriser,
+        input_path,
+        batch_size=batch_size,
+        codec=codec,
+        max_frames=frames,
+        log=lambda line: console.print(line, highlight=False),
+    )
+    table = Table(box=box.SIMPLE)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in to_json(result).items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    if json_out is not None:
+        write_json(result, json_out)

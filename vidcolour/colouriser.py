@@ -231,7 +231,7 @@ class Colouriser:
         luma (BT.601, as PIL does) first. Returns (H, W, 3) uint8 RGB whose Lab L is the input's.
         """
         grey = _grey_array(image)
-        y = torch.from_numpy(grey).to(self.device).float().div(255)[None, None]
+        y = torch.from_numpy(np.array(grey, np.float32)).to(self.device).div(255)[None, None]
         L = grey_to_l(y)
         ab = self.predict_ab(L)
         rgb = lab_to_rgb(torch.cat([L, ab], dim=1))[0]

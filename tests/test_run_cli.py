@@ -1,0 +1,196 @@
+"""`vidcolour run` from the command line: stills, and every error case of issue 5 item 9.
+
+Each failure must be one line on stderr, a non-zero exit, no traceback, nothing at OUTPUT and
+no temp file left beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.video_helpers import save_tiny_model
+from vidcolour.cli import main
+from vidcolour.video.synth import grey_picture, write_clip
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mkv", frames=6, audio="flac")
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["run", *map(str, args), "--resolution", "64"])
+    return result.exit_code, result.output
+
+
+def assert_clean_failure(code: int, output: str, out: Path, message: str) -> None:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code != 0
+    assert "Traceback" not in output
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], output
+    assert not out.exists() or out.is_dir()
+    if out.parent.is_dir():
+        leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+        assert leftovers == []
+
+
+def test_run_video_then_refuse_to_overwrite(model: Path, clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, output = run(clip, "-o", out, "--model", model)
+    assert code == 0, output
+    assert "6 frames" in output
+    before = out.read_bytes()
+    code, output = run(clip, "-o", out, "--model", model)
+    assert code == 1 and "exists (use --overwrite" in output
+    assert out.read_bytes() == before
+    code, output = run(clip, "-o", out, "--model", model, "--overwrite", "--codec", "h265")
+    assert code == 0, output
+
+
+def test_run_still_images(model: Path, tmp_path: Path) -> None:
+    grey = grey_picture(0, 61, 83)
+    src = tmp_path / "still.png"
+    Image.fromarray(grey).save(src)
+    out = tmp_path / "still_colour.jpg"
+    code, output = run(src, "-o", out, "--model", model)
+    assert code == 0, output
+    with Image.open(out) as image:
+        assert image.size == (83, 61) and image.mode == "RGB"
+    coloured = tmp_path / "colour.png"
+    Image.fromarray(np.stack([grey, grey // 2, grey], axis=2)).save(coloured)
+    code, output = run(coloured, "-o", tmp_path / "again.png", "--model", model)
+    assert code == 0 and "already has colour" in output
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.mp4", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: _write(d / "empty.mp4", b""), "is empty"),
+        (lambda d: _write(d / "notes.mp4", b"just some text\n" * 50), "not a video"),
+        (lambda d: _truncated(d), "not a video"),
+        (lambda d: _audio_only(d / "sound.mka"), "has no video stream"),
+        (lambda d: _write(d / "header.mkv", _clip_bytes(d)[:600]), "no video frame"),
+    ],
+    ids=["missing", "directory", "empty", "text", "truncated", "no-video", "no-frames"],
+)
+def test_bad_input(model: Path, tmp_path: Path, make: object, message: str) -> None:
+    src = make(tmp_path)  # type: ignore[operator]
+    out = tmp_path / "out" / "colour.mp4"
+    out.parent.mkdir()
+    code, output = run(src, "-o", out, "--model", model)
+    assert_clean_failure(code, output, out, message)
+
+
+def test_bad_model(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "colour.mp4"
+    code, output = run(clip, "-o", out, "--model", tmp_path / "missing.safetensors")
+    assert_clean_failure(code, output, out, "model file not found")
+    junk = _write(tmp_path / "junk.safetensors", os.urandom(4096))
+    code, output = run(clip, "-o", out, "--model", junk)
+    assert_clean_failure(code, output, out, "junk.safetensors")
+
+
+def test_bad_output(model: Path, clip: Path, tmp_path: Path) -> None:
+    code, output = run(clip, "-o", clip, "--model", model, "--overwrite")
+    assert code == 1 and "is the input" in output and "Traceback" not in output
+    out = tmp_path / "nowhere" / "colour.mp4"
+    code, output = run(clip, "-o", out, "--model", model)
+    assert_clean_failure(code, output, out, "does not exist")
+    out = tmp_path / "colour.xyz"
+    code, output = run(clip, "-o", out, "--model", model)
+    assert_clean_failure(code, output, out, "unknown output type")
+    out = tmp_path / "colour.mp4"
+    code, output = run(clip, "-o", out, "--model", model, "--codec", "ffv1")
+    assert_clean_failure(code, output, out, "ffv1 cannot go into .mp4")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_directory(model: Path, clip: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out = locked / "colour.mp4"
+    code, output = run(clip, "-o", out, "--model", model)
+    assert_clean_failure(code, output, out, "not writable")
+
+
+def _cli(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "vidcolour", "run", *map(str, args), "--resolution", "64"]
+
+
+def test_full_disk(model: Path, tmp_path: Path) -> None:
+    """The file-size limit makes writes fail the way a full disk does, part way through."""
+    src = write_clip(tmp_path / "long.mkv", frames=60, size=(240, 320), codec="ffv1")
+    out = tmp_path / "colour.mkv"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    command = _cli(src, "-o", out, "--model", model, "--codec", "ffv1")
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert_clean_failure(done.returncode, done.stderr, out, "cannot write")
+
+
+def test_ctrl_c(model: Path, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "long.mkv", frames=400, size=(240, 320), codec="ffv1")
+    out = tmp_path / "colour.mkv"
+    command = _cli(src, "-o", out, "--model", model, "--batch-size", "2")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".colour.mkv.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into the job
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert_clean_failure(1, stderr, out, "interrupted")
+
+
+# ------------------------------------------------------------------------------ inputs
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _clip_bytes(directory: Path) -> bytes:
+    return write_clip(directory / "whole.mkv", frames=6).read_bytes()
+
+
+def _truncated(directory: Path) -> Path:
+    """An MP4 cut short: its index (moov) comes last and is lost."""
+    whole = write_clip(directory / "whole.mp4", frames=12)
+    data = whole.read_bytes()
+    return _write(directory / "cut.mp4", data[: len(data) // 2])
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 4800), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path

@@ -1,0 +1,275 @@
+"""``vidcolour bench``: each stage of the video pipeline alone, then all of them together.
+
+Every figure comes from the same run on the same input, so the ratios are meaningful even on a
+machine whose speed drifts between runs: pipeline efficiency = end-to-end fps / the slowest
+stage's fps (1.0 means the overlap hides every other stage completely), and model FLOP/s over a
+bf16 matmul's FLOP/s measured minutes apart rather than on another day.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import torch
+
+from vidcolour import __version__
+from vidcolour.colouriser import Colouriser
+from vidcolour.nets import count_flops
+from vidcolour.perf import matmul_flops_per_s
+from vidcolour.video.pipeline import VideoOptions, colourise_video
+from vidcolour.video.planes import Layout, coding_of
+from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
+from vidcolour.video.source import Source
+from vidcolour.video.synth import write_clip
+
+SCHEMA = "vidcolour.bench/1"
+SYNTHETIC_FRAMES, SYNTHETIC_SIZE = 200, (576, 720)  # PAL SD, the commonest archive format
+
+
+@dataclass
+class BenchResult:
+    input: str
+    frames: int
+    width: int
+    height: int
+    working_size: tuple[int, int]
+    batch_size: int
+    codec: str
+    model: str
+    device: str
+    precision: str
+    decode_fps: float
+    model_fps: float  # the generator alone, on batches at the working size
+    colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
+    encode_fps: float
+    end_to_end_fps: float
+    model_gflop_per_frame: float
+    model_tflops: float
+    matmul_tflops: float  # bf16 (fp32 when the run is fp32) matmul, measured in this run
+    model_flops_utilisation: float  # model FLOP/s / matmul FLOP/s
+    pipeline_efficiency: float  # end-to-end fps / slowest stage's fps
+    slowest_stage: str
+
+
+def _timed(work: Callable[[], int]) -> float:
+    """Frames per second of ``work`` (which returns how many frames it handled)."""
+    start = time.perf_counter()
+    frames = work()
+    return frames / (time.perf_counter() - start)
+
+
+def run_bench(
+    colouriser: Colouriser,
+    input_path: Path | None,
+    *,
+    batch_size: int = 8,
+    codec: str = "h264",
+    max_frames: int | None = None,
+    log: Callable[[str], None] = print,
+) -> BenchResult:
+    with tempfile.TemporaryDirectory(prefix="vidcolour-bench-") as scratch:
+        work = Path(scratch)
+        if input_path is None:
+            height, width = SYNTHETIC_SIZE
+            log(f"input: synthetic {width}x{height}, {SYNTHETIC_FRAMES} frames")
+            input_path = write_clip(
+                work / "synthetic.mkv", frames=SYNTHETIC_FRAMES, size=SYNTHETIC_SIZE, codec="ffv1"
+            )
+        return _bench(colouriser, input_path, work, batch_size, codec, max_frames, log)
+
+
+def _bench(
+    colouriser: Colouriser,
+    input_path: Path,
+    work: Path,
+    batch_size: int,
+    codec_name: str,
+    max_frames: int | None,
+    log: Callable[[str], None],
+) -> BenchResult:
+    # Decode: what the decode thread does (frames, luma planes, batching).
+    chunks = []
+
+    def decode() -> int:
+        count = 0
+        with Source(input_path) as source:
+            for chunk in source.chunks(batch_size):
+                chunks.append(chunk)
+                count += len(chunk.frames)
+                if max_frames and count >= max_frames:
+                    break
+        return count
+
+    decode_fps = _timed(decode)
+    chunks = [c for c in chunks if c.frames]
+    frames = sum(len(c.frames) for c in chunks)
+    first = chunks[0].frames[0]
+    layout = Layout(first.format.name, first.width, first.height)
+    codec = CODECS[codec_name]
+    with Source(input_path) as source:
+        plan = plan_output(
+            first, layout, codec, coding_of(first, layout), source.stream.codec_context.field_order
+        )
+    log(f"decode: {decode_fps:.1f} fps ({frames} frames, {layout.width}x{layout.height})")
+
+    # Model: the generator alone at the working size, then the colour stage as the pipeline
+    # runs it (luma -> L at two sizes, generator, Cb/Cr codes).
+    g = colouriser.generator
+    size = colouriser.working_size(layout.height, layout.width)  # fields use the frame's
+    per_frame = 2 if plan.fields else 1
+    dev = colouriser.device
+    l = torch.zeros(batch_size, 1, *size, device=dev)
+    with torch.inference_mode():
+        flops = count_flops(g, l[:1]) * per_frame
+        for _ in range(2):
+            colouriser.predict_ab(torch.zeros(batch_size, 1, *size, device=dev), size)
+
+    def model() -> int:
+        L = torch.rand(batch_size, 1, *size, device=dev) * 100
+        done = 0
+        while done < frames * per_frame:
+            colouriser.predict_ab(L, size)
+            done += batch_size
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return done // per_frame
+
+    model_fps = _timed(model)
+    log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame)")
+
+    codes = []
+
+    def colour() -> int:
+        for chunk in chunks:
+            codes.append(
+                colouriser.video_chroma(
+                    chunk.luma,
+                    plan.source_coding,
+                    plan.target_coding,
+                    plan.target.chroma_size,
+                    plan.fields,
+                )
+            )
+        return frames
+
+    colour_fps = _timed(colour)
+    log(f"colour stage: {colour_fps:.1f} fps")
+
+    # Encode: what the encoder does (new chroma planes in, packets muxed to a file).
+    out = work / f"encode{_extension(codec_name)}"
+
+    def encode() -> int:
+        with Source(input_path) as source:
+            sink = Sink(
+                out,
+                CONTAINERS[out.suffix],
+                source,
+                first,
+                plan,
+                codec,
+                crf=None,
+                preset=None,
+                tune=None,
+                tag="bench",
+                notify=lambda _: None,
+            )
+            for chunk, (cb, cr) in zip(chunks, codes, strict=True):
+                for i, frame in enumerate(chunk.frames):
+                    sink.write(frame, chunk.luma[i], cb[i], cr[i])
+            sink.close()
+        return frames
+
+    encode_fps = _timed(encode)
+    log(f"encode ({codec_name}): {encode_fps:.1f} fps")
+    chunks.clear()  # free the decoded frames before the end-to-end run
+    codes.clear()
+
+    # End to end, with the threads overlapping the three stages.
+    e2e_input = input_path
+    if max_frames:
+        e2e_input = work / f"head{input_path.suffix}"
+        _copy_head(input_path, e2e_input, max_frames)
+    options = VideoOptions(codec=codec_name, batch_size=batch_size, overwrite=True)
+    report = colourise_video(colouriser, e2e_input, work / f"e2e{_extension(codec_name)}", options)
+    e2e_fps = report.fps
+    log(f"end to end: {e2e_fps:.1f} fps")
+
+    matmul_dtype = colouriser.dtype or torch.float32
+    matmul = matmul_flops_per_s(dev, matmul_dtype)
+    stages = {"decode": decode_fps, "colour": colour_fps, "encode": encode_fps}
+    slowest = min(stages, key=lambda k: stages[k])
+    model_flops = model_fps * flops
+    return BenchResult(
+        input=str(input_path),
+        frames=frames,
+        width=layout.width,
+        height=layout.height,
+        working_size=size,
+        batch_size=batch_size,
+        codec=codec_name,
+        model=colouriser.name,
+        device=_device_name(dev),
+        precision=str(matmul_dtype).removeprefix("torch."),
+        decode_fps=decode_fps,
+        model_fps=model_fps,
+        colour_stage_fps=colour_fps,
+        encode_fps=encode_fps,
+        end_to_end_fps=e2e_fps,
+        model_gflop_per_frame=flops / 1e9,
+        model_tflops=model_flops / 1e12,
+        matmul_tflops=matmul / 1e12,
+        model_flops_utilisation=model_flops / matmul,
+        pipeline_efficiency=e2e_fps / stages[slowest],
+        slowest_stage=slowest,
+    )
+
+
+def _extension(codec: str) -> str:
+    return {"ffv1": ".mkv", "prores": ".mov"}.get(codec, ".mp4")
+
+
+def _copy_head(src: Path, dst: Path, frames: int) -> None:
+    """The first ``frames`` video packets' worth of ``src``, stream-copied."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        count = 0
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+            count += 1
+            if count >= frames:
+                break
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "vidcolour": __version__,
+        "torch": torch.__version__,
+        "av": av.__version__,
+        **asdict(result),
+    }
+
+
+def write_json(result: BenchResult, path: Path) -> None:
+    from vidcolour.fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(to_json(result), indent=2) + "\n")
