@@ -21,6 +21,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.video.planes import Layout, is_planar_yuv, read_luma
 
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+MAX_CARRIED = 512  # other streams' packets per chunk: bounds memory on badly interleaved files
 _PLANAR_FALLBACK = "yuv444p"  # RGB, packed and paletted input is converted to this when decoded
 
 
@@ -133,6 +134,9 @@ class Source:
         for item in self.frames(stop):
             if isinstance(item, av.Packet):
                 packets.append(item)
+                if len(packets) >= MAX_CARRIED:  # a long run of sound without pictures
+                    yield _chunk([], layout, packets)
+                    packets = []
                 continue
             this = Layout(item.format.name, item.width, item.height)
             if layout is None:

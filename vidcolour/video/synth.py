@@ -82,24 +82,24 @@ def write_clip(
                 },
             ]
         )
+    tone = _Tone(out, sound) if sound is not None else None
     for i, stamp in enumerate(stamps):
         grey = grey_picture(i, height, width)
-        frame = av.VideoFrame.from_ndarray(np.repeat(grey[..., None], 3, axis=2), format="rgb24")
-        frame = (
-            frame.reformat(format=pix_fmt)
-            if not pix_fmt.startswith("gray")
-            else av.VideoFrame.from_ndarray(grey, format="gray").reformat(format=pix_fmt)
-        )
-        if not pix_fmt.startswith("gray"):  # exactly neutral chroma: a truly grey clip
-            _neutral_chroma(frame)
+        if pix_fmt.startswith("gray"):
+            frame = av.VideoFrame.from_ndarray(grey, format="gray").reformat(format=pix_fmt)
+        else:
+            rgb = np.repeat(grey[..., None], 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            _neutral_chroma(frame)  # exactly neutral: a truly grey clip
         frame.pts, frame.time_base = stamp, time_base
         for packet in video.encode(frame):
             out.mux(packet)
+        if tone is not None:  # sound up to this frame's end, interleaved as muxers expect
+            tone.until(float(stamp * time_base) + 1 / rate)
     for packet in video.encode(None):
         out.mux(packet)
-    if sound is not None:
-        seconds = float((stamps[-1] + 1) * time_base) if stamps else 0.0
-        _write_tone(out, sound, seconds)
+    if tone is not None:
+        tone.finish()
     out.close()
     return path
 
@@ -112,18 +112,28 @@ def _neutral_chroma(frame: av.VideoFrame) -> None:
         np.frombuffer(cast(Any, plane), dtype=dtype)[:] = 2 ** (bits - 1)
 
 
-def _write_tone(
-    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
-) -> None:
-    rate, block = 48000, 1024
-    total = max(block, int(seconds * rate))
-    t = np.arange(total) / rate
-    tone = (0.2 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
-    for start in range(0, total, block):
-        samples = np.repeat(tone[None, start : start + block], 2, axis=0).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode(None):
-        out.mux(packet)
+class _Tone:
+    """A 440 Hz stereo tone, encoded block by block as the video advances."""
+
+    RATE, BLOCK = 48000, 1024
+
+    def __init__(self, out: av.container.OutputContainer, stream: av.audio.stream.AudioStream):
+        self.out, self.stream, self.written = out, stream, 0
+
+    def until(self, seconds: float) -> None:
+        while self.written < seconds * self.RATE:
+            t = (self.written + np.arange(self.BLOCK)) / self.RATE
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+            samples = np.repeat(tone[None], 2, axis=0).T.reshape(1, -1)  # interleaved L R
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = self.RATE, self.written
+            frame.time_base = Fraction(1, self.RATE)
+            self._mux(self.stream.encode(frame))
+            self.written += self.BLOCK
+
+    def finish(self) -> None:
+        self._mux(self.stream.encode(None))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self.out.mux(packet)
