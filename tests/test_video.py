@@ -66,6 +66,30 @@ def test_vfr_with_audio_keeps_frames_times_sound_and_tags(
     assert np.abs(chroma.astype(int) - 128).max() > 0  # it did get colour
 
 
+def test_aspect_rotation_kept_and_uncopyable_audio_reencoded(
+    colouriser: Colouriser, tmp_path: Path
+) -> None:
+    src = write_clip(
+        tmp_path / "pcm.mkv",
+        frames=6,
+        audio="pcm_s16le",
+        rotation=90,
+        options={"x264-params": "sar=16/15"},
+    )
+    out = tmp_path / "out.mp4"
+    report = colouriser.colourise_video(src, out)
+    assert report.notices == [
+        "audio stream 1 (pcm_s16le) cannot go into this container (mp4); re-encoded as aac"
+    ]
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].sample_aspect_ratio == Fraction(16, 15)
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert next(container.decode(video=0)).rotation == 90
+        samples = sum(f.samples for f in container.decode(audio=0))
+    with av.open(str(src)) as container:
+        assert samples >= sum(f.samples for f in container.decode(audio=0))
+
+
 def test_output_has_colour_from_the_model(
     colouriser: Colouriser, vfr_mkv: Path, tmp_path: Path
 ) -> None:

@@ -48,7 +48,17 @@ CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
 _MP4_LIKE = ("mp4", "mov")
 # Per-stream tags that describe the old encoding, not the content.
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
-_INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
+_INTERLACED = {2, 3, 4, 5}
+# Codecs a container reports as supported that its muxer still refuses to copy in (FFmpeg's mp4
+# muxer takes PCM only from its own ipcm path, not as a stream copy).
+_NOT_COPIED = {"mp4": ("pcm_",)}
+_DEFAULT_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    6: "5.1",
+    8: "7.1",
+}  # AVFieldOrder tt, bb, tb, bt
 
 
 @dataclass(frozen=True)
@@ -185,16 +195,22 @@ class Sink:
         supported = self.container.supported_codecs
         for s in source.other_streams():
             name = s.codec_context.name if s.codec_context else "unknown"
-            if name in supported:
+            if name in supported and not name.startswith(
+                _NOT_COPIED.get(self.container.format.name, ())
+            ):
                 out = self.container.add_stream_from_template(s)
                 out.metadata.update(_content_tags(s.metadata))
                 carried[s.index] = _Carried(s, out, reencode=False)
             elif s.type == "audio":
                 encoder = self.container.default_audio_codec
                 audio = cast(av.audio.codeccontext.AudioCodecContext, s.codec_context)
-                out = self.container.add_stream(
-                    encoder, rate=audio.sample_rate, layout=audio.layout
-                )
+                layout = audio.layout
+                if layout.name.endswith("channels"):  # no channel order: encoders want one
+                    layout = av.AudioLayout(_DEFAULT_LAYOUTS.get(len(layout.channels), "stereo"))
+                out = self.container.add_stream(encoder, rate=audio.sample_rate, layout=layout)
+                formats = av.Codec(encoder, "w").audio_formats or []
+                if formats:  # the encoder's preferred sample format; frames are resampled to it
+                    out.codec_context.format = formats[0]
                 out.metadata.update(_content_tags(s.metadata))
                 carried[s.index] = _Carried(s, out, reencode=True)
                 notify(

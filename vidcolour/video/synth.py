@@ -38,6 +38,7 @@ def write_clip(
     field_order: str | None = None,  # "tt" or "bb": interlaced coding (mpeg2video)
     options: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
+    rotation: int = 0,  # display rotation, degrees counter-clockwise
 ) -> Path:
     """Write a greyscale clip (chroma neutral) and return its path."""
     height, width = size
@@ -56,6 +57,8 @@ def write_clip(
         video.codec_context.flags |= (
             av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
         )
+    if rotation:
+        video.set_display_rotation(rotation)
     sound = None
     if audio is not None:
         sound = cast(
