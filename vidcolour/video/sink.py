@@ -207,7 +207,10 @@ class Sink:
                 layout = audio.layout
                 if layout.name.endswith("channels"):  # no channel order: encoders want one
                     layout = av.AudioLayout(_DEFAULT_LAYOUTS.get(len(layout.channels), "stereo"))
-                out = self.container.add_stream(encoder, rate=audio.sample_rate, layout=layout)
+                out = cast(
+                    av.audio.stream.AudioStream,
+                    self.container.add_stream(encoder, rate=audio.sample_rate, layout=layout),
+                )
                 formats = av.Codec(encoder, "w").audio_formats or []
                 if formats:  # the encoder's preferred sample format; frames are resampled to it
                     out.codec_context.format = formats[0]
