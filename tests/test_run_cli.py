@@ -152,7 +152,7 @@ def test_full_disk(model: Path, tmp_path: Path) -> None:
 
 
 def test_ctrl_c(model: Path, tmp_path: Path) -> None:
-    src = write_clip(tmp_path / "long.mkv", frames=400, size=(240, 320), codec="ffv1")
+    src = write_clip(tmp_path / "long.mkv", frames=1200, size=(240, 320), codec="ffv1")
     out = tmp_path / "colour.mkv"
     command = _cli(src, "-o", out, "--model", model, "--batch-size", "2")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -160,7 +160,7 @@ def test_ctrl_c(model: Path, tmp_path: Path) -> None:
     while not any(p.name.startswith(".colour.mkv.") for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)  # well into the job
+    time.sleep(0.3)  # into the job, seconds before its end
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
