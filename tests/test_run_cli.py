@@ -133,6 +133,22 @@ def test_unwritable_directory(model: Path, clip: Path, tmp_path: Path) -> None:
     assert_clean_failure(code, output, out, "not writable")
 
 
+def test_directory_refusing_writes(
+    model: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a read-only mount or an ACL does, even to root: creating the temp file fails."""
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "colour.mp4"
+    code, output = run(clip, "-o", out, "--model", model)
+    assert_clean_failure(code, output, out, "cannot write")
+    assert "Permission denied" in output
+
+
 def _cli(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "vidcolour", "run", *map(str, args), "--resolution", "64"]
 
