@@ -36,7 +36,7 @@ class Codec:
 
 CODECS = {
     # Film scans are grainy: x264's and x265's default psychovisual tuning smooths grain away,
-    # and tune=grain keeps it (on bikes.mp4: +1.9 dB luma PSNR for +19% size, docs/VIDEO.md).
+    # and tune=grain keeps it (on bikes.mp4: +1.8 dB luma PSNR for +19% size, docs/VIDEO.md).
     "h264": Codec("libx264", crf=18, preset="veryfast", tune="grain"),
     "h265": Codec(
         "libx265", {"x265-params": "log-level=error"}, crf=20, preset="fast", tune="grain"
