@@ -19,23 +19,7 @@ import numpy as np
 from vidcolour import Colouriser
 from vidcolour.config import GeneratorConfig
 from vidcolour.nets import build_generator
-
-
-def grey_copy(src: Path, dst: Path) -> None:
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        video = out.add_stream("ffv1", rate=stream.average_rate)
-        video.width, video.height = stream.codec_context.width, stream.codec_context.height
-        video.pix_fmt = "yuv420p"
-        video.time_base = video.codec_context.time_base = stream.time_base
-        for frame in inp.decode(stream):
-            frame = frame.reformat(format="yuv420p")
-            for plane in frame.planes[1:]:
-                np.frombuffer(plane, np.uint8)[:] = 128
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+from vidcolour.video.synth import grey_copy
 
 
 def lumas(path: Path) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ no temp file left beside it.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -210,3 +211,20 @@ def _audio_only(path: Path) -> Path:
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     return path
+
+
+def test_bench_reports_every_stage(model: Path, clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        main,
+        ["bench", "--input", str(clip), "--model", str(model), "--resolution", "64",
+         "--batch-size", "2", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["schema"] == "vidcolour.bench/1" and figures["frames"] == 6
+    for key in ("decode_fps", "model_fps", "colour_stage_fps", "encode_fps", "end_to_end_fps"):
+        assert figures[key] > 0
+    slowest = min(figures[k] for k in ("decode_fps", "colour_stage_fps", "encode_fps"))
+    assert figures["pipeline_efficiency"] == pytest.approx(figures["end_to_end_fps"] / slowest)
+    assert 0 < figures["model_flops_utilisation"] < 2

@@ -14,7 +14,7 @@ import torch
 from tests.video_helpers import frames, luma_psnr, packets, save_tiny_model, tags, times
 from vidcolour import Colouriser
 from vidcolour.colour import YCbCrCoding
-from vidcolour.video.synth import write_clip
+from vidcolour.video.synth import grey_copy, write_clip
 
 BIKES = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "bikes.mp4"
 VFR_MS = [0, 40, 80, 200, 240, 300, 420, 460, 500, 620, 640, 700]
@@ -102,20 +102,7 @@ def test_output_has_colour_from_the_model(
 
 @pytest.mark.skipif(not BIKES.exists(), reason="shared data set not present")
 def test_grey_copy_of_bikes(colouriser: Colouriser, tmp_path: Path) -> None:
-    grey = tmp_path / "bikes_grey.mp4"
-    with av.open(str(BIKES)) as src, av.open(str(grey), "w") as dst:
-        s = src.streams.video[0]
-        v = dst.add_stream("libx264", rate=s.average_rate, options={"crf": "12"})
-        v.width, v.height, v.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
-        v.time_base = v.codec_context.time_base = s.time_base
-        for frame in src.decode(s):
-            frame = frame.reformat(format="yuv420p")
-            for plane in frame.planes[1:]:
-                np.frombuffer(plane, np.uint8)[:] = 128
-            for packet in v.encode(frame):
-                dst.mux(packet)
-        for packet in v.encode(None):
-            dst.mux(packet)
+    grey = grey_copy(BIKES, tmp_path / "bikes_grey.mp4", "libx264", {"crf": "12"})
     for codec, ext in [("h264", ".mp4"), ("ffv1", ".mkv")]:
         out = tmp_path / f"bikes{ext}"
         colouriser.colourise_video(grey, out, codec=codec)

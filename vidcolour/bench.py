@@ -26,7 +26,6 @@ from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
 from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.planes import Layout, coding_of
 from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
 from vidcolour.video.source import Source
 from vidcolour.video.synth import write_clip
@@ -113,12 +112,10 @@ def _bench(
     chunks = [c for c in chunks if c.frames]
     frames = sum(len(c.frames) for c in chunks)
     first = chunks[0].frames[0]
-    layout = Layout(first.format.name, first.width, first.height)
     codec = CODECS[codec_name]
     with Source(input_path) as source:
-        plan = plan_output(
-            first, layout, codec, coding_of(first, layout), source.stream.codec_context.field_order
-        )
+        plan = plan_output(first, codec, source.stream.codec_context.field_order)
+    layout = plan.source
     log(f"decode: {decode_fps:.1f} fps ({frames} frames, {layout.width}x{layout.height})")
 
     # Model: the generator alone at the working size, then the colour stage as the pipeline

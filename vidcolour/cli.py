@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,14 @@ import click
 import torch
 from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from vidcolour import __version__
@@ -25,6 +35,9 @@ from vidcolour.nets import build_discriminator, build_generator, count_flops, co
 from vidcolour.perf import keep_freed_memory
 from vidcolour.resources import config_names, configs_dir, resolve_config
 
+DEVICE_OPTION = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
 SET_HELP = "Override a config value, e.g. --set model.generator.ngf=32 (repeatable)."
 
 
@@ -166,9 +179,7 @@ def show_config(config: str, overrides: tuple[str, ...]) -> None:
     default=None,
     help="Stop after this many steps in total (default: all epochs).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@DEVICE_OPTION
 @click.option("--dry-run", is_flag=True, help="Check the data, print the plan, do not train.")
 def train_command(
     config_name: str | None,
@@ -324,9 +335,7 @@ def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) 
     "'perceptual' extra is installed).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@DEVICE_OPTION
 def eval_command(
     models: tuple[str, ...],
     baselines: tuple[str, ...],
@@ -408,8 +417,26 @@ def _print_eval_table(result: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------- run
-DEVICE_OPTION = click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+CODEC_OPTION = click.option(
+    "--codec",
+    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
+    default="h264",
+    show_default=True,
+    help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters.",
+)
+RESOLUTION_OPTION = click.option(
+    "--resolution",
+    type=click.IntRange(min=16),
+    default=256,
+    show_default=True,
+    help="The model sees each picture with this shorter side; colour is resized back.",
+)
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 where the device runs it natively.",
 )
 
 
@@ -435,13 +462,7 @@ def _notice(message: str) -> None:
 )
 @DEVICE_OPTION
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--codec",
-    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
-    default="h264",
-    show_default=True,
-    help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters.",
-)
+@CODEC_OPTION
 @click.option(
     "--crf",
     type=click.IntRange(0, 51),
@@ -452,20 +473,8 @@ def _notice(message: str) -> None:
     "--tune",
     help="x264/x265 tune, or 'none' [default: grain, which keeps film grain].",
 )
-@click.option(
-    "--resolution",
-    type=click.IntRange(min=16),
-    default=256,
-    show_default=True,
-    help="The model sees each picture with this shorter side; colour is resized back.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "bf16", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="auto: bf16 where the device runs it natively.",
-)
+@RESOLUTION_OPTION
+@PRECISION_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
@@ -524,42 +533,28 @@ def run_command(
         raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
 
 
-def _frame_progress(console: Console, name: str) -> Any:
-    """A progress bar fed with (frames done, frames expected or None)."""
-    from contextlib import contextmanager
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+@contextmanager
+def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar, fed by calling what this yields with (frames done, expected or None)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} fps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(name, total=None, fps=0.0)
+        start = time.perf_counter()
 
-    @contextmanager
-    def bar() -> Any:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:.1f} fps"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(name, total=None, fps=0.0)
-            start = time.perf_counter()
+        def update(done: int, expected: int | None) -> None:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            total = max(expected, done) if expected else None
+            progress.update(task, completed=done, total=total, fps=rate)
 
-            def update(done: int, expected: int | None) -> None:
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                total = max(expected, done) if expected else None
-                progress.update(task, completed=done, total=total, fps=rate)
-
-            yield update
-
-    return bar()
+        yield update
 
 
 # ------------------------------------------------------------------------------- bench
@@ -578,16 +573,9 @@ def _frame_progress(console: Console, name: str) -> Any:
 )
 @DEVICE_OPTION
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--resolution", type=click.IntRange(min=16), default=256, show_default=True)
-@click.option(
-    "--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True
-)
-@click.option(
-    "--codec",
-    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
-    default="h264",
-    show_default=True,
-)
+@RESOLUTION_OPTION
+@PRECISION_OPTION
+@CODEC_OPTION
 @click.option("--frames", type=click.IntRange(min=1), help="Use at most this many frames.")
 def bench_command(
     input_path: Path | None,

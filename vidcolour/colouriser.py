@@ -191,7 +191,10 @@ class Colouriser:
         ``chroma_size``. With ``fields``, each frame is two interlaced fields, colourised one at
         a time so that the generator never sees the combing between them.
         """
-        y = source.luma_to_unit(torch.from_numpy(luma.astype(np.float32)).to(self.device))
+        codes = (
+            torch.from_numpy(luma).to(self.device).float()
+        )  # codes cross to the device, not floats
+        y = source.luma_to_unit(codes)
         y = y.unsqueeze(1)  # (B, 1, H, W) in [0, 1]
         size = self.working_size(*y.shape[-2:])
         if fields:  # both fields of every frame in one batch, then their rows interleaved again

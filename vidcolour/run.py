@@ -13,7 +13,7 @@ from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.pipeline import check_destination
-from vidcolour.video.sink import CONTAINERS
+from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for
 
 IMAGE_FORMATS = {
     ".jpg": "JPEG",
@@ -23,13 +23,6 @@ IMAGE_FORMATS = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
-}
-# Which codecs each container holds (as muxed by FFmpeg and played by common players).
-CONTAINER_CODECS = {
-    ".mp4": {"h264", "h265"},
-    ".mkv": {"h264", "h265", "ffv1", "prores"},
-    ".mov": {"h264", "h265", "prores"},
-    ".avi": {"h264", "ffv1"},
 }
 DEFAULT_CONTAINER = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
 
@@ -63,14 +56,7 @@ def check_pair(src: Path, dst: Path, codec: str) -> None:
             f"{src} is a video: its output needs a video extension "
             f"({', '.join(CONTAINERS)}), not '{dst.suffix}'"
         )
-    if ext not in CONTAINERS:
-        raise VidcolourError(
-            f"{dst}: unknown output type '{dst.suffix}' "
-            f"(video: {', '.join(CONTAINERS)}; image: {', '.join(IMAGE_FORMATS)})"
-        )
-    if codec not in CONTAINER_CODECS[ext]:
-        fits = ", ".join(e for e, codecs in CONTAINER_CODECS.items() if codec in codecs)
-        raise VidcolourError(f"{codec} cannot go into {ext} (use {fits})")
+    container_for(dst, codec)
 
 
 def plan_jobs(inputs: Sequence[Path], output: Path, codec: str) -> list[Job]:

@@ -24,8 +24,8 @@ import av
 
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.video.planes import Layout, chroma_spread, coding_of
-from vidcolour.video.sink import CODECS, CONTAINERS, Plan, Sink, plan_output
+from vidcolour.video.planes import chroma_spread
+from vidcolour.video.sink import CODECS, Plan, Sink, container_for, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
 
 if TYPE_CHECKING:
@@ -110,11 +110,7 @@ def colourise_video(
         raise VidcolourError(
             f"--crf, --preset and --tune apply to h264 and h265, not {options.codec}"
         )
-    container_format = CONTAINERS.get(dst.suffix.lower())
-    if container_format is None:
-        raise VidcolourError(
-            f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
-        )
+    container_format = container_for(dst, options.codec)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
 
@@ -129,11 +125,8 @@ def colourise_video(
         chunks = source.chunks(options.batch_size)
         first_chunk = _first_frames(chunks, src)
         first = first_chunk.frames[0]
-        layout = Layout(first.format.name, first.width, first.height)
-        plan = plan_output(
-            first, layout, codec, coding_of(first, layout), source.stream.codec_context.field_order
-        )
-        if chroma_spread(first, layout) > COLOUR_SPREAD:
+        plan = plan_output(first, codec, source.stream.codec_context.field_order)
+        if chroma_spread(first, plan.source) > COLOUR_SPREAD:
             tell(f"{src} already has colour; colourising from its luma alone")
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")

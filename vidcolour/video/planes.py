@@ -59,10 +59,6 @@ class Layout:
         fmt = self.format
         return fmt.chroma_height(self.height), fmt.chroma_width(self.width)
 
-    @property
-    def subsampled(self) -> bool:
-        return self.chroma_size != (self.height, self.width)
-
 
 def plane_array(
     plane: av.video.plane.VideoPlane, height: int, width: int, dtype: np.dtype
@@ -72,9 +68,9 @@ def plane_array(
     return flat.reshape(height, plane.line_size // dtype.itemsize)[:, :width]
 
 
-def read_luma(frame: av.VideoFrame, layout: Layout) -> np.ndarray:
-    """A copy of the Y' plane: (H, W) uint8 or uint16 codes."""
-    return plane_array(frame.planes[0], layout.height, layout.width, layout.dtype).copy()
+def luma_view(frame: av.VideoFrame, layout: Layout) -> np.ndarray:
+    """The Y' plane: an (H, W) uint8 or uint16 view of the frame's codes."""
+    return plane_array(frame.planes[0], layout.height, layout.width, layout.dtype)
 
 
 def chroma_spread(frame: av.VideoFrame, layout: Layout) -> float:

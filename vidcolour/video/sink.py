@@ -20,7 +20,7 @@ import numpy as np
 
 from vidcolour.colour import YCbCrCoding
 from vidcolour.errors import VidcolourError
-from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, plane_array
+from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
 
@@ -45,20 +45,34 @@ CODECS = {
     "prores": Codec("prores_ks", {"profile": "3"}, depth=10),  # ProRes 422 HQ / 4444
 }
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
+# Which codecs each container holds (as FFmpeg muxes them and common players play them).
+CONTAINER_CODECS = {
+    ".mp4": {"h264", "h265"},
+    ".mkv": {"h264", "h265", "ffv1", "prores"},
+    ".mov": {"h264", "h265", "prores"},
+    ".avi": {"h264", "ffv1"},
+}
 _MP4_LIKE = ("mp4", "mov")
 # Per-stream tags that describe the old encoding, not the content.
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
-_INTERLACED = {2, 3, 4, 5}
+_INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
 # Codecs a container reports as supported that its muxer still refuses to copy in (FFmpeg's mp4
 # muxer takes PCM only from its own ipcm path, not as a stream copy).
 _NOT_COPIED = {"mp4": ("pcm_",)}
-_DEFAULT_LAYOUTS = {
-    1: "mono",
-    2: "stereo",
-    3: "2.1",
-    6: "5.1",
-    8: "7.1",
-}  # AVFieldOrder tt, bb, tb, bt
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
+
+
+def container_for(dst: Path, codec: str) -> str:
+    """The container format an output named ``dst`` gets; an error if it cannot hold ``codec``."""
+    ext = dst.suffix.lower()
+    if ext not in CONTAINERS:
+        raise VidcolourError(
+            f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
+        )
+    if codec not in CONTAINER_CODECS[ext]:
+        fits = ", ".join(e for e, codecs in CONTAINER_CODECS.items() if codec in codecs)
+        raise VidcolourError(f"{codec} cannot go into {ext} (use {fits})")
+    return CONTAINERS[ext]
 
 
 @dataclass(frozen=True)
@@ -104,9 +118,10 @@ def output_format(source: Layout, codec: Codec) -> str:
     return fmt
 
 
-def plan_output(
-    first: av.VideoFrame, source: Layout, codec: Codec, source_coding: YCbCrCoding, field_order: int
-) -> Plan:
+def plan_output(first: av.VideoFrame, codec: Codec, field_order: int) -> Plan:
+    """The plan for a stream whose first decoded frame is ``first``."""
+    source = Layout(first.format.name, first.width, first.height)
+    source_coding = coding_of(first, source)
     target = Layout(output_format(source, codec), source.width, source.height)
     target_coding = YCbCrCoding(source_coding.matrix, source_coding.full_range, target.bits)
     chroma_h = target.chroma_size[0]
@@ -267,7 +282,9 @@ class Sink:
         """Flush every encoder and finish the file."""
         self._mux(self.video.encode(None))
         for carried in self.carried.values():
-            if carried.reencode:
+            if carried.reencode:  # the decoder's delayed frames, then the encoder's
+                for frame in carried.input.decode(None):
+                    self._mux(carried.output.encode(frame))
                 self._mux(carried.output.encode(None))
         self.container.close()
 

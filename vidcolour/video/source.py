@@ -8,7 +8,6 @@ has exactly the frames and times a player of the input would show.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,7 +17,7 @@ import av
 import numpy as np
 
 from vidcolour.errors import VidcolourError
-from vidcolour.video.planes import Layout, is_planar_yuv, read_luma
+from vidcolour.video.planes import Layout, is_planar_yuv, luma_view
 
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 MAX_CARRIED = 512  # other streams' packets per chunk: bounds memory on badly interleaved files
@@ -36,7 +35,6 @@ class Chunk:
 
 @dataclass
 class DecodeStats:
-    frames: int = 0
     bad_packets: int = 0  # rejected by the decoder: no frame came out of them
     corrupt_frames: int = 0  # decoded, but flagged as damaged by the decoder
 
@@ -92,14 +90,12 @@ class Source:
         return [s for s in self.container.streams if s.type in ("audio", "subtitle")]
 
     # ---------------------------------------------------------------------------------- frames
-    def frames(self, stop: threading.Event | None = None) -> Iterator[av.VideoFrame | av.Packet]:
+    def frames(self) -> Iterator[av.VideoFrame | av.Packet]:
         """Decoded video frames (planar Y'CbCr) and other streams' packets, in file order."""
         carried = {s.index for s in self.other_streams()}
         wanted = [self.stream, *(s for s in self.container.streams if s.index in carried)]
         try:
             for packet in self.container.demux(wanted):
-                if stop is not None and stop.is_set():
-                    return
                 if packet.stream.index != self.stream.index:
                     if packet.dts is not None:  # demuxers end each stream with an empty packet
                         yield packet
@@ -123,15 +119,14 @@ class Source:
                 self.stats.corrupt_frames += 1
             if not is_planar_yuv(frame.format.name):
                 frame = frame.reformat(format=_PLANAR_FALLBACK)
-            self.stats.frames += 1
             yield frame
 
-    def chunks(self, batch_size: int, stop: threading.Event | None = None) -> Iterator[Chunk]:
+    def chunks(self, batch_size: int) -> Iterator[Chunk]:
         """Frames grouped into batches of one geometry, with the packets read alongside."""
         frames: list[av.VideoFrame] = []
         packets: list[av.Packet] = []
         layout: Layout | None = None
-        for item in self.frames(stop):
+        for item in self.frames():
             if isinstance(item, av.Packet):
                 packets.append(item)
                 if len(packets) >= MAX_CARRIED:  # a long run of sound without pictures
@@ -166,7 +161,7 @@ class Source:
 def _chunk(frames: list[av.VideoFrame], layout: Layout | None, packets: list[av.Packet]) -> Chunk:
     if not frames or layout is None:
         return Chunk([], np.zeros((0, 0, 0), np.uint8), packets)
-    return Chunk(frames, np.stack([read_luma(f, layout) for f in frames]), packets)
+    return Chunk(frames, np.stack([luma_view(f, layout) for f in frames]), packets)  # a copy
 
 
 def _describe(layout: Layout) -> str:

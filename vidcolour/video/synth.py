@@ -107,6 +107,29 @@ def write_clip(
     return path
 
 
+def grey_copy(
+    src: Path, dst: Path, codec: str = "ffv1", options: dict[str, str] | None = None
+) -> Path:
+    """A greyscale copy of a colour video: its luma, with neutral 4:2:0 chroma."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        video = cast(
+            av.video.stream.VideoStream,
+            out.add_stream(codec, rate=stream.average_rate, options=options or {}),
+        )
+        video.width, video.height = stream.codec_context.width, stream.codec_context.height
+        video.pix_fmt = "yuv420p"
+        video.time_base = video.codec_context.time_base = stream.time_base or Fraction(1, 90000)
+        for frame in inp.decode(stream):
+            frame = frame.reformat(format="yuv420p")
+            _neutral_chroma(frame)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return dst
+
+
 def _neutral_chroma(frame: av.VideoFrame) -> None:
     fmt = frame.format
     bits = fmt.components[1].bits
