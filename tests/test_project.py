@@ -46,3 +46,21 @@ def test_examples_run(tmp_path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "folded: sn" in out.stdout
+
+
+def test_example_clip_is_reproducible(tmp_path) -> None:
+    """examples/bikes_grey.mp4 is what examples/make_clip.py makes from the shared sample."""
+    from .video_helpers import frames, luma
+
+    source = ROOT.parent / "shared" / "data" / "video" / "bikes.mp4"
+    if not source.is_file():
+        pytest.skip("needs ../shared/data")
+    made = tmp_path / "clip.mp4"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "make_clip.py"), str(source), str(made)],
+        check=True, capture_output=True,
+    )
+    shipped = frames(ROOT / "examples" / "bikes_grey.mp4")
+    ours = frames(made)
+    assert len(ours) == len(shipped) == 100
+    assert all((luma(a) == luma(b)).all() for a, b in zip(ours, shipped, strict=True))

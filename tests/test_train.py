@@ -21,7 +21,7 @@ from vidcolour.data import imagenet_split, list_images
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 from vidcolour.resources import resolve_config
-from vidcolour.train import RunArgs, export_generator, train
+from vidcolour.train import RunArgs, export_generator, lr_factor, train
 from vidcolour.weights import load_generator
 
 CPU = torch.device("cpu")
@@ -61,6 +61,28 @@ def test_other_gan_losses_run(gan: str, photos: Path, tmp_path: Path) -> None:
     config = small_config("bn_sn_md", f"loss.gan={gan}", "train.precision=fp32")
     train(config, RunArgs(data=str(photos), out=tmp_path / "run", max_steps=2, device="cpu"))
     assert all(math.isfinite(r["loss_d"]) for r in train_records(tmp_path / "run"))
+
+
+def test_lr_factor() -> None:
+    assert [lr_factor(s, 10, 4, 0) for s in (0, 39, 40)] == [1.0, 1.0, 1.0]  # constant
+    # 4 epochs of 10 steps, the last 2 decaying: full rate to step 20, then 20 steps down to 0
+    assert [lr_factor(s, 10, 4, 2) for s in (0, 20, 30, 39, 40)] == [1.0, 1.0, 0.5, 0.05, 0.0]
+
+
+def test_learning_rates_decay_linearly(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # 6 photos in batches of 2: 3 steps per epoch; 4 epochs, the last 2 decaying
+    config = small_config(
+        "bn_sn_md", "train.epochs=4", "optim.decay_epochs=2", "optim.lr_d=1.0e-4"
+    )
+    train(config, RunArgs(data=str(photos), out=run, device="cpu"))
+    records = train_records(run)
+    assert [r["step"] for r in records] == list(range(1, 13))
+    # a record's rates are the ones its step ran with: step s ran after s - 1 steps
+    assert [r["lr_g"] for r in records] == pytest.approx(
+        [2e-4 * min(1, (12 - (s - 1)) / 6) for s in range(1, 13)]
+    )
+    assert [r["lr_d"] / r["lr_g"] for r in records] == pytest.approx([0.5] * 12)
 
 
 def test_the_loop_learns(tmp_path: Path) -> None:

@@ -70,6 +70,9 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # Both rates fall linearly to zero over the last decay_epochs of train.epochs (pix2pix's
+    # n_epochs_decay); 0 keeps them constant, as the paper and the official release do.
+    decay_epochs: int = 0
 
 
 @dataclass(frozen=True)

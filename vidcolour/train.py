@@ -104,6 +104,17 @@ class Optimisers:
     discriminator: torch.optim.Optimizer
 
 
+def lr_factor(step: int, per_epoch: int, epochs: int, decay_epochs: int) -> float:
+    """The learning-rate multiplier for the step after ``step`` steps: 1, then a linear fall to
+    0 over the last ``decay_epochs`` epochs. A function of the step alone, so a resumed run
+    follows the same schedule without any scheduler state."""
+    if decay_epochs <= 0:
+        return 1.0
+    decay_steps = decay_epochs * per_epoch
+    remaining = epochs * per_epoch - step
+    return min(1.0, max(0.0, remaining / decay_steps))
+
+
 def train_step(
     nets: Nets, optims: Optimisers, rgb: torch.Tensor, config: Config, rt: Runtime
 ) -> dict[str, torch.Tensor]:
@@ -525,6 +536,11 @@ def _train(
                         skipped_files.add(path)
                         say(f"skipped {path}: {reason}")
                 rgb = rgb.to(rt.device, non_blocking=True)
+                oc = config.optim
+                factor = lr_factor(step, per_epoch, tc.epochs, oc.decay_epochs)
+                for opt, base in ((optims.generator, oc.lr_g), (optims.discriminator, oc.lr_d)):
+                    for group in opt.param_groups:
+                        group["lr"] = base * factor
                 if flops_per_image is None:  # count once, on the first step; not timed
                     counter = FlopCounterMode(display=False)
                     with counter:

@@ -108,9 +108,14 @@ def write_clip(
 
 
 def grey_copy(
-    src: Path, dst: Path, codec: str = "ffv1", options: dict[str, str] | None = None
+    src: Path,
+    dst: Path,
+    codec: str = "ffv1",
+    options: dict[str, str] | None = None,
+    frames: range | None = None,
 ) -> Path:
-    """A greyscale copy of a colour video: its luma, with neutral 4:2:0 chroma."""
+    """A greyscale copy of a colour video: its luma, with neutral 4:2:0 chroma. ``frames``: which
+    frames to keep (default all); the copy's timestamps start at 0."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         stream = inp.streams.video[0]
         video = cast(
@@ -120,8 +125,16 @@ def grey_copy(
         video.width, video.height = stream.codec_context.width, stream.codec_context.height
         video.pix_fmt = "yuv420p"
         video.time_base = video.codec_context.time_base = stream.time_base or Fraction(1, 90000)
-        for frame in inp.decode(stream):
+        start = None
+        for index, frame in enumerate(inp.decode(stream)):
+            if frames is not None and index not in frames:
+                if index >= frames.stop:
+                    break
+                continue
+            pts = frame.pts or 0
+            start = pts if start is None else start
             frame = frame.reformat(format="yuv420p")
+            frame.pts = pts - start
             _neutral_chroma(frame)
             for packet in video.encode(frame):
                 out.mux(packet)
