@@ -138,6 +138,33 @@ def test_export_matches_the_trained_generator(photos: Path, tmp_path: Path) -> N
         assert torch.allclose(exported(l), reference.eval()(l), atol=1e-5)
 
 
+def test_weight_average_is_kept_resumed_and_exported(photos: Path, tmp_path: Path) -> None:
+    from vidcolour.config import from_dict
+    from vidcolour.nets import build_generator
+
+    run = tmp_path / "run"
+    config = small_config("ibn_sn_md", "train.ema=0.5")
+    train(config, RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
+    first = load_checkpoint(run / "checkpoints" / "step-000000002.pt")
+    live, average = first["generator"], first["generator_ema"]
+    moved = [k for k in live if live[k].is_floating_point() and not torch.equal(live[k], average[k])]
+    assert moved  # an average of the step-1 and step-2 weights, not a copy of either
+
+    # resumed: the average continues from the checkpoint's, not from the live weights
+    train(config, RunArgs(data=str(photos), out=run, max_steps=3, device="cpu", resume=True))
+    second = load_checkpoint(run / "checkpoints" / "step-000000003.pt")
+    key = next(k for k in moved if "original" in k or k.endswith("weight"))
+    expected = average[key].lerp(second["generator"][key], 0.5)
+    assert torch.allclose(second["generator_ema"][key], expected, atol=1e-6)
+
+    reference = build_generator(from_dict(Config, second["config"]).model.generator)
+    reference.load_state_dict(second["generator_ema"])
+    exported, _ = load_generator_from_run(run, tmp_path)
+    l = torch.rand(1, 1, 128, 128) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(exported(l), reference.eval()(l), atol=1e-5)
+
+
 def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(

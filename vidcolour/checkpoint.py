@@ -64,12 +64,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_generator(path: str | Path) -> tuple[UNetGenerator, Config, int]:
-    """The trained generator of a checkpoint, SN and BN folded for inference (eval mode),
-    with the run's config and the step it was saved at."""
+    """The trained generator of a checkpoint (its weight average when the run kept one,
+    ``train.ema``), SN and BN folded for inference (eval mode), with the run's config and the
+    step it was saved at."""
     state = load_checkpoint(path)
     config = from_dict(Config, state["config"])
     generator = build_generator(config.model.generator)
-    generator.load_state_dict(state["generator"])
+    generator.load_state_dict(state.get("generator_ema", state["generator"]))
     fold_for_inference(generator)
     return generator, config, state["step"]
 

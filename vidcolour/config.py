@@ -96,6 +96,9 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics.jsonl records
     checkpoint_every: int = 500  # steps between checkpoints (and one at each epoch end)
     keep_checkpoints: int = 3
+    # Decay of an exponential moving average of G's weights, updated every step (e.g. 0.999);
+    # validation and export use the average. 0: none (the paper).
+    ema: float = 0.0
     val_every: int = 0  # steps between validations; 0 = at each epoch end
     val_samples: int = 8  # images in the validation sample grid
 

@@ -98,6 +98,24 @@ class Nets:
     discriminator: nn.Module  # MultiScaleDiscriminator, possibly wrapped in DDP
 
 
+class WeightAverage:
+    """An exponential moving average of the generator's weights (as in progressive GANs and
+    BigGAN), a steadier generator than the one of the last step. Buffers (batch-norm statistics,
+    spectral norm's power-iteration vectors) are copied from the live network."""
+
+    def __init__(self, generator: nn.Module, config: Config, device: torch.device) -> None:
+        self.decay = config.train.ema
+        self.module = build_generator(config.model.generator).to(device).requires_grad_(False)
+        self.module.load_state_dict(generator.state_dict())
+
+    @torch.no_grad()
+    def update(self, generator: nn.Module) -> None:
+        for mine, theirs in zip(self.module.parameters(), generator.parameters(), strict=True):
+            mine.lerp_(theirs, 1 - self.decay)
+        for kept, live in zip(self.module.buffers(), generator.buffers(), strict=True):
+            kept.copy_(live)
+
+
 @dataclass
 class Optimisers:
     generator: torch.optim.Optimizer
@@ -315,9 +333,11 @@ def _checkpoint_state(
     epoch: int,
     in_epoch: int,
     rt: Runtime,
+    average: WeightAverage | None = None,
 ) -> dict[str, Any]:
     return {
         "generator": unwrap(nets.generator).state_dict(),
+        **({"generator_ema": average.module.state_dict()} if average else {}),
         "discriminator": unwrap(nets.discriminator).state_dict(),
         "opt_generator": optims.generator.state_dict(),
         "opt_discriminator": optims.discriminator.state_dict(),
@@ -435,6 +455,7 @@ def _train(
     nets, optims = build_nets(config, rt)
     log = _Log(args.out / "metrics.jsonl", rt.is_main)
     step, epoch, in_epoch = 0, 0, 0
+    resumed_ema: dict[str, torch.Tensor] | None = None
     if args.resume:
         found = latest_checkpoint(args.out)
         if found is not None:
@@ -448,12 +469,18 @@ def _train(
             if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream
                 torch.manual_seed(tc.seed + rt.rank + step)
             log.truncate_after(step)
+            resumed_ema = state.get("generator_ema")
             say(f"resumed from {path.name}: step {step}, epoch {epoch + 1}")
         else:
             say(f"--resume: no checkpoint in {args.out}, starting from scratch")
     else:
         torch.manual_seed(tc.seed + rt.rank)  # different augmentation streams per rank
 
+    average = WeightAverage(unwrap(nets.generator), config, rt.device) if tc.ema else None
+    if average and resumed_ema is not None:
+        average.module.load_state_dict(resumed_ema)
+    elif average and step:
+        say(f"train.ema: no average in the checkpoint, starting it from the weights at step {step}")
     total = tc.epochs * per_epoch
     if args.max_steps is not None:
         total = min(total, args.max_steps)
@@ -493,7 +520,9 @@ def _train(
         nonlocal saved_step, paused
         start = time.perf_counter()
         if rt.is_main:
-            state = _checkpoint_state(nets, optims, config, step, next_epoch, next_in_epoch, rt)
+            state = _checkpoint_state(
+                nets, optims, config, step, next_epoch, next_in_epoch, rt, average
+            )
             save_checkpoint(args.out, state, tc.keep_checkpoints)
         saved_step = step
         paused += time.perf_counter() - start
@@ -505,7 +534,8 @@ def _train(
         start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
-        values = validation_metrics(unwrap(nets.generator), val_paths, config, rt, grid)
+        shown = average.module if average else unwrap(nets.generator)
+        values = validation_metrics(shown, val_paths, config, rt, grid)
         record = {"kind": "val", "step": step, "epoch": epoch + 1}
         record.update({f"val_{k}": v for k, v in values.items()})
         log.write(record)
@@ -550,6 +580,8 @@ def _train(
                 else:
                     losses = train_step(nets, optims, rgb, config, rt)
                     timed_steps += 1
+                if average:
+                    average.update(unwrap(nets.generator))
                 window_steps += 1
                 for key, value in losses.items():
                     window[key] = window.get(key, 0) + value
