@@ -11,9 +11,10 @@ Runs that already finished are kept (delete OUT to start over).
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from common import markdown_table, vidcolour
+from common import train as run_training
 
 CONFIGS = ["bn", "in", "bn_sn", "in_sn", "bn_sn_md", "ibn_sn_md"]
 L1_ONLY = ("l1_only", "bn", ["loss.gan=none"])
@@ -44,23 +45,12 @@ BUDGET = [
 ]
 
 
-def vidcolour(*cli: str) -> None:
-    subprocess.run([sys.executable, "-m", "vidcolour", *cli], check=True)
-
-
 def train(name: str, config: str, extra: list[str], seed: int) -> Path:
     run = args.out / "runs" / (name if seed == 0 else f"{name}-seed{seed}")
     if (run / "curves.png").exists():
         return run  # finished earlier
-    sets = [*BUDGET, f"train.seed={seed}", *extra]
-    cli = ["train", "--config", config, "--data", str(args.data / "train"), "--val",
-           str(args.data / "val"), "--out", str(run), "--device", args.device]  # fmt: skip
-    if (run / "checkpoints").is_dir():
-        cli.append("--resume")
-    for item in sets:
-        cli += ["--set", item]
-    vidcolour(*cli)
-    return run
+    return run_training(config, args.data, run, args.device,
+                        [*BUDGET, f"train.seed={seed}", *extra])  # fmt: skip
 
 
 def evaluate(runs: list[Path], out: Path, plots: Path | None) -> dict:
@@ -82,21 +72,7 @@ seed_runs = {name: [train(name, name, [], s) for s in seeds] for name, seeds in 
 table = evaluate(main_runs, args.out / "table1.json", args.out / "plots")
 spread = evaluate([r for rs in seed_runs.values() for r in rs], args.out / "seeds.json", None)
 
-COLUMNS = [
-    ("ab_l1", "ab-L1", 2),
-    ("ab_psnr", "ab-PSNR [dB]", 2),
-    ("rgb_psnr", "RGB PSNR", 2),
-    ("ssim", "SSIM", 3),
-    ("colourfulness_ratio", "CF ratio", 2),
-    ("dataset_hist_overlap", "hist overlap", 3),
-    ("effnet_lite0_perceptual", "EffNet perc", 3),
-    ("effnet_lite0_frechet", "EffNet FD", 1),
-]
-lines = ["| model | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-         "|---|" + "---:|" * len(COLUMNS)]  # fmt: skip
-for c in table["colourisers"]:
-    cells = [f"{c['mean'][k]:.{d}f}" if k in c["mean"] else "-" for k, _, d in COLUMNS]
-    lines.append(f"| {c['name']} | " + " | ".join(cells) + " |")
+lines = markdown_table(table)
 lines += ["", "Run-to-run spread (seeds 0, 1, 2; min - max):", "",
           "| config | ab-L1 | CF ratio | hist overlap |", "|---|---:|---:|---:|"]  # fmt: skip
 by_name = {c["name"]: c["mean"] for c in table["colourisers"] + spread["colourisers"]}

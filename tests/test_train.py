@@ -147,7 +147,7 @@ def test_weight_average_is_kept_resumed_and_exported(photos: Path, tmp_path: Pat
     train(config, RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
     first = load_checkpoint(run / "checkpoints" / "step-000000002.pt")
     live, average = first["generator"], first["generator_ema"]
-    moved = [k for k in live if live[k].is_floating_point() and not torch.equal(live[k], average[k])]
+    moved = [k for k, v in live.items() if v.is_floating_point() and not torch.equal(v, average[k])]
     assert moved  # an average of the step-1 and step-2 weights, not a copy of either
 
     # resumed: the average continues from the checkpoint's, not from the live weights
