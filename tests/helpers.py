@@ -31,6 +31,7 @@ def tiny(name: str, **generator: object) -> Config:
 
 
 ALL_CONFIGS = config_names()
+PAPER_CONFIGS = [name for name in ALL_CONFIGS if name != "default"]  # default: the bundled model's
 
 
 # Small enough for seconds on a CPU, deep enough for 3 discriminator scales at 128 px.

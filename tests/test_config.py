@@ -1,6 +1,6 @@
 import pytest
 
-from tests.helpers import ALL_CONFIGS, TABLE_I
+from tests.helpers import ALL_CONFIGS, PAPER_CONFIGS, TABLE_I
 from vidcolour.config import Config, ConfigError, from_dict, load_config, to_dict, to_yaml
 from vidcolour.resources import resolve_config
 
@@ -17,11 +17,23 @@ LAYOUT = {
 
 
 def test_shipped_configs_are_table_one_plus_the_release_layout() -> None:
-    assert set(TABLE_I) <= set(ALL_CONFIGS)
-    assert set(ALL_CONFIGS) == set(LAYOUT)
+    assert set(TABLE_I) <= set(PAPER_CONFIGS)
+    assert set(PAPER_CONFIGS) == set(LAYOUT)
+    assert set(ALL_CONFIGS) == {*LAYOUT, "default"}
 
 
-@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_default_recipe_is_the_bundled_models() -> None:
+    """configs/default.yaml: IBN + SN + MD at half width with the settings models/MODEL_CARD.md
+    describes."""
+    config = load_config(resolve_config("default"))
+    g, d = config.model.generator, config.model.discriminator
+    assert (g.norm, g.spectral_norm, d.scales, g.ngf, d.ndf, g.depth) == ("ibn", True, 3, 32, 32, 7)
+    assert (config.loss.gan, config.loss.l1_weight) == ("nonsaturating", 1000.0)
+    assert (config.train.epochs, config.optim.decay_epochs, config.train.ema) == (32, 16, 0.995)
+    assert (config.data.resize, config.data.random_crop, config.data.hflip) == ("crop", True, True)
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_shipped_config_is_the_paper_recipe(name: str) -> None:
     config = load_config(resolve_config(name))
     g, d = config.model.generator, config.model.discriminator

@@ -569,7 +569,7 @@ def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int 
 @click.option(
     "--model",
     metavar="NAME_OR_PATH",
-    help="As for run [default: the bundled model; without one, an untrained ibn_sn_md].",
+    help="As for run [default: the bundled model].",
 )
 @DEVICE_OPTION
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -600,21 +600,8 @@ def bench_command(
     """
     from vidcolour.bench import run_bench, to_json, write_json
     from vidcolour.colouriser import Colouriser
-    from vidcolour.devices import resolve_device
-    from vidcolour.resources import model_names
 
-    if model is None and "default" not in model_names():
-        config = load_config(resolve_config("ibn_sn_md"))
-        _notice("no bundled model: measuring an untrained ibn_sn_md generator (same cost)")
-        colouriser = Colouriser(
-            build_generator(config.model.generator),
-            name="ibn_sn_md (untrained)",
-            device=resolve_device(device),
-            precision=precision,
-            resolution=resolution,
-        )
-    else:
-        colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
+    colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
     if colouriser.device.type == "cpu":
         keep_freed_memory()  # as `run` does
     console = Console(stderr=True)
