@@ -105,6 +105,8 @@ class WeightAverage:
 
     def __init__(self, generator: nn.Module, config: Config, device: torch.device) -> None:
         self.decay = config.train.ema
+        if not 0 < self.decay < 1:
+            raise VidcolourError(f"train.ema must be 0 (off) or between 0 and 1, not {self.decay}")
         self.module = build_generator(config.model.generator).to(device).requires_grad_(False)
         self.module.load_state_dict(generator.state_dict())
 
@@ -476,7 +478,7 @@ def _train(
     else:
         torch.manual_seed(tc.seed + rt.rank)  # different augmentation streams per rank
 
-    average = WeightAverage(unwrap(nets.generator), config, rt.device) if tc.ema else None
+    average = WeightAverage(unwrap(nets.generator), config, rt.device) if tc.ema != 0 else None
     if average and resumed_ema is not None:
         average.module.load_state_dict(resumed_ema)
     elif average and step:
