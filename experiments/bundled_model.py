@@ -7,7 +7,7 @@ budget, an L1-only regression model (the same generator, `loss.gan: none`), vali
 DATA/val; exports the GAN's final generator as OUT/default.safetensors (float16, what ships as
 models/default.safetensors); evaluates both with the grey and mean baselines on DATA/val through
 `vidcolour eval`; writes OUT/eval.json, OUT/plots/ and OUT/table.md (the card's table).
-Runs that already finished are kept; interrupted ones are resumed.
+Existing runs are resumed (a finished one ends at once).
 """
 
 import argparse
@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 
 from common import COLUMNS, markdown_table, train, vidcolour
+
+from vidcolour.checkpoint import latest_checkpoint
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", type=Path, required=True, help="folder with train/ and val/")
@@ -27,7 +29,9 @@ args.out.mkdir(parents=True, exist_ok=True)
 gan = train("default", args.data, args.out / "gan", args.device, [])
 l1_only = train("default", args.data, args.out / "l1_only", args.device, ["loss.gan=none"])
 weights = args.out / "default.safetensors"
-checkpoint = max((gan / "checkpoints").glob("step-*.pt"))
+found = latest_checkpoint(gan)
+assert found is not None, f"no checkpoint in {gan}"
+checkpoint = found[0]
 vidcolour("export", str(checkpoint), "-o", str(weights), "--half")
 
 result_path = args.out / "eval.json"

@@ -55,8 +55,8 @@ def test_installed_wheel_colourises_the_example(wheel: Path, tmp_path: Path) -> 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)
     python = env_dir / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", wheel],
-                   check=True)
+    install = ["install", "-q", "--no-index", "--no-deps", "--force-reinstall", wheel]
+    subprocess.run([python, "-m", "pip", *install], check=True)
     work = tmp_path / "user"
     work.mkdir()
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -148,7 +148,7 @@ def test_weight_average_is_kept_resumed_and_exported(photos: Path, tmp_path: Pat
     first = load_checkpoint(run / "checkpoints" / "step-000000002.pt")
     live, average = first["generator"], first["generator_ema"]
     moved = [k for k, v in live.items() if v.is_floating_point() and not torch.equal(v, average[k])]
-    assert moved  # an average of the step-1 and step-2 weights, not a copy of either
+    assert moved  # an average, not the live weights
 
     # resumed: the average continues from the checkpoint's, not from the live weights
     train(config, RunArgs(data=str(photos), out=run, max_steps=3, device="cpu", resume=True))

@@ -107,7 +107,9 @@ class WeightAverage:
         self.decay = config.train.ema
         if not 0 < self.decay < 1:
             raise VidcolourError(f"train.ema must be 0 (off) or between 0 and 1, not {self.decay}")
-        self.module = build_generator(config.model.generator).to(device).requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: keep the
+            module = build_generator(config.model.generator)  # run's random stream untouched
+        self.module = module.to(device).requires_grad_(False)
         self.module.load_state_dict(generator.state_dict())
 
     @torch.no_grad()
