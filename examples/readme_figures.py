@@ -59,9 +59,9 @@ def main() -> None:
 
     clip = ROOT / "examples" / "bikes_grey.mp4"
     with tempfile.TemporaryDirectory() as tmp:
-        coloured = Path(tmp) / "colour.mp4"
-        colouriser.colourise_video(clip, coloured)
-        panels = [nth_frame(clip, FRAME), nth_frame(coloured, FRAME),
+        output = Path(tmp) / "colour.mp4"
+        colouriser.colourise_video(clip, output)
+        panels = [nth_frame(clip, FRAME), nth_frame(output, FRAME),
                   nth_frame(args.data / "video" / "bikes.mp4", CLIP_START + FRAME)]
     side_by_side(panels, 272).save(out / "bikes_before_after.jpg", quality=88)
 

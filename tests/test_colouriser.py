@@ -14,7 +14,6 @@ from vidcolour import Colouriser
 from vidcolour.colour import rgb_to_lab
 from vidcolour.colouriser import working_size
 from vidcolour.errors import VidcolourError
-from vidcolour.resources import model_names
 from vidcolour.video.synth import grey_picture
 
 
@@ -46,9 +45,8 @@ def test_colourise_image_takes_pil_and_rgb(colouriser: Colouriser) -> None:
 
 
 def test_load_errors(tmp_path: Path) -> None:
-    if "default" not in model_names():
-        with pytest.raises(VidcolourError, match="bundled"):
-            Colouriser.load()
+    with pytest.raises(VidcolourError, match=r"'nonesuch' \(bundled models: default\)"):
+        Colouriser.load("nonesuch")
     with pytest.raises(VidcolourError, match="not found"):
         Colouriser.load(tmp_path / "missing.safetensors")
     with pytest.raises(VidcolourError, match="holds no checkpoint"):
