@@ -7,6 +7,8 @@ and exit status 1 (click's own usage errors exit with 2).
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -444,6 +446,38 @@ def _notice(message: str) -> None:
     click.echo(f"notice: {message}", err=True)
 
 
+_COLOURISE_OPTIONS = (
+    click.option(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="A bundled model's name, a .safetensors file, a checkpoint or a run directory "
+        "[default: the bundled model].",
+    ),
+    DEVICE_OPTION,
+    click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True),
+    CODEC_OPTION,
+    click.option(
+        "--crf",
+        type=click.IntRange(0, 51),
+        help="Quality for h264/h265, lower is better [default: 18 for h264, 20 for h265].",
+    ),
+    click.option("--preset", help="x264/x265 preset [default: veryfast for h264, fast for h265]."),
+    click.option(
+        "--tune",
+        help="x264/x265 tune, or 'none' [default: grain, which keeps film grain].",
+    ),
+    RESOLUTION_OPTION,
+    PRECISION_OPTION,
+)
+
+
+def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The model and output options that ``run`` and ``batch`` share."""
+    for option in reversed(_COLOURISE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -454,27 +488,7 @@ def _notice(message: str) -> None:
     help="Output file (its extension picks the container or image format), or a directory "
     "for several inputs.",
 )
-@click.option(
-    "--model",
-    metavar="NAME_OR_PATH",
-    help="A bundled model's name, a .safetensors file, a checkpoint or a run directory "
-    "[default: the bundled model].",
-)
-@DEVICE_OPTION
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@CODEC_OPTION
-@click.option(
-    "--crf",
-    type=click.IntRange(0, 51),
-    help="Quality for h264/h265, lower is better [default: 18 for h264, 20 for h265].",
-)
-@click.option("--preset", help="x264/x265 preset [default: veryfast for h264, fast for h265].")
-@click.option(
-    "--tune",
-    help="x264/x265 tune, or 'none' [default: grain, which keeps film grain].",
-)
-@RESOLUTION_OPTION
-@PRECISION_OPTION
+@colourise_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
@@ -555,6 +569,196 @@ def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int 
             progress.update(task, completed=done, total=total, fps=rate)
 
         yield update
+
+
+# ------------------------------------------------------------------------------- batch
+BATCH_EXIT = {"all done": 0, "could not run": 1, "some not done": 3, "interrupted": 130}
+
+
+@main.command("batch")
+@click.argument("src_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "dst_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory: SRC_DIR's tree mirrored, plus the ledger and the report.",
+)
+@click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Files to take, matched from the right of their path under SRC_DIR, e.g. '*.mkv' "
+    "or 'reels/*.mov' (repeatable) [default: every video container's extension].",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files colourised at once, sharing one model (helps on a GPU).",
+)
+@click.option(
+    "--shard",
+    default="1/1",
+    show_default=True,
+    metavar="K/N",
+    help="Take only part K of N (a stable hash of each path), for N machines on one DST_DIR.",
+)
+@click.option("--retry-failed", is_flag=True, help="Try again files that failed before.")
+@colourise_options
+@click.option(
+    "--overwrite", is_flag=True, help="Replace outputs in DST_DIR that this batch did not make."
+)
+def batch_command(
+    src_dir: Path,
+    dst_dir: Path,
+    patterns: tuple[str, ...],
+    jobs: int,
+    shard: str,
+    retry_failed: bool,
+    model: str | None,
+    device: str,
+    batch_size: int,
+    codec: str,
+    crf: int | None,
+    preset: str | None,
+    tune: str | None,
+    resolution: int,
+    precision: str,
+    overwrite: bool,
+) -> None:
+    """Colourise every video under SRC_DIR into DST_DIR: resumable, crash-safe, shardable.
+
+    A ledger in DST_DIR records every file; the same command again skips what is done, leaves
+    failures alone (unless --retry-failed) and finishes what a killed run left. The report
+    (DST_DIR/vidcolour-report.md and .html) lists what needs a human look.
+
+    \b
+    Exit status: 0 every file done; 1 the batch could not run; 2 bad usage;
+    3 some files failed, were skipped or are held by another process; 130 interrupted.
+
+    \b
+    Examples:
+      vidcolour batch /archive/reels -o /archive/colour
+      vidcolour batch reels/ -o colour/ --pattern '*.mkv' --codec ffv1 --shard 2/8
+    """
+    from vidcolour.batch.plan import Shard, plan_batch
+    from vidcolour.batch.progress import BatchProgress
+    from vidcolour.batch.runner import Batch, Outcome, Settings
+    from vidcolour.colouriser import Colouriser
+    from vidcolour.video.pipeline import VideoOptions
+
+    part = Shard.parse(shard)
+    plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
+    if codec not in ("h264", "h265") and (crf, preset, tune) != (None, None, None):
+        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
+    colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
+    if colouriser.device.type == "cpu":
+        keep_freed_memory()
+    batch = Batch(
+        plan,
+        colouriser,
+        VideoOptions(codec, crf, preset, tune, batch_size, overwrite),
+        Settings(codec, crf, preset, tune, resolution, precision),
+        shard=part,
+        retry_failed=retry_failed,
+        jobs=jobs,
+    )
+    console = Console(stderr=True, soft_wrap=True)  # one line per file, also in logs
+    for note in plan.notes:
+        _notice(note)
+    console.print(
+        f"{len(plan.items)} of {plan.total} files (shard {part}); "
+        f"{plan.unmatched} other files not matching the pattern",
+        highlight=False,
+    )
+    with _stop_on_signals(batch.stop), BatchProgress(console, plan.items) as progress:
+        result = batch.run(progress)
+    written = _write_reports(plan.dst_dir)
+    counts = {o: result.count(o) for o in Outcome}
+    console.print(
+        f"{counts[Outcome.DONE]} done now, {counts[Outcome.ALREADY_DONE]} already done, "
+        f"{counts[Outcome.FAILED] + counts[Outcome.LEFT_FAILED]} failed, "
+        f"{counts[Outcome.SKIPPED]} skipped, {counts[Outcome.BUSY]} held by another process; "
+        f"report: {written}",
+        highlight=False,
+    )
+    if result.cancelled:
+        click.echo("Error: interrupted; run the same command again to go on", err=True)
+        raise SystemExit(BATCH_EXIT["interrupted"])
+    if not result.all_done:
+        raise SystemExit(BATCH_EXIT["some not done"])
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (what Slurm and Kubernetes send before killing) set ``stop``: the
+    files in hand are given back unfinished, their temp files removed. A second Ctrl-C
+    interrupts at once."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("stopping: giving back the files in hand (Ctrl-C again to quit now)", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread (e.g. under a test runner)
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _write_reports(dst_dir: Path) -> Path:
+    from vidcolour.batch.ledger import open_existing
+    from vidcolour.batch.report import REPORT_NAME, render
+
+    ledger = open_existing(dst_dir)
+    for ext in (".md", ".html"):
+        path = dst_dir / f"{REPORT_NAME}{ext}"
+        with atomic_path(path) as tmp:
+            tmp.write_text(render(ledger, path), encoding="utf-8")
+    return dst_dir / f"{REPORT_NAME}.html"
+
+
+@main.command("report")
+@click.argument("dst_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here (.md or .html) instead of printing Markdown.",
+)
+def report_command(dst_dir: Path, output: Path | None) -> None:
+    """Report on a batch from its ledger: per file status, duration, fps, output size,
+    colourfulness, CDC and decode errors; what needs a look; a summary.
+
+    \b
+    Examples:
+      vidcolour report /archive/colour
+      vidcolour report /archive/colour -o report.html
+    """
+    from vidcolour.batch.ledger import open_existing
+    from vidcolour.batch.report import markdown, render
+
+    ledger = open_existing(dst_dir)
+    if output is None:
+        click.echo(markdown(ledger), nl=False)
+        return
+    if output.suffix.lower() not in (".md", ".html", ".htm"):
+        raise VidcolourError(f"{output}: the report is .md or .html, not '{output.suffix}'")
+    if not output.parent.is_dir():
+        raise VidcolourError(f"output folder does not exist: {output.parent}")
+    with atomic_path(output) as tmp:
+        tmp.write_text(render(ledger, output), encoding="utf-8")
+    click.echo(f"wrote {output}")
 
 
 # ------------------------------------------------------------------------------- bench

@@ -125,6 +125,14 @@ class YCbCrCoding:
             return 2 ** (self.bits - 1) + c * (2**self.bits - 1)
         return (128 + 224 * c) * self._scale
 
+    def chroma_to_unit(self, code: torch.Tensor) -> torch.Tensor:
+        """Cb / Cr codes -> colour difference in [-0.5, 0.5] (the inverse of chroma_to_code)."""
+        if self.full_range:
+            c = (code - 2 ** (self.bits - 1)) / (2**self.bits - 1)
+        else:
+            c = (code / self._scale - 128) / 224
+        return c.clamp(-0.5, 0.5)
+
 
 def grey_to_l(y: torch.Tensor) -> torch.Tensor:
     """Lab L of grey pixels R' = G' = B' = y.
@@ -158,3 +166,19 @@ def lab_to_chroma(
     cb = (b - y) / (2 * (1 - kb))
     cr = (r - y) / (2 * (1 - kr))
     return coding.chroma_to_code(cb), coding.chroma_to_code(cr)
+
+
+def ycbcr_to_rgb(
+    y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, coding: YCbCrCoding
+) -> torch.Tensor:
+    """R'G'B' of Y'CbCr codes (the inverse of the matrix ``lab_to_chroma`` applies).
+
+    y, cb, cr: (B, 1, h, w) codes at one resolution, coded as ``coding``. Returns
+    (B, 3, h, w) float32 in [0, 1] (clipped).
+    """
+    kr, kb = YCBCR_MATRICES[coding.matrix]
+    luma = coding.luma_to_unit(_float32(y))
+    b = luma + 2 * (1 - kb) * coding.chroma_to_unit(_float32(cb))
+    r = luma + 2 * (1 - kr) * coding.chroma_to_unit(_float32(cr))
+    g = (luma - kr * r - kb * b) / (1 - kr - kb)
+    return torch.cat([r, g, b], dim=1).clamp(0, 1)

@@ -59,6 +59,15 @@ def check_pair(src: Path, dst: Path, codec: str) -> None:
     container_for(dst, codec)
 
 
+def output_name(src: Path, codec: str) -> str:
+    """The output file name for ``src`` in an output directory: a still keeps its format, a video
+    keeps its container when that can hold ``codec`` and otherwise takes the codec's usual one."""
+    ext = src.suffix.lower()
+    if not is_image(src) and codec not in CONTAINER_CODECS.get(ext, set()):
+        ext = DEFAULT_CONTAINER[codec]
+    return src.stem + ext
+
+
 def plan_jobs(inputs: Sequence[Path], output: Path, codec: str) -> list[Job]:
     """Each input with its output: ``output`` itself for one input, or a file in the directory
     ``output`` (same name; a video keeps its container when it can hold ``codec``)."""
@@ -69,12 +78,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, codec: str) -> list[Job]:
         raise VidcolourError(f"several inputs need -o to be an existing directory, not {output}")
     jobs = []
     for src in inputs:
-        dst = output
-        if into_dir:
-            ext = src.suffix.lower()
-            if not is_image(src) and codec not in CONTAINER_CODECS.get(ext, set()):
-                ext = DEFAULT_CONTAINER[codec]
-            dst = output / (src.stem + ext)
+        dst = output / output_name(src, codec) if into_dir else output
         check_pair(src, dst, codec)
         jobs.append(Job(src, dst))
     seen: dict[Path, Path] = {}

@@ -24,6 +24,7 @@ import av
 
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
+from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.sink import CODECS, Plan, Sink, container_for, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
@@ -101,8 +102,13 @@ def colourise_video(
     options: VideoOptions,
     progress: Progress | None = None,
     notify: Callable[[str], None] | None = None,
+    checks: TemporalChecks | None = None,
 ) -> VideoReport:
-    """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all)."""
+    """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all).
+
+    ``progress`` is called after every batch written (an exception it raises cancels the job
+    cleanly); ``checks``, when given, sees every output frame.
+    """
     if options.codec not in CODECS:
         raise VidcolourError(f"unknown codec '{options.codec}' (choose from {', '.join(CODECS)})")
     codec = CODECS[options.codec]
@@ -147,7 +153,15 @@ def colourise_video(
                 )
                 try:
                     _run_stages(
-                        colouriser, plan, first_chunk, chunks, sink, options, report, progress
+                        colouriser,
+                        plan,
+                        first_chunk,
+                        chunks,
+                        sink,
+                        options,
+                        report,
+                        progress,
+                        checks,
                     )
                     sink.close()
                 except BaseException:
@@ -181,6 +195,7 @@ def _run_stages(
     options: VideoOptions,
     report: VideoReport,
     progress: Progress | None,
+    checks: TemporalChecks | None,
 ) -> None:
     stop = threading.Event()
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
@@ -258,6 +273,10 @@ def _run_stages(
             for i, frame in enumerate(chunk.frames):
                 sink.write(frame, chunk.luma[i], codes[0][i], codes[1][i])
             report.frames += len(chunk.frames)
+            if checks is not None and chunk.frames:
+                checks.add_codes(
+                    chunk.luma, codes[0], codes[1], plan.target_coding, plan.source.bits
+                )
             if progress is not None:
                 progress(report.frames, report.expected_frames)
     finally:

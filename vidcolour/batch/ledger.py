@@ -1,0 +1,319 @@
+"""The batch ledger: one SQLite database in DST_DIR that says what happened to every file.
+
+Every change is one short transaction, so a process killed at any moment leaves the database
+as it was before or after that change (SQLite's journal), and several processes (the shards of
+one job) share it through SQLite's file locks; a writer that finds the database locked waits up
+to ``BUSY_TIMEOUT_S``. Files a process is working on are ``running`` and carry its owner id and a
+heartbeat; a claim whose owner has died (same host, no such process) or stopped beating
+(another host) is taken back by the next process that looks. docs/BATCH.md has the schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from vidcolour.errors import VidcolourError
+
+LEDGER_NAME = "vidcolour-ledger.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 120.0
+HEARTBEAT_S = 20.0
+STALE_S = 300.0  # a claim from another host whose heartbeat is older than this is dead
+STATUSES = ("pending", "running", "done", "failed", "skipped")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    rel TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    error TEXT,
+    input_size INTEGER,
+    input_mtime_ns INTEGER,
+    input_sha256 TEXT,
+    output TEXT,
+    output_size INTEGER,
+    output_sha256 TEXT,
+    model_sha256 TEXT,
+    settings TEXT,
+    owner TEXT,
+    heartbeat REAL,
+    shard TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL,
+    finished REAL,
+    hash_seconds REAL,
+    colourise_seconds REAL,
+    verify_seconds REAL,
+    frames INTEGER,
+    duration REAL,
+    fps REAL,
+    colourfulness REAL,
+    cdc REAL,
+    decode_error_share REAL,
+    notices TEXT
+);
+"""
+
+
+@dataclass
+class Row:
+    """One file's record. Times are Unix seconds; durations seconds; sizes bytes."""
+
+    rel: str
+    status: str
+    error: str | None = None
+    input_size: int | None = None
+    input_mtime_ns: int | None = None
+    input_sha256: str | None = None
+    output: str | None = None  # relative to DST_DIR
+    output_size: int | None = None
+    output_sha256: str | None = None
+    model_sha256: str | None = None
+    settings: str | None = None  # JSON of the options that shape the output
+    owner: str | None = None  # host:pid:token of the process that holds a running claim
+    heartbeat: float | None = None
+    shard: str | None = None
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+    hash_seconds: float | None = None
+    colourise_seconds: float | None = None
+    verify_seconds: float | None = None
+    frames: int | None = None
+    duration: float | None = None  # of the input video, seconds
+    fps: float | None = None  # frames per second of processing
+    colourfulness: float | None = None
+    cdc: float | None = None
+    decode_error_share: float | None = None
+    notices: str | None = None
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str | None, heartbeat: float | None, now: float | None = None) -> bool:
+    """Whether the process that wrote a running claim may still be working on it."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    fresh = heartbeat is not None and (now or time.time()) - heartbeat < STALE_S
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, someone else's
+        return fresh  # a live pid with a stale heartbeat is a reused pid
+    return fresh
+
+
+class Ledger:
+    """The ledger of one output directory. Safe to use from several threads and processes."""
+
+    def __init__(self, dst_dir: Path) -> None:
+        self.path = dst_dir / LEDGER_NAME
+        self.owner = new_owner()
+        try:
+            with self._transaction() as db:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)  # not executescript: that commits first
+                version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if version is None:
+                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                elif version[0] != str(SCHEMA_VERSION):
+                    raise VidcolourError(
+                        f"{self.path} has ledger schema {version[0]}, this vidcolour reads "
+                        f"{SCHEMA_VERSION}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise VidcolourError(f"{self.path} is not a usable ledger ({exc})") from None
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock at once, so two
+        processes never both read a row as free and then both claim it)."""
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        try:
+            cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files {sql}", args)
+            return [Row(*values) for values in cursor.fetchall()]
+        finally:
+            db.close()
+
+    # --------------------------------------------------------------------------- reading
+    def get(self, rel: str) -> Row | None:
+        rows = self._read("WHERE rel = ?", (rel,))
+        return rows[0] if rows else None
+
+    def rows(self) -> list[Row]:
+        return self._read("ORDER BY rel")
+
+    def meta(self) -> dict[str, str]:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        try:
+            return dict(db.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            db.close()
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+    # --------------------------------------------------------------------------- claims
+    def claim(self, rel: str, output: str, shard: str) -> tuple[bool, Row | None]:
+        """Mark ``rel`` as being worked on by this process. Returns (claimed, the row before):
+        not claimed when another live process holds it."""
+        now = time.time()
+        with self._transaction() as db:
+            before = _fetch(db, rel)
+            if (
+                before is not None
+                and before.status == "running"
+                and before.owner != self.owner
+                and owner_alive(before.owner, before.heartbeat, now)
+            ):
+                return False, before
+            attempts = (before.attempts if before else 0) + 1
+            db.execute(
+                "INSERT INTO files (rel, status, output, owner, heartbeat, shard, attempts, "
+                "started) VALUES (?, 'running', ?, ?, ?, ?, ?, ?) ON CONFLICT (rel) DO UPDATE SET "
+                "status = 'running', output = excluded.output, owner = excluded.owner, "
+                "heartbeat = excluded.heartbeat, shard = excluded.shard, "
+                "attempts = excluded.attempts, started = excluded.started",
+                (rel, output, self.owner, now, shard, attempts, now),
+            )
+            return True, before
+
+    def finish(self, row: Row) -> None:
+        """Write the outcome of a claimed file (status done, failed or skipped), if this
+        process still holds the claim."""
+        assert row.status in ("done", "failed", "skipped"), row.status
+        row.owner, row.heartbeat, row.finished = None, None, time.time()
+        values = {c: getattr(row, c) for c in COLUMNS if c != "rel"}
+        with self._transaction() as db:
+            holder = db.execute("SELECT owner FROM files WHERE rel = ?", (row.rel,)).fetchone()
+            if holder is not None and holder[0] not in (None, self.owner):
+                return  # taken back from us (we were presumed dead); the new owner decides
+            db.execute(
+                f"UPDATE files SET {', '.join(f'{c} = ?' for c in values)} WHERE rel = ?",
+                (*values.values(), row.rel),
+            )
+
+    def record(self, row: Row) -> None:
+        """Write an outcome for a file nobody has claimed (skipped before any work)."""
+        values = {c: getattr(row, c) for c in COLUMNS}
+        with self._transaction() as db:
+            current = _fetch(db, row.rel)
+            if (
+                current is not None
+                and current.status == "running"
+                and owner_alive(current.owner, current.heartbeat)
+            ):
+                return
+            db.execute(
+                f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+
+    def release(self, rel: str, before: Row | None) -> None:
+        """Give a claim back unfinished (interrupted): the file's record is what it was."""
+        with self._transaction() as db:
+            current = _fetch(db, rel)
+            if current is None or current.owner != self.owner:
+                return
+            if before is None:
+                db.execute("DELETE FROM files WHERE rel = ?", (rel,))
+            else:
+                values = {c: getattr(before, c) for c in COLUMNS}
+                db.execute(
+                    f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
+                    f"VALUES ({', '.join('?' * len(values))})",
+                    tuple(values.values()),
+                )
+
+    def dead_claims(self) -> list[Row]:
+        """Running rows whose process is gone (killed, crashed, its machine lost)."""
+        now = time.time()
+        return [
+            row
+            for row in self._read("WHERE status = 'running'")
+            if row.owner != self.owner and not owner_alive(row.owner, row.heartbeat, now)
+        ]
+
+    def reset_dead(self, row: Row, reason: str) -> bool:
+        """Turn a dead claim into ``pending`` (if it is still the same dead claim)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE files SET status = 'pending', owner = NULL, heartbeat = NULL, error = ? "
+                "WHERE rel = ? AND status = 'running' AND owner IS ?",
+                (reason, row.rel, row.owner),
+            )
+            return cursor.rowcount == 1
+
+    # --------------------------------------------------------------------------- heartbeat
+    def start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._beat_stop.wait(HEARTBEAT_S):
+                with contextlib.suppress(sqlite3.Error), self._transaction() as db:
+                    db.execute(
+                        "UPDATE files SET heartbeat = ? WHERE owner = ? AND status = 'running'",
+                        (time.time(), self.owner),
+                    )
+
+        self._beat = threading.Thread(target=beat, name="vidcolour-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join()
+
+    def integrity(self) -> str:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        try:
+            return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+        finally:
+            db.close()
+
+
+def open_existing(dst_dir: Path) -> Ledger:
+    """The ledger of a directory a batch has written to (an error if there is none)."""
+    if not (dst_dir / LEDGER_NAME).is_file():
+        raise VidcolourError(f"{dst_dir} has no {LEDGER_NAME}: not a vidcolour batch output")
+    return Ledger(dst_dir)
+
+
+def _fetch(db: sqlite3.Connection, rel: str) -> Row | None:
+    values = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files WHERE rel = ?", (rel,)).fetchone()
+    return Row(*values) if values else None

@@ -1,0 +1,122 @@
+"""What a running batch shows: a line per settled file (for logs, with files done / total and
+the overall ETA) and, on a terminal, live bars for the whole job and each file in hand.
+
+The overall ETA is by input bytes: colourising time grows with a file's size far more than with
+its count. Files settled without work (already done, left failed, skipped) leave the total
+instead of counting as progress, so they do not make the rate look faster than it is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vidcolour.batch.plan import Item
+from vidcolour.batch.runner import Outcome
+
+_WORKLESS = (Outcome.ALREADY_DONE, Outcome.LEFT_FAILED, Outcome.SKIPPED, Outcome.BUSY)
+
+
+class BatchProgress:
+    """The ``Events`` of a batch, shown on ``console``. Use as a context manager."""
+
+    def __init__(self, console: Console, items: list[Item]) -> None:
+        self.console = console
+        self.total_files = len(items)
+        self.settled = 0
+        self._sizes = {item.rel: _size(item) for item in items}
+        self._remaining_bytes = sum(self._sizes.values())
+        self._done_bytes = 0
+        self._first_start: float | None = None  # when the first file that needed work began
+        self._tasks: dict[str, tuple[TaskID, float]] = {}
+        self._lock = threading.Lock()
+        self._bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._overall = self._bars.add_task(
+            f"files 0/{self.total_files}", total=self._remaining_bytes or 1, rate=""
+        )
+
+    def __enter__(self) -> BatchProgress:
+        self._bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.__exit__(None, None, None)
+
+    # ------------------------------------------------------------------------------ events
+    def started(self, item: Item) -> None:
+        with self._lock:
+            task = self._bars.add_task(item.rel, total=None, rate="")
+            self._tasks[item.rel] = (task, time.perf_counter())
+            if self._first_start is None:
+                self._first_start = time.perf_counter()
+
+    def frames(self, item: Item, done: int, expected: int | None) -> None:
+        with self._lock:
+            task, start = self._tasks[item.rel]
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            total = max(expected, done) if expected else None
+            self._bars.update(task, completed=done, total=total, rate=f"{fps:.1f} fps")
+            share = done / total if total else 0.0
+            self._bars.update(
+                self._overall, completed=self._done_bytes + share * self._sizes[item.rel]
+            )
+
+    def finished(self, item: Item, outcome: Outcome, message: str) -> None:
+        with self._lock:
+            self.settled += 1
+            size = self._sizes[item.rel]
+            if item.rel in self._tasks:
+                self._bars.remove_task(self._tasks.pop(item.rel)[0])
+            self._remaining_bytes -= size
+            if outcome not in _WORKLESS:
+                self._done_bytes += size
+            self._bars.update(
+                self._overall,
+                description=f"files {self.settled}/{self.total_files}",
+                completed=self._done_bytes,
+                total=max(1, self._done_bytes + self._remaining_bytes),
+            )
+            eta = self._eta()
+            self.console.print(
+                f"[{self.settled}/{self.total_files}] {item.rel}: {outcome.value}"
+                f"{'' if message == outcome.value else f' ({message})'}"
+                f"{f'; batch ETA {eta}' if eta else ''}",
+                highlight=False,
+                markup=False,
+            )
+
+    def _eta(self) -> str | None:
+        if not self._done_bytes or not self._remaining_bytes or self._first_start is None:
+            return None
+        worked = time.perf_counter() - self._first_start  # wall time: right for any --jobs
+        seconds = worked / self._done_bytes * self._remaining_bytes
+        return str(timedelta(seconds=round(seconds)))
+
+
+def _size(item: Item) -> int:
+    try:
+        return item.src.stat().st_size
+    except OSError:
+        return 0

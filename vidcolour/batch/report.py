@@ -1,0 +1,176 @@
+"""``vidcolour report``: what a batch did, from its ledger, as Markdown or HTML.
+
+A summary table, the files that need a human look (failed, skipped, damaged input, nearly grey
+output, the most flickery), then every file with its figures. Checks without ground truth are
+defined in vidcolour/video/checks.py and docs/METRICS.md.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from vidcolour.batch.ledger import Ledger, Row
+
+REPORT_NAME = "vidcolour-report"
+GREY_COLOURFULNESS = 5.0  # below this an output is nearly grey: the model found little colour
+FLICKER_FACTOR = 2.0  # a CDC this many times the batch's median is worth a look
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[Row], str]
+    numeric: bool = True
+
+
+def _num(value: float | int | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _size(value: int | None) -> str:
+    return "" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+FILE_COLUMNS = (
+    Column("file", lambda r: r.rel, numeric=False),
+    Column("status", lambda r: r.status, numeric=False),
+    Column("duration s", lambda r: _num(r.duration, ".1f")),
+    Column("frames", lambda r: _num(r.frames, "d")),
+    Column("time s", lambda r: _num(r.colourise_seconds, ".1f")),
+    Column("fps", lambda r: _num(r.fps, ".1f")),
+    Column("output", lambda r: _size(r.output_size)),
+    Column("colourfulness", lambda r: _num(r.colourfulness, ".1f")),
+    Column("CDC", lambda r: _num(r.cdc, ".4f")),
+    Column("decode errors", lambda r: _num(r.decode_error_share, ".1%")),
+    Column("error / notices", lambda r: r.error or r.notices or "", numeric=False),
+)
+
+
+def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
+    """Files an archivist should check, each with why."""
+    cdcs = [r.cdc for r in rows if r.status == "done" and r.cdc is not None]
+    median_cdc = statistics.median(cdcs) if len(cdcs) >= 3 else None
+    flagged = []
+    for row in rows:
+        if row.status in ("failed", "skipped", "pending", "running"):
+            flagged.append((row, f"{row.status}: {row.error or 'not finished'}"))
+            continue
+        reasons = []
+        if row.decode_error_share:
+            reasons.append(f"damaged input: {row.decode_error_share:.1%} of frames")
+        if row.colourfulness is not None and row.colourfulness < GREY_COLOURFULNESS:
+            reasons.append(f"nearly grey output (colourfulness {row.colourfulness:.1f})")
+        if median_cdc and row.cdc is not None and row.cdc > FLICKER_FACTOR * median_cdc:
+            reasons.append(f"flicker: CDC {row.cdc:.4f}, batch median {median_cdc:.4f}")
+        if reasons:
+            flagged.append((row, "; ".join(reasons)))
+    return flagged
+
+
+def summary(rows: list[Row]) -> list[tuple[str, str]]:
+    counts = Counter(r.status for r in rows)
+    done = [r for r in rows if r.status == "done"]
+    frames = sum(r.frames or 0 for r in done)
+    seconds = sum(r.colourise_seconds or 0 for r in done)
+    media = sum(r.duration or 0 for r in done)
+    cf = [r.colourfulness for r in done if r.colourfulness is not None]
+    cdc = [r.cdc for r in done if r.cdc is not None]
+    return [
+        ("files", str(len(rows))),
+        *((status, str(counts[status])) for status in ("done", "failed", "skipped")),
+        *((s, str(counts[s])) for s in ("pending", "running") if counts[s]),
+        ("media duration done", _clock(media)),
+        ("frames done", str(frames)),
+        ("colourising time", _clock(seconds)),
+        ("mean fps", f"{frames / seconds:.1f}" if seconds else ""),
+        ("output size", _size(sum(r.output_size or 0 for r in done))),
+        ("mean colourfulness", _num(statistics.fmean(cf) if cf else None, ".1f")),
+        ("mean CDC", _num(statistics.fmean(cdc) if cdc else None, ".4f")),
+    ]
+
+
+def markdown(ledger: Ledger) -> str:
+    rows = ledger.rows()
+    lines = [f"# vidcolour batch report: {ledger.path.parent}", "", "## Summary", ""]
+    lines += _md_table(("measure", "value"), summary(rows), (False, True))
+    lines += ["", "## Needs a look", ""]
+    flagged = needs_a_look(rows)
+    lines += [f"- `{row.rel}`: {why}" for row, why in flagged] or ["Nothing."]
+    lines += ["", "## Files", ""]
+    table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in rows]
+    lines += _md_table(
+        tuple(c.header for c in FILE_COLUMNS), table, tuple(c.numeric for c in FILE_COLUMNS)
+    )
+    lines += ["", _FOOTNOTE]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(ledger: Ledger) -> str:
+    rows = ledger.rows()
+    e = html.escape
+    title = f"vidcolour batch report: {ledger.path.parent}"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2><table>",
+        *(f"<tr><th>{e(k)}</th><td class='n'>{e(v)}</td></tr>" for k, v in summary(rows)),
+        "</table><h2>Needs a look</h2>",
+    ]
+    flagged = needs_a_look(rows)
+    if flagged:
+        items = (f"<li><code>{e(r.rel)}</code>: {e(why)}</li>" for r, why in flagged)
+        parts += ["<ul>", *items, "</ul>"]
+    else:
+        parts.append("<p>Nothing.</p>")
+    parts += ["<h2>Files</h2><table><tr>"]
+    parts += [f"<th>{e(c.header)}</th>" for c in FILE_COLUMNS]
+    parts.append("</tr>")
+    for row in rows:
+        cells = (
+            f"<td class='{'n' if c.numeric else ''}'>{e(c.value(row))}</td>" for c in FILE_COLUMNS
+        )
+        parts.append(f"<tr class='{e(row.status)}'>{''.join(cells)}</tr>")
+    parts += [f"</table><p>{e(_FOOTNOTE)}</p></body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def render(ledger: Ledger, path: Path) -> str:
+    """The report in the format ``path``'s extension names (.md or .html)."""
+    return html_page(ledger) if path.suffix.lower() in (".html", ".htm") else markdown(ledger)
+
+
+_FOOTNOTE = (
+    "Colourfulness: Hasler and Suesstrunk M3 of the output, mean over frames (about 0 = grey). "
+    "CDC: colour distribution consistency, mean Jensen-Shannon divergence of per-channel colour "
+    "histograms between frames 1, 2 and 4 apart (0 = steady; flicker raises it). Decode "
+    "errors: share of frames that were damaged or undecodable in the input. docs/BATCH.md."
+)
+_CSS = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}td.n{text-align:right}"
+    "tr.failed{background:#fdd}tr.skipped,tr.pending,tr.running{background:#ffd}"
+)
+
+
+def _clock(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], numeric: tuple[bool, ...]
+) -> list[str]:
+    align = ["---:" if n else "---" for n in numeric]
+    return [
+        f"| {' | '.join(header)} |",
+        f"| {' | '.join(align)} |",
+        *(f"| {' | '.join(row)} |" for row in rows),
+    ]

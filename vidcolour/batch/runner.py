@@ -1,0 +1,348 @@
+"""``vidcolour batch``: colourise every file of a plan, recording each outcome in the ledger.
+
+Per file: claim it in the ledger, remove what a killed earlier attempt left, hash the input,
+colourise into a temp file renamed into place when complete (fsutil.atomic_path), check the
+output by reading it back, hash it, and record the outcome. A file already done with the same
+input, model and settings is not touched again; one that failed stays failed until its input
+changes or --retry-failed. Any error in one file is that file's failure, never the batch's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from vidcolour.batch.ledger import Ledger, Row
+from vidcolour.batch.plan import BatchPlan, Item, Shard
+from vidcolour.colouriser import Colouriser, file_sha256
+from vidcolour.errors import VidcolourError
+from vidcolour.metrics import colourfulness
+from vidcolour.run import colourise_image_file, is_image
+from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
+
+
+class Outcome(Enum):
+    DONE = "done"  # colourised now
+    ALREADY_DONE = "already done"  # done by an earlier run with the same input and settings
+    FAILED = "failed"
+    LEFT_FAILED = "left failed"  # failed earlier; not retried (no --retry-failed)
+    SKIPPED = "skipped"
+    BUSY = "busy"  # another live process holds it
+
+
+class Cancelled(Exception):
+    """The batch was asked to stop (Ctrl-C, SIGTERM): the file in hand is given back."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides the input and the model that decides what an output is."""
+
+    codec: str
+    crf: int | None
+    preset: str | None
+    tune: str | None
+    resolution: int
+    precision: str
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class Events(Protocol):
+    """What the batch tells its user interface. Called from worker threads."""
+
+    def started(self, item: Item) -> None: ...
+
+    def frames(self, item: Item, done: int, expected: int | None) -> None: ...
+
+    def finished(self, item: Item, outcome: Outcome, message: str) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # rel -> outcome
+    cancelled: bool = False
+
+    def count(self, *outcomes: Outcome) -> int:
+        return sum(o in outcomes for o in self.outcomes.values())
+
+    @property
+    def all_done(self) -> bool:
+        return all(o in (Outcome.DONE, Outcome.ALREADY_DONE) for o in self.outcomes.values())
+
+
+@dataclass
+class Batch:
+    """A plan, the model and the settings: what one ``vidcolour batch`` process runs."""
+
+    plan: BatchPlan
+    colouriser: Colouriser
+    options: VideoOptions
+    settings: Settings
+    shard: Shard = field(default_factory=Shard)
+    retry_failed: bool = False
+    jobs: int = 1
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, events: Events) -> BatchResult:
+        """Process every item; returns when all are settled or ``stop`` is set."""
+        self.plan.dst_dir.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(self.plan.dst_dir)
+        ledger.set_meta({"source": str(self.plan.src_dir)})
+        for row in ledger.dead_claims():  # a killed run's files: temp files gone, back to pending
+            if row.output:
+                remove_temps(self.plan.dst_dir / row.output)
+            ledger.reset_dead(row, "interrupted: the process working on it stopped")
+        result = BatchResult()
+        ledger.start_heartbeat()
+        try:
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="vidcolour-file") as pool:
+                pending: dict[Future[Outcome], Item] = {}
+                items = iter(self.plan.items)
+                while True:
+                    while len(pending) < self.jobs and not self.stop.is_set():
+                        item = next(items, None)
+                        if item is None:
+                            break
+                        pending[pool.submit(self._settle, ledger, item, events)] = item
+                    if not pending:
+                        break
+                    finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        item = pending.pop(future)
+                        try:
+                            result.outcomes[item.rel] = future.result()
+                        except Cancelled:
+                            result.cancelled = True
+        finally:
+            ledger.stop_heartbeat()
+        result.cancelled |= self.stop.is_set()
+        return result
+
+    # ------------------------------------------------------------------------ one file
+    def _settle(self, ledger: Ledger, item: Item, events: Events) -> Outcome:
+        outcome, message = self._process(ledger, item, events)
+        events.finished(item, outcome, message)
+        return outcome
+
+    def _process(self, ledger: Ledger, item: Item, events: Events) -> tuple[Outcome, str]:
+        if self.stop.is_set():
+            raise Cancelled
+        shard = str(self.shard)
+        if item.problem is not None:
+            ledger.record(Row(item.rel, "skipped", error=item.problem, shard=shard))
+            return Outcome.SKIPPED, item.problem
+        row = ledger.get(item.rel)
+        try:
+            stat: os.stat_result | None = item.src.stat()
+        except OSError as exc:
+            stat, reason = None, _read_error(exc)
+        if row is not None and stat is not None and self._unchanged(row, stat):
+            if row.status == "done" and _output_intact(self.plan.dst_dir, row):
+                return Outcome.ALREADY_DONE, "already done"
+            if row.status == "failed" and not self.retry_failed:
+                return Outcome.LEFT_FAILED, row.error or "failed"
+        output = item.dst.relative_to(self.plan.dst_dir).as_posix()
+        claimed, before = ledger.claim(item.rel, output, shard)
+        if not claimed:
+            return Outcome.BUSY, "another process is working on it"
+        record = Row(item.rel, "failed", output=output, shard=shard, started=time.time())
+        record.attempts = (before.attempts if before else 0) + 1
+        record.model_sha256, record.settings = self.colouriser.sha256, self.settings.key()
+        message = None
+        try:
+            remove_temps(item.dst)
+            if stat is None:
+                record.error = reason
+            else:
+                message = self._colourise(item, stat, before, record, events)
+        except Cancelled:
+            ledger.release(item.rel, before)
+            raise
+        except Exception as exc:  # one file's failure, whatever it is, is not the batch's
+            record.status, record.error = "failed", _one_line(exc).replace(str(item.src), item.rel)
+        ledger.finish(record)
+        if record.status == "done":
+            return (
+                Outcome.DONE,
+                message or f"{record.frames} frames in {record.colourise_seconds:.1f} s",
+            )
+        return Outcome(record.status), record.error or record.status
+
+    def _unchanged(self, row: Row, stat: os.stat_result) -> bool:
+        """Same input file (size and mtime), model and settings as the row records."""
+        return (
+            (row.input_size, row.input_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+            and row.model_sha256 == self.colouriser.sha256
+            and row.settings == self.settings.key()
+        )
+
+    def _colourise(
+        self, item: Item, stat: os.stat_result, before: Row | None, record: Row, events: Events
+    ) -> str | None:
+        """Fill ``record`` with the outcome for a claimed file; returns a note on a done one
+        that needed no colourising."""
+        ours = before is not None and before.output == record.output
+        if item.dst.exists() and not ours and not self.options.overwrite:
+            record.status = "skipped"
+            record.error = "its output exists and was not made by this batch (--overwrite)"
+            return None
+        record.input_size, record.input_mtime_ns = stat.st_size, stat.st_mtime_ns
+        clock = time.perf_counter()
+        try:
+            record.input_sha256 = file_sha256(item.src)
+        except OSError as exc:
+            record.error = _read_error(exc)
+            return None
+        record.hash_seconds = time.perf_counter() - clock
+        if (
+            before is not None
+            and before.status == "done"
+            and (before.input_sha256, before.model_sha256, before.settings)
+            == (record.input_sha256, record.model_sha256, record.settings)
+            and _output_intact(self.plan.dst_dir, before)
+        ):  # touched, not changed: keep the output and its figures, note the new mtime
+            for name in _RESULT_COLUMNS:
+                setattr(record, name, getattr(before, name))
+            record.status = "done"
+            return "input touched, content unchanged: output kept"
+        options = replace(self.options, overwrite=self.options.overwrite or ours)
+        item.dst.parent.mkdir(parents=True, exist_ok=True)
+
+        def progress(done: int, expected: int | None) -> None:
+            if self.stop.is_set():
+                raise Cancelled
+            events.frames(item, done, expected)
+
+        events.started(item)
+        if is_image(item.src):
+            clock = time.perf_counter()
+            colourise_image_file(self.colouriser, item.src, item.dst, options.overwrite, _ignore)
+            record.frames, record.colourise_seconds = 1, time.perf_counter() - clock
+            record.colourfulness = _image_colourfulness(item.dst)
+        else:
+            self._colourise_video(item, options, record, progress)
+        after = item.src.stat()
+        if (after.st_size, after.st_mtime_ns) != (record.input_size, record.input_mtime_ns):
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError("the input changed while it was being read")
+        record.output_size = item.dst.stat().st_size
+        record.output_sha256 = file_sha256(item.dst)
+        record.status, record.error = "done", None
+        return None
+
+    def _colourise_video(
+        self, item: Item, options: VideoOptions, record: Row, progress: Progress
+    ) -> None:
+        checks = TemporalChecks()
+        report = colourise_video(
+            self.colouriser, item.src, item.dst, options, progress, None, checks
+        )
+        record.colourise_seconds = report.seconds
+        record.frames, record.fps = report.frames, report.fps
+        record.colourfulness, record.cdc = checks.colourfulness, checks.cdc
+        damaged = report.stats.bad_packets + report.stats.corrupt_frames
+        record.decode_error_share = damaged / max(1, report.frames + report.stats.bad_packets)
+        notices = list(report.notices)
+        if report.read_error:
+            notices.append(f"reading stopped early: {report.read_error}")
+        record.notices = "; ".join(notices) or None
+        clock = time.perf_counter()
+        found, record.duration = verify_video(item.dst)
+        record.verify_seconds = time.perf_counter() - clock
+        if found != report.frames:
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError(
+                f"output check failed: {report.frames} frames written, {found} read back"
+            )
+
+
+_RESULT_COLUMNS = (
+    "output_size",
+    "output_sha256",
+    "colourise_seconds",
+    "verify_seconds",
+    "frames",
+    "duration",
+    "fps",
+    "colourfulness",
+    "cdc",
+    "decode_error_share",
+    "notices",
+)
+
+
+def remove_temps(dst: Path) -> None:
+    """Delete temp files an earlier, killed attempt at ``dst`` left (fsutil.atomic_path's
+    names). Only called by the holder of ``dst``'s claim, so no live writer owns them."""
+    if dst.parent.is_dir():
+        for temp in dst.parent.glob(f".{_glob_escape(dst.name)}.*.tmp"):
+            temp.unlink(missing_ok=True)
+
+
+def verify_video(path: Path) -> tuple[int, float | None]:
+    """(video frames, duration in seconds) of a written file, read back by demuxing it."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        count, first, end = 0, None, None
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            count += 1
+            if packet.pts is not None:
+                first = packet.pts if first is None else min(first, packet.pts)
+                stop = packet.pts + (packet.duration or 0)
+                end = stop if end is None else max(end, stop)
+        if first is None or end is None or stream.time_base is None:
+            return count, None
+        return count, float((end - first) * stream.time_base)
+
+
+def _output_intact(dst_dir: Path, row: Row) -> bool:
+    if not row.output:
+        return False
+    try:
+        return (dst_dir / row.output).stat().st_size == row.output_size
+    except OSError:
+        return False
+
+
+def _image_colourfulness(path: Path) -> float:
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    return float(colourfulness(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0])
+
+
+def _read_error(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "the file disappeared before it could be read"
+    return f"cannot read it: {exc.strerror or exc}"
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, VidcolourError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _ignore(message: str) -> None:
+    pass

@@ -1,0 +1,107 @@
+"""Checks of a colourised video that need no ground truth, computed as its frames stream past.
+
+- colourfulness: Hasler and Suesstrunk's M3 of each output frame (``metrics.colourfulness``),
+  averaged over frames. About 0 for a grey picture; 30-60 for typical colour photographs.
+- CDC, colour distribution consistency (REFERENCE.md §3): the Jensen-Shannon divergence
+  (base 2, so in [0, 1]) between the per-channel colour histograms of frames t and t + k, averaged
+  over the three sRGB channels and over t, for k = 1, 2 and 4; CDC is the mean of the three.
+  0 for a video whose colour distribution never changes; flicker raises it.
+
+Both are computed at the chroma planes' resolution (the colour the pipeline actually made),
+with the luma averaged down to it, and on at most ``MAX_ROWS`` rows so that a 4K film costs
+what an SD one does. Histograms: 256 bins of 8-bit sRGB per channel. docs/METRICS.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidcolour.colour import YCbCrCoding, ycbcr_to_rgb
+from vidcolour.metrics import colourfulness
+
+CDC_STEPS = (1, 2, 4)
+HIST_BINS = 256
+MAX_ROWS = 180
+
+
+def rgb_histograms(rgb: torch.Tensor) -> torch.Tensor:
+    """Per-frame, per-channel histograms of sRGB, each normalised to sum 1.
+
+    rgb: (B, 3, H, W) float in [0, 1] -> (B, 3, 256) float64.
+    """
+    b = rgb.shape[0]
+    index = (rgb.double() * (HIST_BINS - 1)).round().long().clamp_(0, HIST_BINS - 1).flatten(2)
+    offset = torch.arange(3 * b).view(b, 3, 1) * HIST_BINS
+    counts = torch.bincount((index + offset).flatten(), minlength=3 * b * HIST_BINS)
+    counts = counts.view(b, 3, HIST_BINS).double()
+    return counts / counts.sum(-1, keepdim=True)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence, base 2, of distributions along the last axis: in [0, 1]."""
+    m = (p + q) / 2
+
+    def kl(x: torch.Tensor) -> torch.Tensor:
+        ratio = torch.where(x > 0, x / m.clamp_min(1e-300), torch.ones_like(x))
+        return (x * torch.log2(ratio)).sum(-1)
+
+    return (kl(p) + kl(q)) / 2
+
+
+@dataclass
+class TemporalChecks:
+    """Running colourfulness and CDC over a stream of frames, in display order.
+
+    Keeps only the last four frames' histograms, so memory is constant whatever the length.
+    """
+
+    frames: int = 0
+    colourfulness_sum: float = 0.0
+    _history: deque[torch.Tensor] = field(default_factory=lambda: deque(maxlen=max(CDC_STEPS)))
+    _js_sum: dict[int, float] = field(default_factory=lambda: dict.fromkeys(CDC_STEPS, 0.0))
+    _js_count: dict[int, int] = field(default_factory=lambda: dict.fromkeys(CDC_STEPS, 0))
+
+    def add_rgb(self, rgb: torch.Tensor) -> None:
+        """Frames in display order. rgb: (B, 3, H, W) float in [0, 1]."""
+        self.frames += rgb.shape[0]
+        self.colourfulness_sum += float(colourfulness(rgb).double().sum())
+        for hist in rgb_histograms(rgb):
+            for k in CDC_STEPS:
+                if len(self._history) >= k:
+                    js = js_divergence(self._history[-k], hist).mean()
+                    self._js_sum[k] += float(js)
+                    self._js_count[k] += 1
+            self._history.append(hist)
+
+    def add_codes(
+        self,
+        luma: np.ndarray,
+        cb: np.ndarray,
+        cr: np.ndarray,
+        coding: YCbCrCoding,
+        luma_bits: int | None = None,
+    ) -> None:
+        """Frames as Y'CbCr codes coded as ``coding``. luma: (B, H, W) codes of ``luma_bits``
+        (default: the coding's); cb, cr: (B, h, w)."""
+        h, w = cb.shape[-2:]
+        step = max(1, -(-h // MAX_ROWS))
+        chroma = [torch.from_numpy(c.astype(np.float32))[:, None, ::step, ::step] for c in (cb, cr)]
+        y = torch.from_numpy(luma.astype(np.float32))[:, None]
+        y = F.adaptive_avg_pool2d(y, (h, w))[..., ::step, ::step]
+        y = y * 2.0 ** (coding.bits - (luma_bits or coding.bits))
+        self.add_rgb(ycbcr_to_rgb(y, chroma[0], chroma[1], coding))
+
+    @property
+    def colourfulness(self) -> float | None:
+        return self.colourfulness_sum / self.frames if self.frames else None
+
+    @property
+    def cdc(self) -> float | None:
+        """None for a video of one frame."""
+        means = [self._js_sum[k] / self._js_count[k] for k in CDC_STEPS if self._js_count[k]]
+        return sum(means) / len(means) if means else None
