@@ -190,9 +190,11 @@ class Ledger:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
 
     # --------------------------------------------------------------------------- claims
-    def claim(self, rel: str, output: str, shard: str) -> tuple[bool, Row | None]:
-        """Mark ``rel`` as being worked on by this process. Returns (claimed, the row before):
-        not claimed when another live process holds it."""
+    def claim(self, rel: str, output: str, shard: str, seen: Row | None) -> tuple[str, Row | None]:
+        """Mark ``rel`` as being worked on by this process, if its record is still ``seen``
+        (what the caller decided on). Returns (outcome, the record before): "claimed"; "busy"
+        when another live process holds it; "changed" when another process wrote it since
+        (look again: it may be done now)."""
         now = time.time()
         with self._transaction() as db:
             before = _fetch(db, rel)
@@ -202,7 +204,9 @@ class Ledger:
                 and before.owner != self.owner
                 and owner_alive(before.owner, before.heartbeat, now)
             ):
-                return False, before
+                return "busy", before
+            if _version(before) != _version(seen):
+                return "changed", before
             attempts = (before.attempts if before else 0) + 1
             db.execute(
                 "INSERT INTO files (rel, status, output, owner, heartbeat, shard, attempts, "
@@ -212,7 +216,7 @@ class Ledger:
                 "attempts = excluded.attempts, started = excluded.started",
                 (rel, output, self.owner, now, shard, attempts, now),
             )
-            return True, before
+            return "claimed", before
 
     def finish(self, row: Row) -> None:
         """Write the outcome of a claimed file (status done, failed or skipped), if this
@@ -317,3 +321,8 @@ def open_existing(dst_dir: Path) -> Ledger:
 def _fetch(db: sqlite3.Connection, rel: str) -> Row | None:
     values = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files WHERE rel = ?", (rel,)).fetchone()
     return Row(*values) if values else None
+
+
+def _version(row: Row | None) -> tuple[object, ...] | None:
+    """What changes whenever a process writes a file's record."""
+    return None if row is None else (row.status, row.attempts, row.owner, row.finished)

@@ -146,20 +146,25 @@ class Batch:
         if item.problem is not None:
             ledger.record(Row(item.rel, "skipped", error=item.problem, shard=shard))
             return Outcome.SKIPPED, item.problem
-        row = ledger.get(item.rel)
-        try:
-            stat: os.stat_result | None = item.src.stat()
-        except OSError as exc:
-            stat, reason = None, _read_error(exc)
-        if row is not None and stat is not None and self._unchanged(row, stat):
-            if row.status == "done" and _output_intact(self.plan.dst_dir, row):
-                return Outcome.ALREADY_DONE, "already done"
-            if row.status == "failed" and not self.retry_failed:
-                return Outcome.LEFT_FAILED, row.error or "failed"
         output = item.dst.relative_to(self.plan.dst_dir).as_posix()
-        claimed, before = ledger.claim(item.rel, output, shard)
-        if not claimed:
-            return Outcome.BUSY, "another process is working on it"
+        for _ in range(_LOOKS):
+            row = ledger.get(item.rel)
+            try:
+                stat: os.stat_result | None = item.src.stat()
+            except OSError as exc:
+                stat, reason = None, _read_error(exc)
+            if row is not None and stat is not None and self._unchanged(row, stat):
+                if row.status == "done" and _output_intact(self.plan.dst_dir, row):
+                    return Outcome.ALREADY_DONE, "already done"
+                if row.status == "failed" and not self.retry_failed:
+                    return Outcome.LEFT_FAILED, row.error or "failed"
+            claim, before = ledger.claim(item.rel, output, shard, seen=row)
+            if claim == "claimed":
+                break
+            if claim == "busy":
+                return Outcome.BUSY, "another process is working on it"
+        else:
+            return Outcome.BUSY, "other processes keep changing its record"
         record = Row(item.rel, "failed", output=output, shard=shard, started=time.time())
         record.attempts = (before.attempts if before else 0) + 1
         record.model_sha256, record.settings = self.colouriser.sha256, self.settings.key()
@@ -271,6 +276,7 @@ class Batch:
             )
 
 
+_LOOKS = 5  # times a file's record is read again after another process changed it
 _RESULT_COLUMNS = (
     "output_size",
     "output_sha256",

@@ -1,0 +1,428 @@
+"""`vidcolour batch` and `vidcolour report` (issue 7): mixed folders, resume, kill -9, shards."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.video_helpers import TINY, save_tiny_model, times
+from vidcolour.batch.ledger import LEDGER_NAME, Ledger
+from vidcolour.batch.plan import Shard, plan_batch
+from vidcolour.batch.runner import Batch, Outcome, Settings
+from vidcolour.cli import main
+from vidcolour.colouriser import Colouriser
+from vidcolour.nets import build_generator
+from vidcolour.video.pipeline import VideoOptions
+from vidcolour.video.synth import write_clip
+from vidcolour.weights import save_generator
+
+GOOD = ("one.mp4", "a/two.mkv", "a/b/three.mov")
+BAD = {
+    "a/corrupt.mp4": "not a video PyAV can read",
+    "empty.mp4": "empty (0 bytes)",
+    "text.mp4": "not a video PyAV can read",
+}
+FAST = ("--resolution", "64", "--preset", "ultrafast")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def make_archive(root: Path, frames: int = 8) -> Path:
+    """Good clips in nested folders, a truncated clip, a zero-byte file, a text file named .mp4
+    and an unrelated file."""
+    (root / "a" / "b").mkdir(parents=True)
+    write_clip(root / "one.mp4", frames=frames)
+    write_clip(root / "a" / "two.mkv", frames=frames + 3, audio="flac")
+    write_clip(root / "a" / "b" / "three.mov", frames=frames + 5)
+    data = (root / "one.mp4").read_bytes()
+    (root / "a" / "corrupt.mp4").write_bytes(data[: len(data) // 3])
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video\n")
+    (root / "notes.txt").write_text("catalogue notes\n")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root with its size, mtime and content hash."""
+    return {
+        p.relative_to(root).as_posix(): (
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def batch(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["batch", *map(str, args), *FAST])
+    return result.exit_code, result.output
+
+
+def rows(dst: Path) -> dict[str, sqlite3.Row]:
+    db = sqlite3.connect(dst / LEDGER_NAME)
+    db.row_factory = sqlite3.Row
+    try:
+        return {r["rel"]: r for r in db.execute("SELECT * FROM files")}
+    finally:
+        db.close()
+
+
+def assert_output_valid(src: Path, out: Path) -> None:
+    """The output has the input's frames at the input's times."""
+    assert times(out) == pytest.approx(times(src), abs=1e-6), out
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*.tmp")]
+
+
+def output_files(dst: Path) -> list[str]:
+    return sorted(
+        p.relative_to(dst).as_posix()
+        for p in dst.rglob("*")
+        if p.is_file() and not p.name.startswith(("vidcolour-", "."))
+    )
+
+
+# --------------------------------------------------------------------------- a mixed folder
+def test_mixed_folder_good_outputs_failures_listed(model: Path, tmp_path: Path) -> None:
+    src, dst = make_archive(tmp_path / "src"), tmp_path / "dst"
+    before = snapshot(src)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 3, output  # some failed
+    assert "Traceback" not in output
+    for rel in GOOD:
+        assert_output_valid(src / rel, dst / rel)
+    assert output_files(dst) == sorted(GOOD)
+    assert snapshot(src) == before  # nothing written, changed or added in SRC_DIR
+    ledger = rows(dst)
+    assert set(ledger) == set(GOOD) | set(BAD)  # notes.txt is not part of the job
+    for rel in GOOD:
+        row = ledger[rel]
+        assert row["status"] == "done" and row["error"] is None
+        assert row["input_sha256"] == hashlib.sha256((src / rel).read_bytes()).hexdigest()
+        assert row["output_sha256"] == hashlib.sha256((dst / rel).read_bytes()).hexdigest()
+        assert row["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert row["frames"] == len(times(src / rel)) and row["fps"] > 0
+        assert row["colourfulness"] > 1 and 0 <= row["cdc"] < 1
+        assert row["decode_error_share"] == 0
+    for rel, reason in BAD.items():
+        assert ledger[rel]["status"] == "failed" and reason in ledger[rel]["error"], rel
+    for rel in (*GOOD, *BAD):
+        assert f"] {rel}: " in output  # a progress line per file
+    report = (dst / "vidcolour-report.md").read_text()
+    for rel, reason in BAD.items():
+        assert f"`{rel}`: failed: " in report and reason in report
+    assert "| done | 3 |" in report and "| failed | 3 |" in report
+    assert "<tr class='failed'>" in (dst / "vidcolour-report.html").read_text()
+    assert temp_files(dst) == []
+
+
+def test_rerun_redoes_nothing_and_retries_only_when_asked(model: Path, tmp_path: Path) -> None:
+    src, dst = make_archive(tmp_path / "src"), tmp_path / "dst"
+    batch(src, "-o", dst, "--model", model)
+    first, outputs = rows(dst), snapshot(dst)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 3
+    assert "0 done now, 3 already done, 3 failed" in output
+    again = rows(dst)
+    for rel in (*GOOD, *BAD):
+        assert dict(again[rel]) == dict(first[rel])  # untouched records, failures left alone
+    assert {k: v for k, v in snapshot(dst).items() if not k.startswith("vidcolour-")} == {
+        k: v for k, v in outputs.items() if not k.startswith("vidcolour-")
+    }
+    code, _ = batch(src, "-o", dst, "--model", model, "--retry-failed")
+    assert code == 3
+    assert all(rows(dst)[rel]["attempts"] == 2 for rel in BAD)
+    write_clip(src / "text.mp4", frames=5)  # the archivist replaces a bad file: it is redone
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert rows(dst)["text.mp4"]["status"] == "done"
+    assert_output_valid(src / "text.mp4", dst / "text.mp4")
+    os.utime(src / "one.mp4")  # touched, same content: the output is kept
+    old = (dst / "one.mp4").stat().st_mtime_ns
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert "one.mp4: done (input touched, content unchanged" in output
+    assert (dst / "one.mp4").stat().st_mtime_ns == old
+
+
+def test_another_model_redoes_the_outputs(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mp4", frames=5)
+    batch(src, "-o", dst, "--model", model)
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)
+    save_generator(other, build_generator(TINY), name="tiny-2")
+    code, output = batch(src, "-o", dst, "--model", other)
+    assert code == 0, output
+    row = rows(dst)["one.mp4"]
+    assert row["model_sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
+    assert row["attempts"] == 2
+    assert_output_valid(src / "one.mp4", dst / "one.mp4")
+
+
+def test_other_settings_redo_the_outputs(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mkv", frames=5)
+    batch(src, "-o", dst, "--model", model)
+    code, output = batch(src, "-o", dst, "--model", model, "--crf", "30")
+    assert code == 0 and "1 done now" in output
+
+
+# --------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("where", ["inside", "same", "around"])
+def test_refuses_overlapping_directories(model: Path, tmp_path: Path, where: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    write_clip(src / "one.mp4", frames=3)
+    before = snapshot(tmp_path)
+    if where == "inside":
+        args: tuple[Path, Path] = (src, src / "out")
+    elif where == "same":
+        args = (src, src)
+    else:
+        args = (src, tmp_path)
+    code, output = batch(args[0], "-o", args[1], "--model", model)
+    assert code == 1
+    assert "Traceback" not in output
+    assert [line for line in output.splitlines() if line.startswith("Error:")], output
+    assert snapshot(tmp_path) == before
+
+
+def test_bad_shard_and_missing_source(model: Path, tmp_path: Path) -> None:
+    code, output = batch(tmp_path / "nope", "-o", tmp_path / "dst", "--model", model)
+    assert code == 1 and "is not a directory" in output
+    (tmp_path / "src").mkdir()
+    code, output = batch(tmp_path / "src", "-o", tmp_path / "dst", "--shard", "3/2")
+    assert code == 1 and "K must be from 1 to N" in output
+    assert not (tmp_path / "dst").exists()
+
+
+def test_symlinks_out_of_the_source_are_not_followed(model: Path, tmp_path: Path) -> None:
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    src.mkdir()
+    outside.mkdir()
+    write_clip(outside / "secret.mp4", frames=3)
+    write_clip(src / "real.mp4", frames=3)
+    (src / "escape.mp4").symlink_to(outside / "secret.mp4")
+    (src / "alias.mp4").symlink_to(src / "real.mp4")
+    (src / "folder").symlink_to(outside, target_is_directory=True)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 3, output
+    ledger = rows(dst)
+    assert ledger["escape.mp4"]["status"] == "skipped"
+    assert "outside the source" in ledger["escape.mp4"]["error"]
+    assert ledger["alias.mp4"]["status"] == "done"
+    assert "folder/: a symlinked folder, not followed" in output
+    assert "folder/secret.mp4" not in ledger
+    assert output_files(dst) == ["alias.mp4", "real.mp4"]
+
+
+def test_outputs_it_did_not_make_are_not_replaced(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    write_clip(src / "one.mp4", frames=3)
+    (dst / "one.mp4").write_bytes(b"someone else's file")
+    code, _ = batch(src, "-o", dst, "--model", model)
+    assert code == 3
+    assert rows(dst)["one.mp4"]["status"] == "skipped"
+    assert (dst / "one.mp4").read_bytes() == b"someone else's file"
+    code, _ = batch(src, "-o", dst, "--model", model, "--overwrite")
+    assert code == 0
+    assert_output_valid(src / "one.mp4", dst / "one.mp4")
+
+
+def test_two_inputs_for_one_output_name(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "reel.mp4", frames=3)
+    write_clip(src / "reel.webm", frames=3, codec="libvpx-vp9", pix_fmt="yuv420p")
+    code, _ = batch(src, "-o", dst, "--model", model)
+    assert code == 3
+    ledger = rows(dst)
+    assert ledger["reel.mp4"]["status"] == "done"
+    assert ledger["reel.webm"]["status"] == "skipped"
+    assert "already that of reel.mp4" in ledger["reel.webm"]["error"]
+
+
+def test_a_file_that_disappears_is_a_failure(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        write_clip(src / name, frames=3)
+    plan = plan_batch(src, dst, (), "h264", Shard())
+    (src / "a.mp4").unlink()  # between the walk and its turn
+    colouriser = Colouriser.load(str(model), "cpu", resolution=64)
+    result = Batch(
+        plan, colouriser, VideoOptions(), Settings("h264", None, None, None, 64, "auto")
+    ).run(_Quiet())
+    assert result.outcomes == {"a.mp4": Outcome.FAILED, "b.mp4": Outcome.DONE}
+    assert rows(dst)["a.mp4"]["error"] == "the file disappeared before it could be read"
+
+
+class _Quiet:
+    def started(self, item: object) -> None:
+        pass
+
+    def frames(self, item: object, done: int, expected: int | None) -> None:
+        pass
+
+    def finished(self, item: object, outcome: Outcome, message: str) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- shards
+def test_shards_partition_the_list_stably() -> None:
+    paths = [f"reel-{i}/part {j}.mkv" for i in range(40) for j in range(5)]
+    owners = [[k for k in range(1, 5) if Shard(k, 4).holds(p)] for p in paths]
+    assert all(len(o) == 1 for o in owners)  # every file in exactly one shard
+    sizes = [sum(o == [k] for o in owners) for k in range(1, 5)]
+    assert min(sizes) > 30  # roughly even (200 files, 4 shards)
+    # the split depends on the path alone: not on the other files or their order
+    assert [Shard(2, 4).holds(p) for p in paths] == [Shard(2, 4).holds(p) for p in paths[::-1]][
+        ::-1
+    ]
+    assert Shard.parse(" 2 / 4 ") == Shard(2, 4)
+
+
+def _spawn(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcolour", "batch", *map(str, args), *FAST],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_two_shards_at_once_cover_every_file_once(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    names = [f"d{i % 3}/clip{i}.mp4" for i in range(10)]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(src / name, frames=6)
+    workers = [_spawn(src, "-o", dst, "--model", model, "--shard", f"{k}/2") for k in (1, 2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    ledger = rows(dst)
+    assert sorted(ledger) == sorted(names)
+    for name, row in ledger.items():
+        assert row["status"] == "done" and row["attempts"] == 1
+        k = int(row["shard"].split("/")[0])
+        assert Shard(k, 2).holds(name)
+        assert_output_valid(src / name, dst / name)
+    assert output_files(dst) == sorted(names)
+    assert Ledger(dst).integrity() == "ok"
+
+
+def test_two_processes_on_one_shard_never_do_a_file_twice(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    names = [f"clip{i}.mp4" for i in range(8)]
+    for name in names:
+        write_clip(src / name, frames=20)
+    workers = [_spawn(src, "-o", dst, "--model", model) for _ in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert {w.returncode for w in workers} <= {0, 3}, outputs  # 3: some held by the other
+    ledger = rows(dst)
+    assert all(ledger[n]["status"] == "done" and ledger[n]["attempts"] == 1 for n in names)
+    done_now = sum(int(o.split(" done now")[0].rsplit("\n", 1)[-1]) for o in outputs)
+    assert done_now == len(names), outputs
+    assert Ledger(dst).integrity() == "ok"
+
+
+# --------------------------------------------------------------------------- crashes
+def _wait_for(condition: object, process: subprocess.Popen[str], timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def _assert_outputs_whole_or_absent(src: Path, dst: Path, names: list[str]) -> None:
+    for name in names:
+        if (dst / name).exists():
+            assert_output_valid(src / name, dst / name)
+
+
+def test_kill_9_at_any_moment_then_rerun(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    names = [f"reels/r{i}.mkv" for i in range(5)]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(src / name, frames=40, size=(144, 192), audio="flac")
+    args = (src, "-o", dst, "--model", model)
+    moments = [
+        lambda: temp_files(dst),  # mid-write of an output
+        lambda: len(output_files(dst)) >= 2 and temp_files(dst),  # later, mid-write again
+        lambda: (dst / LEDGER_NAME).exists(),  # as the ledger appears
+    ]
+    killed = 0
+    for moment in moments:
+        process = _spawn(*args)
+        if _wait_for(moment, process):
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        process.communicate(timeout=120)
+        _assert_outputs_whole_or_absent(src, dst, names)
+    assert killed >= 2  # the clips are long enough to catch it mid-write
+    process = _spawn(*args)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    for name in names:
+        assert_output_valid(src / name, dst / name)
+    assert output_files(dst) == sorted(names)  # none duplicated
+    assert temp_files(dst) == []
+    assert {r["status"] for r in rows(dst).values()} == {"done"}
+    assert Ledger(dst).integrity() == "ok"
+
+
+def test_sigterm_gives_the_file_back(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(3):
+        write_clip(src / f"r{i}.mkv", frames=60, size=(144, 192))
+    process = _spawn(src, "-o", dst, "--model", model)
+    assert _wait_for(lambda: temp_files(dst), process)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert temp_files(dst) == []
+    assert all(r["status"] == "done" for r in rows(dst).values())  # in-hand file released
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0, output
+
+
+# --------------------------------------------------------------------------- report
+def test_report_command(model: Path, tmp_path: Path) -> None:
+    src, dst = make_archive(tmp_path / "src"), tmp_path / "dst"
+    batch(src, "-o", dst, "--model", model)
+    result = CliRunner().invoke(main, ["report", str(dst)])
+    assert result.exit_code == 0
+    assert "## Needs a look" in result.output and "`empty.mp4`: failed: " in result.output
+    for rel in GOOD:
+        assert f"| {rel} | done |" in result.output
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", str(dst), "-o", str(out)])
+    assert result.exit_code == 0 and out.read_text().startswith("<!doctype html>")
+    result = CliRunner().invoke(main, ["report", str(src)])
+    assert result.exit_code == 1 and "not a vidcolour batch output" in result.output
