@@ -58,6 +58,8 @@ def main() -> None:
 
     \b
     Examples:
+      vidcolour run old_reel.mp4 -o colour.mp4
+      vidcolour batch /archive/reels -o /archive/colour
       vidcolour models               # the paper's configurations and their costs
       vidcolour config ibn_sn_md --set model.generator.ngf=32
       vidcolour train --config ibn_sn_md --data photos/ --val val/ --out runs/a
