@@ -16,11 +16,13 @@ import torch
 from click.testing import CliRunner
 
 from tests.video_helpers import TINY, save_tiny_model, times
+from vidcolour.batch import runner
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger
 from vidcolour.batch.plan import Shard, plan_batch
 from vidcolour.batch.runner import Batch, Outcome, Settings
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
+from vidcolour.errors import DiskFullError
 from vidcolour.nets import build_generator
 from vidcolour.video.pipeline import VideoOptions
 from vidcolour.video.synth import write_clip
@@ -275,6 +277,30 @@ def test_a_file_that_disappears_is_a_failure(model: Path, tmp_path: Path) -> Non
     ).run(_Quiet())
     assert result.outcomes == {"a.mp4": Outcome.FAILED, "b.mp4": Outcome.DONE}
     assert rows(dst)["a.mp4"]["error"] == "the file disappeared before it could be read"
+
+
+def test_a_full_disk_stops_the_batch(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write_clip(src / name, frames=3)
+    real = runner.colourise_video
+
+    def fill_up(colouriser: Colouriser, source: Path, *args: object, **kwargs: object) -> object:
+        if source.name == "b.mp4":
+            raise DiskFullError(f"cannot write {dst / 'b.mp4'}: the disk is full")
+        return real(colouriser, source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "colourise_video", fill_up)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 1 and "Traceback" not in output
+    assert "Error: stopped: cannot write" in output and "the disk is full" in output
+    assert sorted(rows(dst)) == ["a.mp4"]  # b given back, c never started: not failed
+    monkeypatch.setattr(runner, "colourise_video", real)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0 and "2 done now, 1 already done" in output
 
 
 class _Quiet:

@@ -639,7 +639,7 @@ def batch_command(
     (DST_DIR/vidcolour-report.md and .html) lists what needs a human look.
 
     \b
-    Exit status: 0 every file done; 1 the batch could not run; 2 bad usage;
+    Exit status: 0 every file done; 1 the batch could not run or go on; 2 bad usage;
     3 some files failed, were skipped or are held by another process; 130 interrupted.
 
     \b
@@ -647,6 +647,7 @@ def batch_command(
       vidcolour batch /archive/reels -o /archive/colour
       vidcolour batch reels/ -o colour/ --pattern '*.mkv' --codec ffv1 --shard 2/8
     """
+    from vidcolour.batch.ledger import LEDGER_NAME, open_existing
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
     from vidcolour.batch.runner import Batch, Outcome, Settings
@@ -672,6 +673,10 @@ def batch_command(
     console = Console(stderr=True, soft_wrap=True)  # one line per file, also in logs
     for note in plan.notes:
         _notice(note)
+    if (plan.dst_dir / LEDGER_NAME).is_file():
+        before = open_existing(plan.dst_dir).meta().get("source")
+        if before and before != str(plan.src_dir):
+            _notice(f"{dst_dir} was filled from {before} before; files are matched by their path")
     console.print(
         f"{len(plan.items)} of {plan.total} files (shard {part}); "
         f"{plan.unmatched} other files not matching the pattern",

@@ -3,3 +3,8 @@
 
 class VidcolourError(Exception):
     """A user-facing error: bad input, bad config, bad weights. Its message is one line."""
+
+
+class DiskFullError(VidcolourError):
+    """An output could not be written because its disk (or quota) is full: every later output
+    would fail the same way, so a batch stops rather than recording them all as failed."""

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.video.pipeline import check_destination
+from vidcolour.video.pipeline import check_destination, write_error
 from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for
 
 IMAGE_FORMATS = {
@@ -130,4 +130,4 @@ def colourise_image_file(
         with atomic_path(dst) as tmp:
             Image.fromarray(rgb).save(tmp, format=IMAGE_FORMATS[dst.suffix.lower()], **options)
     except OSError as exc:
-        raise VidcolourError(f"cannot write {dst}: {exc.strerror or exc}") from None
+        raise write_error(dst, exc) from None

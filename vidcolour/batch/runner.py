@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,7 +28,7 @@ from PIL import Image
 from vidcolour.batch.ledger import Ledger, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser, file_sha256
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.metrics import colourfulness
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
@@ -108,6 +109,7 @@ class Batch:
                 remove_temps(self.plan.dst_dir / row.output)
             ledger.reset_dead(row, "interrupted: the process working on it stopped")
         result = BatchResult()
+        fatal: BaseException | None = None
         ledger.start_heartbeat()
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="vidcolour-file") as pool:
@@ -128,8 +130,15 @@ class Batch:
                             result.outcomes[item.rel] = future.result()
                         except Cancelled:
                             result.cancelled = True
+                        except (DiskFullError, sqlite3.Error) as exc:  # every file would fail
+                            self.stop.set()
+                            fatal = fatal or exc
         finally:
             ledger.stop_heartbeat()
+        if isinstance(fatal, sqlite3.Error):
+            raise VidcolourError(f"stopped: the ledger cannot be written ({fatal})")
+        if fatal is not None:
+            raise VidcolourError(f"stopped: {fatal}; free space, then run the same command again")
         result.cancelled |= self.stop.is_set()
         return result
 
@@ -175,7 +184,7 @@ class Batch:
                 record.error = reason
             else:
                 message = self._colourise(item, stat, before, record, events)
-        except Cancelled:
+        except (Cancelled, DiskFullError):
             ledger.release(item.rel, before)
             raise
         except Exception as exc:  # one file's failure, whatever it is, is not the batch's

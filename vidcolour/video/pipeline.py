@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.planes import chroma_spread
@@ -168,7 +168,7 @@ def colourise_video(
                     sink.abort()
                     raise
         except (av.FFmpegError, OSError) as exc:
-            raise VidcolourError(_write_error(dst, exc)) from None
+            raise write_error(dst, exc) from None
         report.stats = source.stats
         report.read_error = source.read_error
     report.seconds = time.perf_counter() - start
@@ -285,11 +285,12 @@ def _run_stages(
             worker.join()
 
 
-def _write_error(dst: Path, exc: BaseException) -> str:
+def write_error(dst: Path, exc: BaseException) -> VidcolourError:
+    """The user-facing error for an output that could not be written."""
     code = getattr(exc, "errno", None)
     reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
     if code in (errno.ENOSPC, errno.EDQUOT):
-        reason = "the disk is full"
-    elif code == errno.EFBIG:
+        return DiskFullError(f"cannot write {dst}: the disk is full")
+    if code == errno.EFBIG:
         reason = "file size limit reached"
-    return f"cannot write {dst}: {reason}"
+    return VidcolourError(f"cannot write {dst}: {reason}")
