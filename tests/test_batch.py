@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from click.testing import CliRunner
 
 from tests.video_helpers import TINY, save_tiny_model, times
 from vidcolour.batch import runner
-from vidcolour.batch.ledger import LEDGER_NAME, Ledger
+from vidcolour.batch.ledger import LEDGER_NAME, Ledger, Row
 from vidcolour.batch.plan import Shard, plan_batch
+from vidcolour.batch.report import needs_a_look
 from vidcolour.batch.runner import Batch, Outcome, Settings
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
@@ -452,3 +454,24 @@ def test_report_command(model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and out.read_text().startswith("<!doctype html>")
     result = CliRunner().invoke(main, ["report", str(src)])
     assert result.exit_code == 1 and "not a vidcolour batch output" in result.output
+
+
+def test_needs_a_look_flags() -> None:
+    done = Row("", "done", decode_error_share=0.0, colourfulness=30.0, cdc=0.01)
+    records = [
+        replace(done, rel="ok.mp4", frames=100, expected_frames=100),
+        replace(done, rel="estimate.mp4", frames=99, expected_frames=100),
+        replace(done, rel="steady.mp4"),
+        replace(done, rel="short.mp4", frames=34, expected_frames=120),
+        Row("bad.mp4", "failed", error="not a video"),
+        replace(done, rel="damaged.mp4", decode_error_share=0.05),
+        replace(done, rel="grey.mp4", colourfulness=1.0),
+        replace(done, rel="flicker.mp4", cdc=0.05),
+    ]
+    why = {row.rel: reason for row, reason in needs_a_look(records)}
+    assert set(why) == {"short.mp4", "bad.mp4", "damaged.mp4", "grey.mp4", "flicker.mp4"}
+    assert why["short.mp4"] == "short: 34 of the 120 frames its container announces"
+    assert why["bad.mp4"] == "failed: not a video"
+    assert why["damaged.mp4"] == "damaged input: 5.0% of frames"
+    assert why["grey.mp4"] == "nearly grey output (colourfulness 1.0)"
+    assert why["flicker.mp4"] == "flicker: CDC 0.0500, batch median 0.0100"

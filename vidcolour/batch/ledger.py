@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS files (
     colourise_seconds REAL,
     verify_seconds REAL,
     frames INTEGER,
+    expected_frames INTEGER,
     duration REAL,
     fps REAL,
     colourfulness REAL,
@@ -90,7 +91,8 @@ class Row:
     colourise_seconds: float | None = None
     verify_seconds: float | None = None
     frames: int | None = None
-    duration: float | None = None  # of the input video, seconds
+    expected_frames: int | None = None  # what the input's container announces, if anything
+    duration: float | None = None  # of the output video, seconds
     fps: float | None = None  # frames per second of processing
     colourfulness: float | None = None
     cdc: float | None = None

@@ -41,7 +41,9 @@ FILE_COLUMNS = (
     Column("file", lambda r: r.rel, numeric=False),
     Column("status", lambda r: r.status, numeric=False),
     Column("duration s", lambda r: _num(r.duration, ".1f")),
-    Column("frames", lambda r: _num(r.frames, "d")),
+    Column(
+        "frames", lambda r: _num(r.frames, "d") + (f" of {r.expected_frames}" if short(r) else "")
+    ),
     Column("time s", lambda r: _num(r.colourise_seconds, ".1f")),
     Column("fps", lambda r: _num(r.fps, ".1f")),
     Column("output", lambda r: _size(r.output_size)),
@@ -50,6 +52,14 @@ FILE_COLUMNS = (
     Column("decode errors", lambda r: _num(r.decode_error_share, ".1%")),
     Column("error / notices", lambda r: r.error or r.notices or "", numeric=False),
 )
+
+
+def short(row: Row) -> bool:
+    """Fewer frames out than the input's container announces (by more than 1%, since the
+    announced count is often an estimate from the duration)."""
+    if row.frames is None or not row.expected_frames:
+        return False
+    return row.frames < 0.99 * row.expected_frames - 1
 
 
 def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
@@ -64,6 +74,10 @@ def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
         reasons = []
         if row.decode_error_share:
             reasons.append(f"damaged input: {row.decode_error_share:.1%} of frames")
+        if short(row):
+            reasons.append(
+                f"short: {row.frames} of the {row.expected_frames} frames its container announces"
+            )
         if row.colourfulness is not None and row.colourfulness < GREY_COLOURFULNESS:
             reasons.append(f"nearly grey output (colourfulness {row.colourfulness:.1f})")
         if median_cdc and row.cdc is not None and row.cdc > FLICKER_FACTOR * median_cdc:

@@ -268,6 +268,7 @@ class Batch:
         )
         record.colourise_seconds = report.seconds
         record.frames, record.fps = report.frames, report.fps
+        record.expected_frames = report.expected_frames
         record.colourfulness, record.cdc = checks.colourfulness, checks.cdc
         damaged = report.stats.bad_packets + report.stats.corrupt_frames
         record.decode_error_share = damaged / max(1, report.frames + report.stats.bad_packets)
@@ -292,6 +293,7 @@ _RESULT_COLUMNS = (
     "colourise_seconds",
     "verify_seconds",
     "frames",
+    "expected_frames",
     "duration",
     "fps",
     "colourfulness",
