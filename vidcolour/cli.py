@@ -36,6 +36,7 @@ from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
 from vidcolour.resources import config_names, configs_dir, resolve_config
+from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 DEVICE_OPTION = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -470,6 +471,21 @@ _COLOURISE_OPTIONS = (
     ),
     RESOLUTION_OPTION,
     PRECISION_OPTION,
+    click.option(
+        "--stabilise/--no-stabilise",
+        default=True,
+        show_default=True,
+        help="Steady the colour within each shot by carrying it along the motion (optical "
+        "flow on the luma); reset at every cut.",
+    ),
+    click.option(
+        "--strength",
+        type=click.FloatRange(0.0, 1.0, max_open=True),
+        default=DEFAULT_STRENGTH,
+        show_default=True,
+        help="How much of the colour carried from the previous frame is kept where the motion "
+        "is trusted (0: none, each frame on its own).",
+    ),
 )
 
 
@@ -504,6 +520,8 @@ def run_command(
     tune: str | None,
     resolution: int,
     precision: str,
+    stabilise: bool,
+    strength: float,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -525,7 +543,9 @@ def run_command(
     colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
     if colouriser.device.type == "cpu":
         keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations (BENCHMARKS)
-    options = VideoOptions(codec, crf, preset, tune, batch_size, overwrite)
+    options = VideoOptions(
+        codec, crf, preset, tune, batch_size, overwrite, stabilise=stabilise, strength=strength
+    )
     console = Console(stderr=True)
     failed = 0
     for job in jobs:
@@ -630,6 +650,8 @@ def batch_command(
     tune: str | None,
     resolution: int,
     precision: str,
+    stabilise: bool,
+    strength: float,
     overwrite: bool,
 ) -> None:
     """Colourise every video under SRC_DIR into DST_DIR: resumable, crash-safe, shardable.
@@ -664,8 +686,10 @@ def batch_command(
     batch = Batch(
         plan,
         colouriser,
-        VideoOptions(codec, crf, preset, tune, batch_size, overwrite),
-        Settings(codec, crf, preset, tune, resolution, precision),
+        VideoOptions(
+            codec, crf, preset, tune, batch_size, overwrite, stabilise=stabilise, strength=strength
+        ),
+        Settings(codec, crf, preset, tune, resolution, precision, stabilise, strength),
         shard=part,
         retry_failed=retry_failed,
         jobs=jobs,

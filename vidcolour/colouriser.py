@@ -14,6 +14,7 @@ picture's detail comes from the untouched luma.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
     from vidcolour.video.pipeline import VideoReport
 
 DEFAULT_RESOLUTION = 256  # the training size
+
+# A step between prediction and chroma that sees a batch's ab (B, 2, h, w) in Lab units at the
+# working size with its luma y (B, 1, h, w) in [0, 1], and returns ab of the same shape
+# (vidcolour/video/stabilise.py).
+Smoother = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def file_sha256(path: Path) -> str:
@@ -183,13 +189,16 @@ class Colouriser:
         target: YCbCrCoding,
         chroma_size: tuple[int, int],
         fields: bool = False,
+        smooth: Smoother | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cb and Cr planes for a batch of frames, from their Y' planes alone.
 
         luma: (B, H, W) uint8/uint16 Y' codes coded as ``source``. Returns two (B, h, w) arrays
         of codes coded as ``target`` (same matrix and range; its bit depth), h x w =
         ``chroma_size``. With ``fields``, each frame is two interlaced fields, colourised one at
-        a time so that the generator never sees the combing between them.
+        a time so that the generator never sees the combing between them (the batch the model
+        sees is then all top fields, then all bottom ones). ``smooth``, when given, may change
+        the predicted ab (at the working size) before it becomes chroma: see ``Smoother``.
         """
         codes = (
             torch.from_numpy(luma).to(self.device).float()
@@ -202,10 +211,10 @@ class Colouriser:
             both = torch.cat([y[..., 0::2, :], y[..., 1::2, :]])
             cb, cr = (
                 torch.stack([c[:b], c[b:]], dim=-2).flatten(-3, -2)
-                for c in self._chroma(both, target, _halve(chroma_size), size)
+                for c in self._chroma(both, target, _halve(chroma_size), size, smooth)
             )
         else:
-            cb, cr = self._chroma(y, target, chroma_size, size)
+            cb, cr = self._chroma(y, target, chroma_size, size, smooth)
         dtype = np.uint8 if target.bits == 8 else np.uint16
         top = 2**target.bits - 1
         return tuple(
@@ -218,11 +227,15 @@ class Colouriser:
         target: YCbCrCoding,
         chroma_size: tuple[int, int],
         size: tuple[int, int],
+        smooth: Smoother | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # L at the chroma sites from the mean Y' over each site's luma samples, as chroma
         # subsampling averages colour; the generator's L from the whole picture.
         L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
-        ab = self.predict_ab(grey_to_l(_resize(y, size)), size)
+        y_work = _resize(y, size)
+        ab = self.predict_ab(grey_to_l(y_work), size)
+        if smooth is not None:
+            ab = smooth(ab, y_work)
         ab = _resize(ab, chroma_size)
         return lab_to_chroma(L_chroma, ab, target)
 

@@ -33,6 +33,7 @@ from vidcolour.metrics import colourfulness
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
+from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 
 class Outcome(Enum):
@@ -58,6 +59,8 @@ class Settings:
     tune: str | None
     resolution: int
     precision: str
+    stabilise: bool = True
+    strength: float = DEFAULT_STRENGTH
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

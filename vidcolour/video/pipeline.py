@@ -11,26 +11,30 @@ so is the one place that handles interruption and cleanup.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
+import torch
 
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.planes import chroma_spread
+from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import CODECS, Plan, Sink, container_for, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
+from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
 
 if TYPE_CHECKING:
-    from vidcolour.colouriser import Colouriser
+    from vidcolour.colouriser import Colouriser, Smoother
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _END = object()
@@ -46,6 +50,8 @@ class VideoOptions:
     batch_size: int = 8
     overwrite: bool = False
     queue_chunks: int = 2  # chunks buffered between stages
+    stabilise: bool = True  # motion-aware chroma stabilisation within shots
+    strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
 
 
 @dataclass
@@ -58,6 +64,7 @@ class VideoReport:
     stats: DecodeStats = field(default_factory=DecodeStats)
     notices: list[str] = field(default_factory=list)
     read_error: str | None = None
+    cuts: list[int] | None = None  # frames that start a shot, when stabilised
 
     @property
     def fps(self) -> float:
@@ -72,8 +79,10 @@ class VideoReport:
         if self.read_error:
             damage.append(f"reading stopped early: {self.read_error}")
         tail = f"; {', '.join(damage)}" if damage else ""
+        shots = f", {len(self.cuts) + 1} shots" if self.cuts is not None and self.frames else ""
         return (
-            f"{self.dst}: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps){tail}"
+            f"{self.dst}: {self.frames} frames{shots} in {self.seconds:.1f} s "
+            f"({self.fps:.1f} fps){tail}"
         )
 
 
@@ -112,6 +121,8 @@ def colourise_video(
     if options.codec not in CODECS:
         raise VidcolourError(f"unknown codec '{options.codec}' (choose from {', '.join(CODECS)})")
     codec = CODECS[options.codec]
+    if not 0.0 <= options.strength < 1.0:
+        raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
     if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
         raise VidcolourError(
             f"--crf, --preset and --tune apply to h264 and h265, not {options.codec}"
@@ -198,6 +209,12 @@ def _run_stages(
     checks: TemporalChecks | None,
 ) -> None:
     stop = threading.Event()
+    stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
+    stabilisers: list[Stabiliser] = []
+    if options.stabilise:
+        stream = mark_cuts(stream, plan.source.bits)
+        stabilisers = [Stabiliser(options.strength) for _ in range(2 if plan.fields else 1)]
+        report.cuts = []
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []
@@ -224,9 +241,7 @@ def _run_stages(
 
     def decode() -> None:
         try:
-            if not put(decoded, first_chunk):
-                return
-            for chunk in chunks:
+            for chunk in stream:
                 if not put(decoded, chunk):
                     return
             put(decoded, _END)
@@ -249,6 +264,7 @@ def _run_stages(
                         plan.target_coding,
                         plan.target.chroma_size,
                         plan.fields,
+                        _smoother(stabilisers, chunk.cuts) if stabilisers else None,
                     )
                 if not put(coloured, (chunk, codes)):
                     return
@@ -272,6 +288,8 @@ def _run_stages(
                 sink.carry(packet)
             for i, frame in enumerate(chunk.frames):
                 sink.write(frame, chunk.luma[i], codes[0][i], codes[1][i])
+            if report.cuts is not None:
+                report.cuts += [report.frames + i for i, cut in enumerate(chunk.cuts) if cut]
             report.frames += len(chunk.frames)
             if checks is not None and chunk.frames:
                 checks.add_codes(
@@ -283,6 +301,17 @@ def _run_stages(
         stop.set()
         for worker in workers:
             worker.join()
+
+
+def _smoother(stabilisers: list[Stabiliser], cuts: list[bool]) -> Smoother:
+    """Stabilisation of one chunk's ab: one stabiliser per stream of pictures (two for
+    interlaced video, whose batches hold all top fields, then all bottom ones)."""
+
+    def smooth(ab: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        parts = zip(stabilisers, ab.chunk(len(stabilisers)), y.chunk(len(stabilisers)), strict=True)
+        return torch.cat([stabiliser.run(a, luma, cuts) for stabiliser, a, luma in parts])
+
+    return smooth
 
 
 def write_error(dst: Path, exc: BaseException) -> VidcolourError:

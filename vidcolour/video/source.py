@@ -31,6 +31,7 @@ class Chunk:
     frames: list[av.VideoFrame]
     luma: np.ndarray  # (B, H, W) Y' codes, uint8 or uint16
     packets: list[av.Packet] = field(default_factory=list)
+    cuts: list[bool] = field(default_factory=list)  # per frame: starts a shot (shots.mark_cuts)
 
 
 @dataclass

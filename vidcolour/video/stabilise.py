@@ -1,0 +1,64 @@
+"""Chroma stabilisation: each frame's predicted ab blended with the previous output's ab,
+carried along the motion, where the motion is trusted.
+
+For frame t within a shot (flow on the working-size luma, vidcolour/video/flow.py):
+
+    w(t)   = optical flow from frame t back to frame t-1
+    ab'    = out(t-1) warped by w(t)          Y' = Y'(t-1) warped by w(t)
+    c      = exp(-(|Y'(t) - Y'| / TAU)^2), 0 where the flow leaves the picture
+    out(t) = pred(t) + strength * c * (ab' - pred(t))
+
+So colour follows the picture's motion and holds steady, while occluded or new content (where
+the warped luma does not match) takes the fresh prediction. At the first frame of a shot
+(vidcolour/video/shots.py) the state resets: out = pred exactly. The recursion averages about
+1 / (1 - strength) frames of prediction along each trajectory.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from vidcolour.video.flow import Flow, warp
+
+DEFAULT_STRENGTH = 0.8
+TAU = 12.0  # luma mismatch (8-bit codes) at which trust falls to 1/e; film grain is ~3-6
+_SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
+
+
+class Stabiliser:
+    """The state of one stream of frames (one per video, or per field of interlaced video)."""
+
+    def __init__(self, strength: float = DEFAULT_STRENGTH) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise ValueError(f"strength must be in [0, 1), got {strength}")
+        self.strength = strength
+        self._flow = Flow()
+        self._luma: np.ndarray | None = None  # previous frame, (h, w) uint8
+        self._ab: np.ndarray | None = None  # previous output, (h, w, 2) float32
+
+    def step(self, luma: np.ndarray, ab: np.ndarray, cut: bool) -> np.ndarray:
+        """One frame. luma: (h, w) uint8; ab: (h, w, 2) float32 Lab units, the prediction;
+        cut: the frame starts a shot. Returns the output ab, (h, w, 2) float32."""
+        if cut or self._luma is None or self._ab is None or self.strength == 0:
+            out = ab
+        else:
+            flow = self._flow(luma, self._luma)
+            carried, inside = warp(self._ab, flow)
+            before, _ = warp(self._luma, flow)
+            mismatch = cv2.GaussianBlur(
+                cv2.absdiff(luma, before).astype(np.float32), (0, 0), _SMOOTH_SIGMA
+            )
+            trust = np.exp(-((mismatch / TAU) ** 2)) * inside
+            out = ab + (self.strength * trust)[..., None] * (carried - ab)
+        self._luma, self._ab = luma, out
+        return out
+
+    def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
+        """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
+        [0, 1] at the same size; cuts: B flags. Returns ab like the input, on its device."""
+        lumas = (y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+        preds = ab.float().permute(0, 2, 3, 1).cpu().numpy()
+        outs = [self.step(lumas[i], preds[i], cuts[i]) for i in range(ab.shape[0])]
+        return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(ab.device, ab.dtype)
