@@ -7,6 +7,7 @@ and exit status 1 (click's own usage errors exit with 2).
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -591,6 +592,76 @@ def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int 
             progress.update(task, completed=done, total=total, fps=rate)
 
         yield update
+
+
+# ----------------------------------------------------------------------- shots, eval-video
+@main.command("shots")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+def shots_command(video: Path, json_out: Path | None) -> None:
+    """List the shots of VIDEO as the pipeline finds them (cuts on the luma; fades and flashes
+    are not cuts). Stabilisation starts afresh at each.
+
+    \b
+    Example:
+      vidcolour shots old_reel.mp4
+    """
+    from vidcolour.video.evaluate import find_cuts
+
+    if json_out is not None and not json_out.parent.is_dir():
+        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    cuts, times, frames = find_cuts(video)
+    starts = [0, *cuts]
+    ends = [*cuts, frames]
+    table = Table(title=f"{video}: {len(starts)} shots", box=box.SIMPLE_HEAD)
+    for column in ("shot", "first frame", "time s", "frames"):
+        table.add_column(column, justify="right")
+    shots = []
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        shots.append({"shot": i, "first_frame": start, "time": times[start], "frames": end - start})
+        at = times[start]
+        table.add_row(str(i), str(start), "" if at is None else f"{at:.3f}", str(end - start))
+    Console().print(table)
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps({"video": str(video), "frames": frames, "shots": shots}))
+
+
+@main.command("eval-video")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    help="The colour original, frame for frame: adds ab-L1, ab-PSNR and colourfulness ratio.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the means and per-frame values here (docs/METRICS.md).",
+)
+def eval_video_command(output: Path, reference: Path | None, json_out: Path | None) -> None:
+    """Measure a colourised video: flicker (CDC), warp error and colourfulness; with a colour
+    reference, per-frame ab-L1 and ab-PSNR.
+
+    \b
+    Examples:
+      vidcolour eval-video colour.mp4
+      vidcolour eval-video colour.mp4 --reference original.mp4 --json scores.json
+    """
+    from vidcolour.video.evaluate import evaluate_video, write_json
+
+    if json_out is not None and not json_out.parent.is_dir():
+        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    document = evaluate_video(output, reference)
+    if json_out is not None:
+        write_json(document, json_out)
+    table = Table(title=f"{output}: {document['frames']} frames", box=box.SIMPLE_HEAD)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in document["mean"].items():
+        table.add_row(key, "" if value is None else f"{value:.4g}")
+    Console().print(table)
 
 
 # ------------------------------------------------------------------------------- batch

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidcolour.colour import YCbCrCoding, ycbcr_to_rgb
-from vidcolour.metrics import colourfulness
+from vidcolour.colour import YCbCrCoding, rgb_to_lab, ycbcr_to_rgb
+from vidcolour.metrics import ab_histograms, colourfulness
 
 CDC_STEPS = (1, 2, 4)
 HIST_BINS = 256
@@ -53,30 +53,78 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (kl(p) + kl(q)) / 2
 
 
-@dataclass
-class TemporalChecks:
-    """Running colourfulness and CDC over a stream of frames, in display order.
+def codes_to_rgb(
+    luma: np.ndarray,
+    cb: np.ndarray,
+    cr: np.ndarray,
+    coding: YCbCrCoding,
+    luma_bits: int | None = None,
+) -> torch.Tensor:
+    """Frames' sRGB at their chroma resolution, at most ``MAX_ROWS`` rows (every k-th row and
+    column above that).
 
-    Keeps only the last four frames' histograms, so memory is constant whatever the length.
+    luma: (B, H, W) codes of ``luma_bits`` (default: the coding's), averaged down to the chroma
+    size; cb, cr: (B, h, w) codes coded as ``coding``. Returns (B, 3, h', w') float32 in [0, 1].
     """
+    h, w = cb.shape[-2:]
+    step = max(1, -(-h // MAX_ROWS))
+    chroma = [torch.from_numpy(c.astype(np.float32))[:, None, ::step, ::step] for c in (cb, cr)]
+    y = torch.from_numpy(luma.astype(np.float32))[:, None]
+    y = F.adaptive_avg_pool2d(y, (h, w))[..., ::step, ::step]
+    y = y * 2.0 ** (coding.bits - (luma_bits or coding.bits))
+    return ycbcr_to_rgb(y, chroma[0], chroma[1], coding)
 
-    frames: int = 0
-    colourfulness_sum: float = 0.0
+
+@dataclass
+class Consistency:
+    """Running CDC of one kind of histogram: keeps only the last four frames' histograms, so
+    memory is constant whatever the length."""
+
     _history: deque[torch.Tensor] = field(default_factory=lambda: deque(maxlen=max(CDC_STEPS)))
     _js_sum: dict[int, float] = field(default_factory=lambda: dict.fromkeys(CDC_STEPS, 0.0))
     _js_count: dict[int, int] = field(default_factory=lambda: dict.fromkeys(CDC_STEPS, 0))
 
-    def add_rgb(self, rgb: torch.Tensor) -> None:
-        """Frames in display order. rgb: (B, 3, H, W) float in [0, 1]."""
-        self.frames += rgb.shape[0]
-        self.colourfulness_sum += float(colourfulness(rgb).double().sum())
-        for hist in rgb_histograms(rgb):
+    def add(self, histograms: torch.Tensor) -> None:
+        """histograms: (B, C, bins), each normalised, frames in display order."""
+        for hist in histograms:
             for k in CDC_STEPS:
                 if len(self._history) >= k:
                     js = js_divergence(self._history[-k], hist).mean()
                     self._js_sum[k] += float(js)
                     self._js_count[k] += 1
             self._history.append(hist)
+
+    @property
+    def value(self) -> float | None:
+        """None before two frames."""
+        means = [self._js_sum[k] / self._js_count[k] for k in CDC_STEPS if self._js_count[k]]
+        return sum(means) / len(means) if means else None
+
+
+@dataclass
+class TemporalChecks:
+    """Running colourfulness and CDC over a stream of frames, in display order.
+
+    ``cdc`` is on sRGB histograms (REFERENCE.md); ``cdc_ab``, with ``chroma=True``, the same
+    on Lab a and b (219 bins over [-110, 110], as metrics.ab_histograms), which sees only the
+    colour a colouriser made: the luma, the same for every colourisation of one film, moves the
+    sRGB histograms too.
+    """
+
+    chroma: bool = False
+    frames: int = 0
+    colourfulness_sum: float = 0.0
+    rgb: Consistency = field(default_factory=Consistency)
+    ab: Consistency = field(default_factory=Consistency)
+
+    def add_rgb(self, rgb: torch.Tensor) -> None:
+        """Frames in display order. rgb: (B, 3, H, W) float in [0, 1]."""
+        self.frames += rgb.shape[0]
+        self.colourfulness_sum += float(colourfulness(rgb).double().sum())
+        self.rgb.add(rgb_histograms(rgb))
+        if self.chroma:
+            counts = ab_histograms(rgb_to_lab(rgb)[:, 1:])
+            self.ab.add(counts / counts.sum(-1, keepdim=True))
 
     def add_codes(
         self,
@@ -86,15 +134,8 @@ class TemporalChecks:
         coding: YCbCrCoding,
         luma_bits: int | None = None,
     ) -> None:
-        """Frames as Y'CbCr codes coded as ``coding``. luma: (B, H, W) codes of ``luma_bits``
-        (default: the coding's); cb, cr: (B, h, w)."""
-        h, w = cb.shape[-2:]
-        step = max(1, -(-h // MAX_ROWS))
-        chroma = [torch.from_numpy(c.astype(np.float32))[:, None, ::step, ::step] for c in (cb, cr)]
-        y = torch.from_numpy(luma.astype(np.float32))[:, None]
-        y = F.adaptive_avg_pool2d(y, (h, w))[..., ::step, ::step]
-        y = y * 2.0 ** (coding.bits - (luma_bits or coding.bits))
-        self.add_rgb(ycbcr_to_rgb(y, chroma[0], chroma[1], coding))
+        """Frames as Y'CbCr codes: see ``codes_to_rgb``."""
+        self.add_rgb(codes_to_rgb(luma, cb, cr, coding, luma_bits))
 
     @property
     def colourfulness(self) -> float | None:
@@ -103,5 +144,8 @@ class TemporalChecks:
     @property
     def cdc(self) -> float | None:
         """None for a video of one frame."""
-        means = [self._js_sum[k] / self._js_count[k] for k in CDC_STEPS if self._js_count[k]]
-        return sum(means) / len(means) if means else None
+        return self.rgb.value
+
+    @property
+    def cdc_ab(self) -> float | None:
+        return self.ab.value if self.chroma else None

@@ -9,6 +9,8 @@ exactly, never on the colour it is still making.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -27,19 +29,34 @@ class Flow:
         return self._dis.calc(to, source, None)
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` moved onto the frame ``flow`` was computed for (bilinear), and a mask of the
-    pixels whose source lies inside the picture.
+def flow_maps(flow: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Where each pixel of the frame ``flow`` was computed for comes from: (x map, y map) for
+    ``remap``, and a mask of the pixels whose source lies inside the picture.
 
-    image: (H, W) or (H, W, C) float32 or uint8; flow: (H, W, 2) from ``Flow``.
-    Returns (warped like image, (H, W) bool).
+    flow: (H, W, 2) from ``Flow``. Returns ((H, W) float32 x2, (H, W) bool).
     """
     h, w = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs, ys = _grid(h, w)
     map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
-    warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-    return warped, inside
+    return (map_x, map_y), inside
+
+
+def remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``image`` ((H, W) or (H, W, C), float32 or uint8) moved by ``flow_maps`` (bilinear)."""
+    return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` moved onto the frame ``flow`` was computed for, and the inside mask."""
+    maps, inside = flow_maps(flow)
+    return remap(image, maps), inside
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return xs, ys
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:

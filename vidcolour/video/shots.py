@@ -4,7 +4,7 @@ frames.
 Each frame is reduced to a signature: its luma at 64 px wide, normalised to zero mean and unit
 contrast, so that a fade (a gain) or a flash (a gain and an offset) changes it little while new
 content changes it wholly. d(a, b) is the mean absolute difference of two signatures: about 0.05
-between frames of a still shot, 0.2-0.5 in fast motion, 0.8-1.1 across a cut.
+between frames of a still shot, 0.2-0.5 in fast motion, 0.3-0.9 across a cut.
 
 Frame t starts a new shot when all of these hold:
 
@@ -12,7 +12,8 @@ Frame t starts a new shot when all of these hold:
   flash;
 - it is a spike: d(t) > ``RATIO`` x the median d of the shot so far (its last 8 frames), and
   > ``RATIO`` x the median d of the next ``LOOK_AHEAD`` frames (fast motion is a run of high d,
-  a cut one high d);
+  a cut one high d); or, for a cut between similar pictures, d(t) > ``SMALL_JUMP`` and
+  > ``STRONG_RATIO`` x both;
 - it is not a flash: no frame in the look-ahead comes back near the reference;
 - hysteresis: after a cut, another is possible only once a frame's spike ratio has fallen
   below ``REARM_RATIO`` again, so a burst of change (a dissolve, a whip pan) gives at most one.
@@ -36,6 +37,10 @@ SIGNATURE_WIDTH = 64
 LOOK_AHEAD = 3
 MIN_JUMP = 0.35
 RATIO = 2.5
+# A cut between two similar pictures (a shot and its reverse angle) moves d less; a jump this
+# many times its surroundings is one all the same, if d is above SMALL_JUMP.
+STRONG_RATIO = 6.0
+SMALL_JUMP = 0.15
 REARM_RATIO = 1.5
 _BASELINE_FRAMES = 8
 _FLOOR = 0.02  # d of a perfectly still shot is ~0: ratios against it would explode
@@ -94,7 +99,7 @@ class ShotDetector:
         before = statistics.median(self._shot) if self._shot else _FLOOR
         later = statistics.median(after) if after else 0.0
         ratio = d / max(before, later, _FLOOR)
-        spike = d > MIN_JUMP and ratio > RATIO
+        spike = (d > MIN_JUMP and ratio > RATIO) or (d > SMALL_JUMP and ratio > STRONG_RATIO)
         if spike and any(distance(self._reference, a) < d / RATIO for a in ahead):
             return False  # a flash: the picture comes back; the reference stays
         cut = spike and self._armed

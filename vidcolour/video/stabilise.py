@@ -5,7 +5,8 @@ For frame t within a shot (flow on the working-size luma, vidcolour/video/flow.p
 
     w(t)   = optical flow from frame t back to frame t-1
     ab'    = out(t-1) warped by w(t)          Y' = Y'(t-1) warped by w(t)
-    c      = exp(-(|Y'(t) - Y'| / TAU)^2), 0 where the flow leaves the picture
+    c      = exp(-(|Y'(t) - g Y'| / TAU)^2), 0 where the flow leaves the picture
+             (g: the ratio of the frames' mean luma, so exposure flicker is not mismatch)
     out(t) = pred(t) + strength * c * (ab' - pred(t))
 
 So colour follows the picture's motion and holds steady, while occluded or new content (where
@@ -20,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from vidcolour.video.flow import Flow, warp
+from vidcolour.video.flow import Flow, flow_maps, remap
 
 DEFAULT_STRENGTH = 0.8
-TAU = 12.0  # luma mismatch (8-bit codes) at which trust falls to 1/e; film grain is ~3-6
+TAU = 24.0  # luma mismatch (8-bit codes, blurred) at which trust falls to 1/e
 _SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
 
 
@@ -36,29 +37,32 @@ class Stabiliser:
         self.strength = strength
         self._flow = Flow()
         self._luma: np.ndarray | None = None  # previous frame, (h, w) uint8
-        self._ab: np.ndarray | None = None  # previous output, (h, w, 2) float32
+        self._planes: list[np.ndarray] = []  # previous output a, b and luma, (h, w) float32
 
     def step(self, luma: np.ndarray, ab: np.ndarray, cut: bool) -> np.ndarray:
-        """One frame. luma: (h, w) uint8; ab: (h, w, 2) float32 Lab units, the prediction;
-        cut: the frame starts a shot. Returns the output ab, (h, w, 2) float32."""
-        if cut or self._luma is None or self._ab is None or self.strength == 0:
+        """One frame. luma: (h, w) uint8; ab: (2, h, w) float32 Lab units, the prediction;
+        cut: the frame starts a shot. Returns the output ab, (2, h, w) float32."""
+        current = luma.astype(np.float32)
+        if cut or self._luma is None or self.strength == 0:
             out = ab
         else:
-            flow = self._flow(luma, self._luma)
-            carried, inside = warp(self._ab, flow)
-            before, _ = warp(self._luma, flow)
-            mismatch = cv2.GaussianBlur(
-                cv2.absdiff(luma, before).astype(np.float32), (0, 0), _SMOOTH_SIGMA
-            )
-            trust = np.exp(-((mismatch / TAU) ** 2)) * inside
-            out = ab + (self.strength * trust)[..., None] * (carried - ab)
-        self._luma, self._ab = luma, out
+            maps, inside = flow_maps(self._flow(luma, self._luma))
+            a, b, before = (remap(plane, maps) for plane in self._planes)
+            # Old film's exposure flickers: compare the pictures, not their brightness.
+            before *= (current.mean() + 1.0) / (before.mean() + 1.0)
+            mismatch = cv2.GaussianBlur(cv2.absdiff(current, before), (0, 0), _SMOOTH_SIGMA)
+            weight = np.exp(np.square(mismatch * np.float32(1 / TAU)) * -1)  # float32 throughout
+            weight *= inside
+            weight *= np.float32(self.strength)
+            out = np.stack([p + weight * (c - p) for p, c in zip(ab, (a, b), strict=True)])
+        self._luma = luma
+        self._planes = [out[0], out[1], current]
         return out
 
     def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
         """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
         [0, 1] at the same size; cuts: B flags. Returns ab like the input, on its device."""
         lumas = (y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
-        preds = ab.float().permute(0, 2, 3, 1).cpu().numpy()
+        preds = ab.float().cpu().numpy()
         outs = [self.step(lumas[i], preds[i], cuts[i]) for i in range(ab.shape[0])]
-        return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(ab.device, ab.dtype)
+        return torch.from_numpy(np.stack(outs)).to(ab.device, ab.dtype)

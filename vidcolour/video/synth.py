@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import av
 import numpy as np
+from PIL import Image
 
 
 def grey_picture(index: int, height: int, width: int) -> np.ndarray:
@@ -105,6 +106,58 @@ def write_clip(
         tone.finish()
     out.close()
     return path
+
+
+def write_scenes(
+    path: Path,
+    pictures: Sequence[np.ndarray],
+    *,
+    frames_per_shot: int = 24,
+    size: tuple[int, int] = (144, 256),  # (height, width)
+    codec: str = "ffv1",
+    rate: int = 25,
+    grain: float = 0.0,
+    exposure_flicker: float = 0.0,
+    seed: int = 0,
+) -> list[int]:
+    """A colour clip of moving shots with hard cuts: shot k pans and zooms slowly across
+    ``pictures[k]`` ((H, W, 3) uint8 RGB, larger than ``size``). Old film's two frame-to-frame
+    faults can be added: grain (Gaussian, standard deviation in 8-bit codes, new every frame)
+    and exposure flicker (a gain drawn every frame, standard deviation ``exposure_flicker``).
+    Returns the frames that start a shot after the first."""
+    height, width = size
+    rng = np.random.default_rng(seed)
+    out = av.open(str(path), "w")
+    video = cast(av.video.stream.VideoStream, out.add_stream(codec, rate=rate))
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    cuts, index = [], 0
+    for shot, picture in enumerate(pictures):
+        if shot:
+            cuts.append(index)
+        ph, pw = picture.shape[:2]
+        for t in range(frames_per_shot):
+            zoom = 1.0 - 0.2 * t / frames_per_shot  # a slow push in
+            ch, cw = (
+                int(min(ph, pw * height / width) * zoom),
+                int(min(pw, ph * width / height) * zoom),
+            )
+            top = (ph - ch) // 2
+            left = int((pw - cw) * t / max(frames_per_shot - 1, 1))  # a pan left to right
+            crop = Image.fromarray(picture[top : top + ch, left : left + cw])
+            rgb = np.asarray(crop.resize((width, height), Image.Resampling.BILINEAR), np.float32)
+            rgb = rgb * np.float32(1 + rng.normal(0, exposure_flicker))
+            if grain:
+                rgb = rgb + rng.normal(0, grain, (height, width, 1)).astype(np.float32)
+            frame = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), "rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+            index += 1
+    for packet in video.encode(None):
+        out.mux(packet)
+    out.close()
+    return cuts
 
 
 def grey_copy(
