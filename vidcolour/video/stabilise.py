@@ -23,7 +23,7 @@ import torch
 
 from vidcolour.video.flow import Flow, flow_maps, remap
 
-DEFAULT_STRENGTH = 0.8
+DEFAULT_STRENGTH = 0.95
 TAU = 24.0  # luma mismatch (8-bit codes, blurred) at which trust falls to 1/e
 _SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
 

@@ -1,0 +1,114 @@
+"""Chroma stabilisation: what it does to flicker, accuracy and speed, in one run.
+
+    python benchmarks/stabilise.py --data ../shared/data [--json out.json]
+
+Two greyscale inputs with colour originals:
+
+- bikes: a greyscale copy of video/bikes.mp4 (640x272, 250 frames, 6 shots);
+- film: synthetic moving scenes with cuts, made here from the first six photographs of
+  open-photos/val (30-frame shots, 480x270, pan and push-in), with old film's frame-to-frame
+  faults added: grain (sigma 8 codes) and exposure flicker (gain sigma 4%).
+
+Each is colourised with the bundled model per frame (--no-stabilise) and stabilised (default),
+FFV1 (lossless, so the metrics see what the pipeline made), and measured by eval-video against
+its colour original (whose own CDC, the change its content makes, is measured too); the first
+frame of every shot is compared between the two outputs. Speed:
+`run`'s default H.264 output, per frame and stabilised alternately, best of --rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from vidcolour.colouriser import Colouriser
+from vidcolour.perf import keep_freed_memory
+from vidcolour.video.evaluate import evaluate_video
+from vidcolour.video.pipeline import VideoOptions, colourise_video
+from vidcolour.video.synth import grey_copy, write_scenes
+
+KEYS = ("cdc", "cdc_ab", "warp_error", "ab_l1", "colourfulness")
+
+
+def chroma_planes(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [
+            np.stack([np.frombuffer(f.planes[i], np.uint8) for i in (1, 2)])
+            for f in container.decode(video=0)
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    colouriser = Colouriser.load()
+    if colouriser.device.type == "cpu":
+        keep_freed_memory()
+    result: dict[str, object] = {"device": str(colouriser.device), "clips": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bikes = args.data / "video" / "bikes.mp4"
+        photos = sorted((args.data / "open-photos" / "val").glob("*.jpg"))[:6]
+        film = root / "film.mkv"
+        write_scenes(
+            film,
+            [np.asarray(Image.open(p).convert("RGB")) for p in photos],
+            frames_per_shot=30,
+            size=(270, 480),
+            grain=8.0,
+            exposure_flicker=0.04,
+        )
+        for name, colour in (("bikes", bikes), ("film", film)):
+            grey = grey_copy(colour, root / f"{name}_grey.mkv")
+            outputs, scores, cuts = {}, {}, []
+            for stabilise in (False, True):
+                out = root / f"{name}_{stabilise}.mkv"
+                report = colourise_video(
+                    colouriser, grey, out, VideoOptions("ffv1", stabilise=stabilise)
+                )
+                cuts = report.cuts or cuts
+                outputs[stabilise] = chroma_planes(out)
+                mean = evaluate_video(out, colour)["mean"]
+                scores["stabilised" if stabilise else "per_frame"] = {k: mean[k] for k in KEYS}
+            truth = evaluate_video(colour)["mean"]  # the colour original's own change
+            scores["original"] = {k: truth[k] for k in KEYS if k != "ab_l1"}
+            same = all(np.array_equal(outputs[True][t], outputs[False][t]) for t in [0, *cuts])
+            best = {False: float("inf"), True: float("inf")}
+            for _ in range(args.rounds):
+                for stabilise in (False, True):
+                    out = root / f"{name}_speed.mp4"
+                    start = time.perf_counter()
+                    report = colourise_video(
+                        colouriser, grey, out, VideoOptions(stabilise=stabilise, overwrite=True)
+                    )
+                    best[stabilise] = min(best[stabilise], time.perf_counter() - start)
+            frames = report.frames
+            per, stab = scores["per_frame"], scores["stabilised"]
+            result["clips"][name] = {  # type: ignore[index]
+                "frames": frames,
+                "cuts": cuts,
+                "first_frame_of_each_shot_equal": same,
+                **scores,
+                "change": {k: stab[k] / per[k] - 1 for k in KEYS if k in stab},
+                "fps_per_frame": frames / best[False],
+                "fps_stabilised": frames / best[True],
+                "fps_ratio": best[False] / best[True],
+            }
+            print(name, json.dumps(result["clips"][name], indent=1), flush=True)  # type: ignore[index]
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
