@@ -5,7 +5,11 @@ a decode thread (PyAV releases the GIL while decoding), a model thread (torch re
 during its kernels) and the encoder on the calling thread, which also owns the output file and
 so is the one place that handles interruption and cleanup.
 
-    Source.chunks --q--> Colouriser.video_chroma --q--> Sink.write
+    Source.chunks -> shots.mark_cuts --q--> Colouriser.video_chroma + Stabiliser --q--> Sink.write
+
+With stabilisation (the default) the decode thread also finds the cuts, holding chunks back
+for a look-ahead of three frames, and the model thread steadies each batch's predicted colour
+along the motion before it becomes chroma (docs/VIDEO.md).
 """
 
 from __future__ import annotations
