@@ -34,17 +34,6 @@ from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 
 
-class Quiet:
-    def started(self, item: object) -> None:
-        pass
-
-    def frames(self, item: object, done: int, expected: int | None) -> None:
-        pass
-
-    def finished(self, item: object, outcome: Outcome, message: str) -> None:
-        assert outcome == Outcome.DONE, message
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=Path("examples/bikes_grey.mp4"))
@@ -85,7 +74,8 @@ def main() -> None:
             shutil.rmtree(dst, ignore_errors=True)
             plan = plan_batch(src, dst, (), "h264", Shard())
             start = time.perf_counter()
-            Batch(plan, colouriser, options, settings, jobs=jobs).run(Quiet())
+            result = Batch(plan, colouriser, options, settings, jobs=jobs).run()
+            assert set(result.outcomes.values()) == {Outcome.DONE}, result.outcomes
             return time.perf_counter() - start
 
         ways = {

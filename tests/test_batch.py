@@ -276,7 +276,7 @@ def test_a_file_that_disappears_is_a_failure(model: Path, tmp_path: Path) -> Non
     colouriser = Colouriser.load(str(model), "cpu", resolution=64)
     result = Batch(
         plan, colouriser, VideoOptions(), Settings("h264", None, None, None, 64, "auto")
-    ).run(_Quiet())
+    ).run()
     assert result.outcomes == {"a.mp4": Outcome.FAILED, "b.mp4": Outcome.DONE}
     assert rows(dst)["a.mp4"]["error"] == "the file disappeared before it could be read"
 
@@ -303,17 +303,6 @@ def test_a_full_disk_stops_the_batch(
     monkeypatch.setattr(runner, "colourise_video", real)
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0 and "2 done now, 1 already done" in output
-
-
-class _Quiet:
-    def started(self, item: object) -> None:
-        pass
-
-    def frames(self, item: object, done: int, expected: int | None) -> None:
-        pass
-
-    def finished(self, item: object, outcome: Outcome, message: str) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- shards

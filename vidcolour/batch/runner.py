@@ -76,6 +76,19 @@ class Events(Protocol):
     def finished(self, item: Item, outcome: Outcome, message: str) -> None: ...
 
 
+class Silent:
+    """Events that show nothing: for library use of ``Batch``."""
+
+    def started(self, item: Item) -> None:
+        pass
+
+    def frames(self, item: Item, done: int, expected: int | None) -> None:
+        pass
+
+    def finished(self, item: Item, outcome: Outcome, message: str) -> None:
+        pass
+
+
 @dataclass
 class BatchResult:
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # rel -> outcome
@@ -102,8 +115,9 @@ class Batch:
     jobs: int = 1
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, events: Events) -> BatchResult:
+    def run(self, events: Events | None = None) -> BatchResult:
         """Process every item; returns when all are settled or ``stop`` is set."""
+        events = events or Silent()
         self.plan.dst_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(self.plan.dst_dir)
         ledger.set_meta({"source": str(self.plan.src_dir)})

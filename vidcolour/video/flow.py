@@ -1,10 +1,10 @@
 """Dense optical flow on luma, and warping by it: OpenCV's DIS flow (Kroeger et al., ECCV 2016).
 
-Why DIS: it is a maintained, CPU-real-time dense flow (about 3 ms for a 640x256 frame at its
-"fast" preset on one core of this project's machine) that needs no learned weights, so it works
-offline and the same on every machine; learned flows (RAFT and kin) need weights we cannot
-download at run time and a GPU to be fast. The pipeline computes flow on the luma, which it has
-exactly, never on the colour it is still making.
+Why DIS: it is a maintained, CPU-real-time dense flow (2.5 ms for a 640x256 frame at its
+"fast" preset on this project's machine, benchmarks/stabilise.py) that needs no learned
+weights, so it works offline and the same on every machine; learned flows (RAFT and kin)
+need weights we cannot download at run time and a GPU to be fast. The pipeline computes flow
+on the luma, which it has exactly, never on the colour it is still making.
 """
 
 from __future__ import annotations
