@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from PIL import Image
 from tests.helpers import ALL_CONFIGS, SMALL, small_config, synthetic_photo, write_photos
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.config import Config, load_config
-from vidcolour.data import imagenet_split, list_images
+from vidcolour.data import fit_to_size, imagenet_split, list_images
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 from vidcolour.resources import resolve_config
@@ -322,6 +323,29 @@ def test_existing_run_needs_resume(photos: Path, tmp_path: Path) -> None:
     train(small_config("bn"), args)
     with pytest.raises(VidcolourError, match="already holds a run"):
         train(small_config("bn"), args)
+
+
+def test_mixed_resize_spans_crop_to_stretch() -> None:
+    """resize=mixed takes regions from an undistorted square to the whole 3:1 picture; its
+    validation form is the stretch, and portrait pictures are cut along their height."""
+    ramp = np.tile(np.linspace(0, 255, 300), (100, 1))  # value = column, 0..299 -> 0..255
+    wide = Image.fromarray(np.stack([ramp] * 3, axis=2).round().astype(np.uint8))
+    stretched = np.asarray(fit_to_size(wide, 32, "stretch", None, hflip=False))
+    assert (np.asarray(fit_to_size(wide, 32, "mixed", None, hflip=False)) == stretched).all()
+
+    rng = random.Random(0)
+    spans = []
+    for _ in range(200):
+        out = np.asarray(fit_to_size(wide, 32, "mixed", rng, hflip=False), np.float64)
+        assert out.shape == (32, 32, 3)
+        # the ramp's rise across the output = the width of the region taken, in source columns
+        spans.append((out[:, -1, 0] - out[:, 0, 0]).mean() * 299 / 255 * 32 / 31)
+    assert 95 <= min(spans) < 115 and 285 < max(spans) <= 305  # square ... whole width
+    assert 0.3 < np.mean(np.array(spans) < 173) < 0.7  # log-uniform: median sqrt(100 * 300)
+
+    tall = wide.transpose(Image.Transpose.ROTATE_90)
+    out = np.asarray(fit_to_size(tall, 32, "mixed", random.Random(1), hflip=False), np.float64)
+    assert abs(out[0, :, 0] - out[0, 0, 0]).max() < 2  # rows are cut, columns all kept
 
 
 def test_imagenet_split(tmp_path: Path) -> None:

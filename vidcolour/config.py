@@ -22,7 +22,7 @@ from vidcolour.errors import VidcolourError
 NormName = Literal["bn", "in", "ibn", "ibn_release"]
 Upsample = Literal["transpose", "nearest"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge", "none"]
-Resize = Literal["stretch", "crop"]
+Resize = Literal["stretch", "crop", "mixed"]
 Precision = Literal["bf16", "fp32"]
 
 
@@ -77,8 +77,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    resize: Resize = "stretch"  # stretch: whole image to size x size (the paper); crop: short side
-    random_crop: bool = False  # with resize=crop: random crops for training (centre otherwise)
+    # stretch: whole image to size x size (the paper); crop: short side to size, then a square;
+    # mixed: a region between those two shapes, at random (vidcolour.data.fit_to_size)
+    resize: Resize = "stretch"
+    random_crop: bool = False  # crop, mixed: random regions for training (else centre, stretch)
     hflip: bool = False  # random horizontal flips for training
     min_side: int = 32  # images with a shorter side are skipped
     workers: int = 2  # DataLoader worker processes per training process

@@ -12,6 +12,7 @@ a whole batch on the training device (vidcolour.colour).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -137,18 +138,33 @@ def load_rgb(path: Path) -> Image.Image:
 def fit_to_size(
     im: Image.Image, size: int, resize: str, rng: random.Random | None, hflip: bool
 ) -> Image.Image:
-    """Resize to size x size: 'stretch' the whole image, or 'crop' a square after scaling the
-    short side to ``size`` (random position when ``rng`` is given, centred otherwise)."""
-    if resize == "stretch":
-        im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    else:
-        w, h = im.size
+    """Resize to size x size.
+
+    - ``stretch``: the whole image, its aspect ratio lost (the paper's protocol and ``vidcolour
+      eval``'s).
+    - ``crop``: the short side scaled to ``size``, then a square (random position when ``rng`` is
+      given, centred otherwise): undistorted, as ``vidcolour run`` feeds the model.
+    - ``mixed``: a region of full short side whose long side is drawn log-uniformly between the
+      short side (an undistorted square) and the whole long side (the stretch), at a random
+      position; so training sees every degree of squeeze between use and measurement. Without
+      ``rng`` (validation) the stretch.
+    """
+    w, h = im.size
+    if resize == "crop":
         scale = size / min(w, h)
         sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
         im = im.resize((sw, sh), Image.Resampling.BICUBIC, reducing_gap=2.0)
         x = rng.randint(0, sw - size) if rng else (sw - size) // 2
         y = rng.randint(0, sh - size) if rng else (sh - size) // 2
         im = im.crop((x, y, x + size, y + size))
+    else:
+        box = None  # the whole image
+        if resize == "mixed" and rng is not None:
+            short, long_ = min(w, h), max(w, h)
+            span = round(short * math.exp(rng.uniform(0.0, math.log(long_ / short))))
+            start = rng.randint(0, long_ - span)
+            box = (start, 0, start + span, h) if w >= h else (0, start, w, start + span)
+        im = im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
     if hflip and rng is not None and rng.random() < 0.5:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return im
