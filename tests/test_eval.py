@@ -39,25 +39,35 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def _independent_grey_metrics(folder: Path, size: int) -> tuple[float, float]:
-    """ab-L1 and ab-PSNR of ab = 0 by scikit-image, with the evaluator's resizing."""
+def _independent_grey_metrics(folder: Path, size: int, resize: str) -> tuple[float, float]:
+    """ab-L1 and ab-PSNR of ab = 0 by scikit-image, resizing as the evaluator is documented to."""
     l1s, psnrs = [], []
     for path in sorted(folder.glob("*.png")):
         im = Image.open(path).convert("RGB")
-        im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        w, h = im.size
+        if resize == "crop":  # short side to size, then the centre square
+            w, h = max(size, round(w * size / min(w, h))), max(size, round(h * size / min(w, h)))
+            im = im.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=2.0)
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        else:
+            im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
         ab = rgb2lab(np.asarray(im) / 255.0)[..., 1:]
         l1s.append(np.abs(ab).mean())
         psnrs.append(20 * np.log10(255 / np.sqrt((ab**2).mean())))
     return float(np.mean(l1s)), float(np.mean(psnrs))
 
 
-def test_grey_baseline_matches_scikit_image(photos: Path) -> None:
-    result = evaluate_candidates([grey_baseline()], sorted(photos.glob("*.png")), 64, CPU, Extras())
+@pytest.mark.parametrize("resize", ["stretch", "crop"])
+def test_grey_baseline_matches_scikit_image(photos: Path, resize: str) -> None:
+    paths = sorted(photos.glob("*.png"))
+    result = evaluate_candidates([grey_baseline()], paths, 64, CPU, Extras(), resize=resize)
     mean = result["colourisers"][0]["mean"]
-    l1, psnr = _independent_grey_metrics(photos, 64)
+    l1, psnr = _independent_grey_metrics(photos, 64, resize)
     assert mean["ab_l1"] == pytest.approx(l1, rel=0.005)
     assert mean["ab_psnr"] == pytest.approx(psnr, rel=0.005)
     assert result["dataset"]["images"] == 4
+    assert result["dataset"]["resize"] == resize
 
 
 def _oracle(paths: list[Path], size: int) -> Candidate:
@@ -128,6 +138,18 @@ def test_cli_eval_writes_json_and_plots(photos: Path, tmp_path: Path) -> None:
         assert np.isfinite(model["mean"][key]), key
     for name in ("histograms.png", "samples.png", "learning_curves.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
+
+
+def test_cli_resize_crop(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "crop.json"
+    args = ["eval", "--baseline", "grey", "--data", str(photos), "--size", "64", "--no-effnet",
+            "--resize", "crop", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["dataset"]["resize"] == "crop"
+    l1, _ = _independent_grey_metrics(photos, 64, "crop")
+    assert data["colourisers"][0]["mean"]["ab_l1"] == pytest.approx(l1, rel=0.005)
 
 
 def test_missing_vgg19_weights_is_a_notice(photos: Path) -> None:

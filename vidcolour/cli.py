@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from vidcolour import __version__
-from vidcolour.config import Config, load_config, to_yaml
+from vidcolour.config import Config, Resize, load_config, to_yaml
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
@@ -327,7 +327,15 @@ def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) 
     type=click.IntRange(min=16),
     default=256,
     show_default=True,
-    help="Images are resized to size x size, as in training.",
+    help="Images are resized to size x size (see --resize).",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(["stretch", "crop"]),
+    default="stretch",
+    show_default=True,
+    help="stretch: the whole picture to size x size, its shape lost (the paper's protocol); "
+    "crop: the short side to size and the centre square, undistorted as in `vidcolour run`.",
 )
 @click.option(
     "--vgg19-weights",
@@ -349,6 +357,7 @@ def eval_command(
     json_out: Path | None,
     plots: Path | None,
     size: int,
+    resize: Resize,
     vgg19_weights: Path | None,
     effnet: bool | None,
     batch_size: int,
@@ -387,7 +396,9 @@ def eval_command(
             if effnet:
                 raise
             err.print(f"notice: EfficientNet-Lite0 distances skipped: {exc}")
-    result = run_eval(models, baselines, data, size, torch_device, extras, plots, batch_size)
+    result = run_eval(
+        models, baselines, data, size, torch_device, extras, plots, batch_size, resize
+    )
     if json_out is not None:
         write_json(result, json_out)
     _print_eval_table(result)

@@ -4,8 +4,9 @@ A colouriser is anything that maps L to ab: a trained generator (weights file, c
 directory) or a trivial baseline (grey: ab = 0; mean: the data set's mean ab). All go through
 the same code, so a model is only better than a baseline if it measures better.
 
-Every image is resized to size x size (stretched, as in training), converted to Lab, and its L
-fed to each colouriser. Metrics are defined in docs/METRICS.md.
+Every image is resized to size x size (by default stretched whole, the paper's protocol; or its
+undistorted centre square, as `vidcolour run` sees pictures), converted to Lab, and its L fed to
+each colouriser. Metrics are defined in docs/METRICS.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidcolour import __version__
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
 from vidcolour.colouriser import open_model
-from vidcolour.config import DataConfig
+from vidcolour.config import DataConfig, Resize
 from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
@@ -101,8 +102,8 @@ class _EvalImages(Dataset):
     """Every image once, in order; an image that fails to decode is reported, never replaced
     (a substitute would skew the measurement)."""
 
-    def __init__(self, paths: Sequence[Path], size: int) -> None:
-        self.images = ImageDataset(paths, size, DataConfig(), train=False)
+    def __init__(self, paths: Sequence[Path], size: int, resize: Resize = "stretch") -> None:
+        self.images = ImageDataset(paths, size, DataConfig(resize=resize), train=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -126,8 +127,11 @@ def _eval_collate(
     return images, [path for _, path in kept], problems
 
 
-def eval_loader(paths: Sequence[Path], size: int, batch_size: int) -> DataLoader:
-    return DataLoader(_EvalImages(paths, size), batch_size=batch_size, collate_fn=_eval_collate)
+def eval_loader(
+    paths: Sequence[Path], size: int, batch_size: int, resize: Resize = "stretch"
+) -> DataLoader:
+    images = _EvalImages(paths, size, resize)
+    return DataLoader(images, batch_size=batch_size, collate_fn=_eval_collate)
 
 
 @dataclass
@@ -157,9 +161,12 @@ def evaluate_candidates(
     batch_size: int = 8,
     samples: int = 6,
     grid: Path | None = None,
+    resize: Resize = "stretch",
 ) -> dict[str, Any]:
-    """Measure every colouriser on the images at ``paths``; the result follows SCHEMA."""
-    loader = eval_loader(paths, size, batch_size)
+    """Measure every colouriser on the images at ``paths``, each resized to size x size by
+    ``resize`` (vidcolour.data.fit_to_size: the whole picture stretched, or its centre square);
+    the result follows SCHEMA."""
+    loader = eval_loader(paths, size, batch_size, resize)
     accs = [_Accumulator() for _ in colourisers]
     skipped: dict[str, str] = {}
     truth_hist = torch.zeros(2, HIST_BINS, dtype=torch.float64)
@@ -212,7 +219,7 @@ def evaluate_candidates(
     return {
         "schema": SCHEMA,
         "vidcolour_version": __version__,
-        "dataset": {"images": done, "size": size, "resize": "stretch", "failed": skipped},
+        "dataset": {"images": done, "size": size, "resize": resize, "failed": skipped},
         "histogram": {"bins": HIST_BINS, "range": [-HIST_RANGE, HIST_RANGE]},
         "ground_truth_histograms": {"a": truth_hist[0].tolist(), "b": truth_hist[1].tolist()},
         "colourisers": results,
@@ -299,6 +306,7 @@ def run_eval(
     extras: Extras,
     plots: Path | None,
     batch_size: int = 8,
+    resize: Resize = "stretch",
 ) -> dict[str, Any]:
     """Load the colourisers, vet the data, measure, and write plots. Returns the result dict."""
     report = scan_images(list_images(data), min_side=1)
@@ -309,13 +317,20 @@ def run_eval(
         if baseline == "grey":
             colourisers.append(grey_baseline())
         else:
-            loader = eval_loader(report.usable, size, batch_size)
+            loader = eval_loader(report.usable, size, batch_size, resize)
             colourisers.append(mean_baseline(dataset_mean_ab(loader, device)))
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
     grid = plots / "samples.png" if plots is not None else None
     result = evaluate_candidates(
-        colourisers, report.usable, size, device, extras, batch_size=batch_size, grid=grid
+        colourisers,
+        report.usable,
+        size,
+        device,
+        extras,
+        batch_size=batch_size,
+        grid=grid,
+        resize=resize,
     )
     result["dataset"].update(
         source=data, skipped=dict(report.skipped), converted=dict(report.converted)
