@@ -4,10 +4,11 @@
         E=runs/gan_l1000 F=runs/gan_l2000 L1-only=runs/l1_only ...
 
 Each run's `val` records (metrics.jsonl) from --from-step on are a path through (colourfulness
-ratio, ab-L1); the grey baseline's ab-L1 is measured on --val the way the trainer validates (vidcolour eval's protocol at
-the runs' image size). The target corner of models/MODEL_CARD.md (colourfulness ratio >= 0.8 and
-ab-L1 below grey's) is shaded. Prints, per run, the best ab-L1 among validations at or above the
-colourfulness target and the highest colourfulness ratio among validations below grey's ab-L1.
+ratio, ab-L1); the grey baseline's ab-L1 is measured on --val the way the trainer validates
+(vidcolour eval's protocol at the runs' image size). The target corner of models/MODEL_CARD.md
+(colourfulness ratio >= 0.8 and ab-L1 below grey's) is shaded. Prints, per run, the best ab-L1
+among validations at or above the colourfulness target and the highest colourfulness ratio among
+validations below grey's ab-L1.
 """
 
 import argparse
