@@ -31,8 +31,12 @@ parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
 parser.add_argument("--val", required=True, help="the runs' validation images")
 parser.add_argument("--size", type=int, default=256, help="the runs' train.image_size")
 parser.add_argument("--out", type=Path, required=True, help="the plot (.png)")
-parser.add_argument("--from-step", type=int, default=200,
-                    help="leave out earlier validations (a barely trained generator's noise)")
+parser.add_argument(
+    "--from-step",
+    type=int,
+    default=200,
+    help="leave out earlier validations (a barely trained generator's noise)",
+)
 args = parser.parse_args()
 
 grey = evaluate_candidates(
