@@ -7,6 +7,7 @@ and exit status 1 (click's own usage errors exit with 2).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
 import threading
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import torch
@@ -38,6 +39,10 @@ from vidcolour.nets import build_discriminator, build_generator, count_flops, co
 from vidcolour.perf import keep_freed_memory
 from vidcolour.resources import config_names, configs_dir, resolve_config
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
+
+if TYPE_CHECKING:
+    from vidcolour.colouriser import Colouriser
+    from vidcolour.video.pipeline import VideoOptions
 
 DEVICE_OPTION = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -501,11 +506,60 @@ _COLOURISE_OPTIONS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class ColouriseArgs:
+    """The values of the options that ``run`` and ``batch`` share (``_COLOURISE_OPTIONS``)."""
+
+    model: str | None
+    device: str
+    batch_size: int
+    codec: str
+    crf: int | None
+    preset: str | None
+    tune: str | None
+    resolution: int
+    precision: str
+    stabilise: bool
+    strength: float
+
+    def load(self) -> Colouriser:
+        from vidcolour.colouriser import Colouriser
+
+        colouriser = Colouriser.load(
+            self.model, self.device, precision=self.precision, resolution=self.resolution
+        )
+        if colouriser.device.type == "cpu":
+            keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations
+        return colouriser
+
+    def video_options(self, overwrite: bool) -> VideoOptions:
+        from vidcolour.video.pipeline import VideoOptions
+
+        return VideoOptions(
+            self.codec,
+            self.crf,
+            self.preset,
+            self.tune,
+            self.batch_size,
+            overwrite,
+            stabilise=self.stabilise,
+            strength=self.strength,
+        )
+
+
 def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The model and output options that ``run`` and ``batch`` share."""
+    """Add the model and output options that ``run`` and ``batch`` share; the command gets
+    their values as one ``colourise: ColouriseArgs`` argument."""
+    names = [field.name for field in dataclasses.fields(ColouriseArgs)]
+
+    @functools.wraps(command)
+    def with_args(**kwargs: Any) -> Any:
+        shared = {name: kwargs.pop(name) for name in names}
+        return command(colourise=ColouriseArgs(**shared), **kwargs)
+
     for option in reversed(_COLOURISE_OPTIONS):
-        command = option(command)
-    return command
+        with_args = option(with_args)
+    return with_args
 
 
 @main.command("run")
@@ -523,17 +577,7 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def run_command(
     inputs: tuple[Path, ...],
     output: Path,
-    model: str | None,
-    device: str,
-    batch_size: int,
-    codec: str,
-    crf: int | None,
-    preset: str | None,
-    tune: str | None,
-    resolution: int,
-    precision: str,
-    stabilise: bool,
-    strength: float,
+    colourise: ColouriseArgs,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -547,17 +591,12 @@ def run_command(
       vidcolour run reel.mkv -o master.mkv --codec ffv1
       vidcolour run a.mp4 b.mov still.png -o coloured/
     """
-    from vidcolour.colouriser import Colouriser
     from vidcolour.run import colourise_image_file, plan_jobs
-    from vidcolour.video.pipeline import VideoOptions, colourise_video
+    from vidcolour.video.pipeline import colourise_video
 
-    jobs = plan_jobs(inputs, output, codec)
-    colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
-    if colouriser.device.type == "cpu":
-        keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations (BENCHMARKS)
-    options = VideoOptions(
-        codec, crf, preset, tune, batch_size, overwrite, stabilise=stabilise, strength=strength
-    )
+    jobs = plan_jobs(inputs, output, colourise.codec)
+    colouriser = colourise.load()
+    options = colourise.video_options(overwrite)
     console = Console(stderr=True)
     failed = 0
     for job in jobs:
@@ -723,17 +762,7 @@ def batch_command(
     jobs: int,
     shard: str,
     retry_failed: bool,
-    model: str | None,
-    device: str,
-    batch_size: int,
-    codec: str,
-    crf: int | None,
-    preset: str | None,
-    tune: str | None,
-    resolution: int,
-    precision: str,
-    stabilise: bool,
-    strength: float,
+    colourise: ColouriseArgs,
     overwrite: bool,
 ) -> None:
     """Colourise every video under SRC_DIR into DST_DIR: resumable, crash-safe, shardable.
@@ -755,23 +784,19 @@ def batch_command(
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
     from vidcolour.batch.runner import Batch, Outcome, Settings
-    from vidcolour.colouriser import Colouriser
-    from vidcolour.video.pipeline import VideoOptions
 
+    c = colourise
     part = Shard.parse(shard)
-    plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
-    if codec not in ("h264", "h265") and (crf, preset, tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
-    colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
-    if colouriser.device.type == "cpu":
-        keep_freed_memory()
+    plan = plan_batch(src_dir, dst_dir, patterns, c.codec, part)
+    if c.codec not in ("h264", "h265") and (c.crf, c.preset, c.tune) != (None, None, None):
+        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {c.codec}")
     batch = Batch(
         plan,
-        colouriser,
-        VideoOptions(
-            codec, crf, preset, tune, batch_size, overwrite, stabilise=stabilise, strength=strength
+        c.load(),
+        c.video_options(overwrite),
+        Settings(
+            c.codec, c.crf, c.preset, c.tune, c.resolution, c.precision, c.stabilise, c.strength
         ),
-        Settings(codec, crf, preset, tune, resolution, precision, stabilise, strength),
         shard=part,
         retry_failed=retry_failed,
         jobs=jobs,
