@@ -64,6 +64,24 @@ def test_other_gan_losses_run(gan: str, photos: Path, tmp_path: Path) -> None:
     assert all(math.isfinite(r["loss_d"]) for r in train_records(tmp_path / "run"))
 
 
+def test_discriminator_joins_at_gan_from_epoch(photos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # 3 steps per epoch; 2 epochs of L1 alone, then 2 with the discriminator
+    config = small_config("bn_sn_md", "train.epochs=4", "loss.gan_from_epoch=2")
+    train(config, RunArgs(data=str(photos), out=run, device="cpu"))
+    records = train_records(run)
+    assert [r["loss_d"] == 0 and r["loss_g_adv"] == 0 for r in records] == [True] * 6 + [False] * 6
+    # the work per image is counted again when the phase changes: a GAN step costs more
+    flops = {r["step"]: r["mfu"] / r["img_per_s"] for r in records if "img_per_s" in r}
+    assert min(flops[s] for s in range(8, 13)) > 1.5 * max(flops[s] for s in range(2, 7))
+
+    with pytest.raises(VidcolourError, match="gan_from_epoch"):
+        train(
+            small_config("bn_sn_md", "train.epochs=4", "loss.gan_from_epoch=4"),
+            RunArgs(data=str(photos), out=tmp_path / "bad", device="cpu"),
+        )
+
+
 def test_lr_factor() -> None:
     assert [lr_factor(s, 10, 4, 0) for s in (0, 39, 40)] == [1.0, 1.0, 1.0]  # constant
     # 4 epochs of 10 steps, the last 2 decaying: full rate to step 20, then 20 steps down to 0

@@ -62,6 +62,9 @@ class ModelConfig:
 class LossConfig:
     gan: GanLoss = "nonsaturating"  # the paper's Eq. 5; the release used lsgan; none = L1 only
     l1_weight: float = 100.0  # lambda in Eq. 5
+    # Epochs of L1 alone before the discriminator joins (0: from the start, as the paper).
+    # A warm start: D first sees a generator that already has the gist (DeOldify's "NoGAN").
+    gan_from_epoch: int = 0
 
 
 @dataclass(frozen=True)

@@ -137,17 +137,28 @@ def lr_factor(step: int, per_epoch: int, epochs: int, decay_epochs: int) -> floa
     return min(1.0, max(0.0, remaining / decay_steps))
 
 
+def adversarial_at(config: Config, epoch: int) -> bool:
+    """Whether the discriminator takes part in the steps of ``epoch`` (0-based)."""
+    return config.loss.gan != "none" and epoch >= config.loss.gan_from_epoch
+
+
 def train_step(
-    nets: Nets, optims: Optimisers, rgb: torch.Tensor, config: Config, rt: Runtime
+    nets: Nets,
+    optims: Optimisers,
+    rgb: torch.Tensor,
+    config: Config,
+    rt: Runtime,
+    adversarial: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """One D update then one G update on a batch.
+    """One D update then one G update on a batch; with ``adversarial`` False (or
+    ``loss.gan: none``) one G update on L1 alone.
 
     rgb: (B, 3, H, W) uint8 on ``rt.device``. Returns the loss terms as 0-d tensors (not yet
     synchronised with the host).
     """
     l, ab = rgb_to_model(rgb.float() / 255)  # (B,1,H,W), (B,2,H,W) in [-1, 1], float32
     kind = config.loss.gan
-    if kind == "none":  # the L1-only regression baseline: no discriminator at all
+    if kind == "none" or not adversarial:  # regression: the discriminator sits this one out
         return _regression_step(nets, optims, l, ab, config, rt)
 
     with rt.autocast():
@@ -429,6 +440,11 @@ def _train(
 ) -> dict[str, Any]:
     tc = config.train
     say = console.print if rt.is_main else (lambda *a, **k: None)
+    if not 0 <= config.loss.gan_from_epoch < tc.epochs:
+        raise VidcolourError(
+            f"loss.gan_from_epoch must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
+            f"not {config.loss.gan_from_epoch}"
+        )
     if not dry_run:
         _prepare_run_dir(args, rt)
 
@@ -512,7 +528,8 @@ def _train(
     sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=tc.seed, drop_last=True
     )
-    flops_per_image: float | None = None
+    flops_per_image = 0.0  # of the current phase (L1 alone, or with the discriminator)
+    counted_adversarial: bool | None = None
     window: dict[str, torch.Tensor] = {}
     window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
     skipped_files: set[str] = set()
@@ -575,14 +592,16 @@ def _train(
                 for opt, base in ((optims.generator, oc.lr_g), (optims.discriminator, oc.lr_d)):
                     for group in opt.param_groups:
                         group["lr"] = base * factor
-                if flops_per_image is None:  # count once, on the first step; not timed
+                adversarial = adversarial_at(config, epoch)
+                if adversarial != counted_adversarial:  # count per phase, not timed
                     counter = FlopCounterMode(display=False)
                     with counter:
-                        losses = train_step(nets, optims, rgb, config, rt)
+                        losses = train_step(nets, optims, rgb, config, rt, adversarial)
                     flops_per_image = counter.get_total_flops() / rgb.shape[0]
+                    counted_adversarial = adversarial
                     timed_steps, window_start, paused = 0, time.perf_counter(), 0.0
                 else:
-                    losses = train_step(nets, optims, rgb, config, rt)
+                    losses = train_step(nets, optims, rgb, config, rt, adversarial)
                     timed_steps += 1
                 if average:
                     average.update(unwrap(nets.generator))
