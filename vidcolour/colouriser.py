@@ -34,7 +34,7 @@ from vidcolour.colour import (
     normalise_l,
 )
 from vidcolour.config import to_dict
-from vidcolour.devices import inference_dtype, resolve_device
+from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.nets import UNetGenerator, fold_for_inference
 from vidcolour.resources import resolve_model
@@ -126,7 +126,7 @@ class Colouriser:
         self.generator = generator.to(self.device).eval()
         self.name = name
         self.sha256 = sha256
-        self.dtype = inference_dtype(self.device, precision)
+        self.dtype = autocast_dtype(self.device, precision)
         self.resolution = resolution
 
     @classmethod

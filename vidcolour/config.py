@@ -23,7 +23,7 @@ NormName = Literal["bn", "in", "ibn", "ibn_release"]
 Upsample = Literal["transpose", "nearest"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge", "none"]
 Resize = Literal["stretch", "crop", "mixed"]
-Precision = Literal["bf16", "fp32"]
+Precision = Literal["auto", "bf16", "fp32"]
 
 
 class ConfigError(VidcolourError, ValueError):
@@ -95,7 +95,7 @@ class TrainConfig:
     batch_size: int = 16  # per process
     image_size: int = 256
     seed: int = 0
-    precision: Precision = "bf16"  # bf16 autocast where the device supports it, else float32
+    precision: Precision = "auto"  # bf16 autocast where the device runs it natively (devices.py)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     malloc_tuning: bool = True  # glibc keeps freed tensor memory (perf.keep_freed_memory)
     log_every: int = 10  # steps between metrics.jsonl records

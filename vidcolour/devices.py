@@ -26,12 +26,18 @@ def bf16_is_fast(device: torch.device) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def inference_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto|bf16|fp32); None means float32 throughout."""
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision``; None means float32 throughout.
+
+    auto: bf16 where ``device`` runs it natively (bf16_is_fast), else float32. bf16: bf16 on any
+    CPU (emulated ones included, at a large cost) and on CUDA devices that support it. fp32: None.
+    """
     if precision not in PRECISIONS:
         raise VidcolourError(
             f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})"
         )
     if precision == "fp32" or (precision == "auto" and not bf16_is_fast(device)):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return None
     return torch.bfloat16

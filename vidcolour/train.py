@@ -37,7 +37,7 @@ from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_c
 from vidcolour.colour import rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
-from vidcolour.devices import resolve_device
+from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
@@ -80,9 +80,7 @@ def setup_runtime(device_name: str, precision: str) -> Runtime:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank = dist.get_rank()
-    bf16_ok = device.type == "cpu" or torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if precision == "bf16" and bf16_ok else None
-    return Runtime(device, rank, world, dtype)
+    return Runtime(device, rank, world, autocast_dtype(device, precision))
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -444,6 +442,11 @@ def _train(
         raise VidcolourError(
             f"loss.gan_from_epoch must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
             f"not {config.loss.gan_from_epoch}"
+        )
+    if rt.autocast_dtype == torch.bfloat16 and not bf16_is_fast(rt.device):
+        say(
+            "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
+            "emulated, tens of times slower than fp32; train.precision=auto picks fp32 here"
         )
     if not dry_run:
         _prepare_run_dir(args, rt)
