@@ -25,4 +25,3 @@ def test_auto_takes_bf16_only_where_it_is_native(monkeypatch, native, precision,
 def test_unknown_precision_is_named() -> None:
     with pytest.raises(VidcolourError, match="unknown precision 'fp16'"):
         autocast_dtype(CPU, "fp16")
-
