@@ -35,7 +35,7 @@ def test_default_recipe_is_the_bundled_models() -> None:
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)
 def test_shipped_configs_pick_precision_per_device(name: str) -> None:
-    """auto: bf16 where it is native; forcing bf16 on a CPU that emulates it costs ~60x."""
+    """auto: bf16 where it is native; forcing bf16 on a CPU that emulates it costs tens of times."""
     assert load_config(resolve_config(name)).train.precision == "auto"
 
 

@@ -25,3 +25,25 @@ def test_auto_takes_bf16_only_where_it_is_native(monkeypatch, native, precision,
 def test_unknown_precision_is_named() -> None:
     with pytest.raises(VidcolourError, match="unknown precision 'fp16'"):
         autocast_dtype(CPU, "fp16")
+
+
+@pytest.mark.parametrize(("precision", "warned"), [("bf16", True), ("auto", False)])
+def test_training_warns_when_bf16_is_forced_where_it_is_emulated(
+    monkeypatch, tmp_path, precision, warned
+) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from tests.helpers import small_config, write_photos
+    from vidcolour import train as train_module
+
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda device: False)
+    monkeypatch.setattr(train_module, "bf16_is_fast", lambda device: False)
+    write_photos(tmp_path / "photos", 2)
+    out = StringIO()
+    config = small_config("bn", f"train.precision={precision}", "train.batch_size=1")
+    args = train_module.RunArgs(data=str(tmp_path / "photos"), out=tmp_path / "run", device="cpu")
+    train_module.train(config, args, console=Console(file=out, width=300), dry_run=True)
+    assert ("emulated, tens of times slower" in out.getvalue()) is warned
+    assert ("torch.bfloat16" in out.getvalue()) is warned  # the plan names the precision used
