@@ -31,7 +31,9 @@ def tiny(name: str, **generator: object) -> Config:
 
 
 ALL_CONFIGS = config_names()
-PAPER_CONFIGS = [name for name in ALL_CONFIGS if name != "default"]  # default: the bundled model's
+# Recipes of our own beside the paper's: the bundled model's, and the pretrained-encoder U-Net's.
+OWN_RECIPES = ("default", "lite0_unet")
+PAPER_CONFIGS = [name for name in ALL_CONFIGS if name not in OWN_RECIPES]
 
 
 # Small enough for seconds on a CPU, deep enough for 3 discriminator scales at 128 px.

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.helpers import ALL_CONFIGS, PAPER_CONFIGS, TABLE_I
+from tests.helpers import ALL_CONFIGS, OWN_RECIPES, PAPER_CONFIGS, TABLE_I
 from vidcolour.config import Config, ConfigError, from_dict, load_config, to_dict, to_yaml
 from vidcolour.resources import resolve_config
 
@@ -19,7 +19,7 @@ LAYOUT = {
 def test_shipped_configs_are_table_one_plus_the_release_layout() -> None:
     assert set(TABLE_I) <= set(PAPER_CONFIGS)
     assert set(PAPER_CONFIGS) == set(LAYOUT)
-    assert set(ALL_CONFIGS) == {*LAYOUT, "default"}
+    assert set(ALL_CONFIGS) == {*LAYOUT, *OWN_RECIPES}
 
 
 def test_default_recipe_is_the_bundled_models() -> None:

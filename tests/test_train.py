@@ -91,9 +91,7 @@ def test_lr_factor() -> None:
 def test_learning_rates_decay_linearly(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     # 6 photos in batches of 2: 3 steps per epoch; 4 epochs, the last 2 decaying
-    config = small_config(
-        "bn_sn_md", "train.epochs=4", "optim.decay_epochs=2", "optim.lr_d=1.0e-4"
-    )
+    config = small_config("bn_sn_md", "train.epochs=4", "optim.decay_epochs=2", "optim.lr_d=1.0e-4")
     train(config, RunArgs(data=str(photos), out=run, device="cpu"))
     records = train_records(run)
     assert [r["step"] for r in records] == list(range(1, 13))
@@ -127,7 +125,7 @@ def test_the_loop_learns(tmp_path: Path) -> None:
 
     found = latest_checkpoint(run)
     assert found is not None
-    model = load_candidate(str(found[0]), torch.device("cpu"))
+    model = load_candidate(str(found[0]), CPU, 64, None)
     result = evaluate_candidates([model, grey_baseline()], list_images(data), 64, CPU, Extras())
     learned, grey = (c["mean"]["ab_l1"] for c in result["colourisers"])
     assert learned < 0.5 * grey, (learned, grey)

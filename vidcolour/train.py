@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vidcolour import __version__
 from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_checkpoint
 from vidcolour.colour import rgb_to_model
+from vidcolour.colouriser import working_predict
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
 from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
@@ -42,7 +43,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
-from vidcolour.nets import build_discriminator, build_generator
+from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
 from vidcolour.weights import save_generator
@@ -87,12 +88,19 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def bare_generator(module: nn.Module) -> Generator:
+    """The generator inside its DDP wrapper, if any."""
+    generator = unwrap(module)
+    assert isinstance(generator, Generator)
+    return generator
+
+
 # --------------------------------------------------------------------------- one step
 
 
 @dataclass
 class Nets:
-    generator: nn.Module  # UNetGenerator, possibly wrapped in DDP
+    generator: nn.Module  # a nets.Generator, possibly wrapped in DDP
     discriminator: nn.Module  # MultiScaleDiscriminator, possibly wrapped in DDP
 
 
@@ -133,6 +141,15 @@ def lr_factor(step: int, per_epoch: int, epochs: int, decay_epochs: int) -> floa
     decay_steps = decay_epochs * per_epoch
     remaining = epochs * per_epoch - step
     return min(1.0, max(0.0, remaining / decay_steps))
+
+
+def freeze_pretrained(generator: Generator, frozen: bool) -> None:
+    """Freeze (or thaw) the generator's pretrained part: no gradients, and batch-norm
+    statistics kept as they were learned (eval mode), while the rest learns around it."""
+    part = generator.pretrained_part()
+    if part is not None:
+        part.requires_grad_(not frozen)
+        part.train(not frozen)
 
 
 def adversarial_at(config: Config, epoch: int) -> bool:
@@ -207,15 +224,12 @@ def _regression_step(
 
 
 def validation_metrics(
-    generator: nn.Module, paths: list[Path], config: Config, rt: Runtime, grid: Path
+    generator: Generator, paths: list[Path], config: Config, rt: Runtime, grid: Path
 ) -> dict[str, float]:
     """The evaluator's mean metrics (``vidcolour eval``) of ``generator`` on ``paths`` at the
     training size, under the training autocast; writes a grey / output / truth sample grid."""
 
-    def predict(l: torch.Tensor) -> torch.Tensor:
-        with rt.autocast():
-            return generator(l)
-
+    predict = working_predict(generator, config.train.image_size, rt.autocast_dtype)
     was_training = generator.training
     generator.eval()
     try:
@@ -254,7 +268,11 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
     )
     if rt.world > 1:
         ids = [rt.device.index] if rt.device.type == "cuda" else None
-        generator = DistributedDataParallel(generator, device_ids=ids)
+        # A frozen encoder's parameters get no gradient: DDP must not wait for them.
+        frozen = config.optim.freeze_encoder_epochs > 0
+        generator = DistributedDataParallel(
+            generator, device_ids=ids, find_unused_parameters=frozen
+        )
         discriminator = DistributedDataParallel(discriminator, device_ids=ids)
     return Nets(generator, discriminator), optims
 
@@ -443,6 +461,11 @@ def _train(
             f"loss.gan_from_epoch must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
             f"not {config.loss.gan_from_epoch}"
         )
+    if not 0 <= config.optim.freeze_encoder_epochs < tc.epochs:
+        raise VidcolourError(
+            f"optim.freeze_encoder_epochs must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
+            f"not {config.optim.freeze_encoder_epochs}"
+        )
     if rt.autocast_dtype == torch.bfloat16 and not bf16_is_fast(rt.device):
         say(
             "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
@@ -496,7 +519,11 @@ def _train(
             say(f"resumed from {path.name}: step {step}, epoch {epoch + 1}")
         else:
             say(f"--resume: no checkpoint in {args.out}, starting from scratch")
-    else:
+    if step == 0:
+        pretrained = init_pretrained(bare_generator(nets.generator))
+        if pretrained:
+            say(f"generator encoder initialised from {pretrained}", soft_wrap=True)
+    if not args.resume:
         torch.manual_seed(tc.seed + rt.rank)  # different augmentation streams per rank
 
     average = WeightAverage(unwrap(nets.generator), config, rt.device) if tc.ema != 0 else None
@@ -558,7 +585,7 @@ def _train(
         start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
-        shown = average.module if average else unwrap(nets.generator)
+        shown = average.module if average else bare_generator(nets.generator)
         values = validation_metrics(shown, val_paths, config, rt, grid)
         record = {"kind": "val", "step": step, "epoch": epoch + 1}
         record.update({f"val_{k}": v for k, v in values.items()})
@@ -596,6 +623,8 @@ def _train(
                     for group in opt.param_groups:
                         group["lr"] = base * factor
                 adversarial = adversarial_at(config, epoch)
+                # per step: validating the live generator puts every part back in train mode
+                freeze_pretrained(bare_generator(nets.generator), epoch < oc.freeze_encoder_epochs)
                 if adversarial != counted_adversarial:  # count per phase, not timed
                     counter = FlopCounterMode(display=False)
                     with counter:

@@ -21,7 +21,7 @@ from vidcolour import __version__
 from vidcolour.config import ConfigError, GeneratorConfig, from_dict, to_dict
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.nets import UNetGenerator, build_generator, fold_batch_norm, fold_spectral_norm
+from vidcolour.nets import Generator, build_generator, fold_batch_norm, fold_spectral_norm
 
 FORMAT = "vidcolour.generator"
 FORMAT_VERSION = "1"
@@ -53,7 +53,7 @@ def _folded_parts(model: nn.Module) -> tuple[str, ...]:
 
 def save_generator(
     path: str | Path,
-    model: UNetGenerator,
+    model: Generator,
     *,
     name: str,
     half: bool = False,
@@ -111,7 +111,7 @@ def read_info(path: str | Path) -> WeightsInfo:
 
 def load_generator(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[UNetGenerator, WeightsInfo]:
+) -> tuple[Generator, WeightsInfo]:
     """Rebuild the generator stored in ``path`` and load its weights (float32, eval mode)."""
     info = read_info(path)
     try:

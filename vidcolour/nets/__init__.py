@@ -1,20 +1,31 @@
-"""The paper's networks, their builders and their costs."""
+"""The networks, their builders and their costs.
+
+Generators come from a registry (``GENERATORS``, named by ``model.generator.arch``); all honour
+the contract of ``nets.base.Generator``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour.config import DiscriminatorConfig, GeneratorConfig
+from vidcolour.nets.base import Generator
 from vidcolour.nets.discriminator import MultiScaleDiscriminator, PatchDiscriminator
 from vidcolour.nets.fold import fold_batch_norm, fold_for_inference, fold_spectral_norm
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
 from vidcolour.nets.layers import IBN, NORM_PLANS
+from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
 __all__ = [
+    "GENERATORS",
     "IBN",
     "NORM_PLANS",
+    "Generator",
+    "LiteUNetGenerator",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "UNetGenerator",
@@ -25,18 +36,31 @@ __all__ = [
     "fold_batch_norm",
     "fold_for_inference",
     "fold_spectral_norm",
+    "init_pretrained",
     "pad_to_fit",
 ]
 
 
-def build_generator(config: GeneratorConfig) -> UNetGenerator:
-    if config.depth < 2:
+GENERATORS: dict[str, Callable[[GeneratorConfig], Generator]] = {
+    "unet": UNetGenerator,
+    "lite0_unet": partial(LiteUNetGenerator, variant="lite0"),
+    "lite1_unet": partial(LiteUNetGenerator, variant="lite1"),
+    "lite2_unet": partial(LiteUNetGenerator, variant="lite2"),
+}
+
+
+def build_generator(config: GeneratorConfig) -> Generator:
+    """The generator ``config.arch`` names, with random initial weights (``init_pretrained``
+    loads a pretrained part's)."""
+    if config.arch not in GENERATORS:
+        raise ValueError(f"unknown generator arch {config.arch!r} (known: {', '.join(GENERATORS)})")
+    if config.arch == "unet" and config.depth < 2:
         raise ValueError(f"generator depth must be at least 2, got {config.depth}")
     if config.ngf < 2 or config.ngf % 2:
         raise ValueError(f"generator ngf must be an even number >= 2, got {config.ngf}")
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"generator dropout must be in [0, 1), got {config.dropout}")
-    return UNetGenerator(config)
+    return GENERATORS[config.arch](config)
 
 
 def build_discriminator(config: DiscriminatorConfig) -> MultiScaleDiscriminator:

@@ -25,15 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcolour.config import GeneratorConfig
+from vidcolour.nets.base import Generator
 from vidcolour.nets.layers import NORM_PLANS, Site, conv_block, has_instance_norm
 
 DECODER_DROPOUT_BLOCKS = 3  # pix2pix puts its dropout noise in the first three decoder blocks
 
 
-class UNetGenerator(nn.Module):
-    size_multiple: int  # sides must be multiples of this (2**depth)
-    min_size: int
-
+class UNetGenerator(Generator):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
@@ -68,17 +66,6 @@ class UNetGenerator(nn.Module):
 
         self.size_multiple = 2**config.depth
         self.min_size = self.size_multiple * (2 if has_instance_norm(bottleneck_norm) else 1)
-
-    def check_input(self, l: torch.Tensor) -> None:
-        if l.ndim != 4 or l.shape[1] != 1:
-            raise ValueError(f"generator expects L as (B, 1, H, W), got {tuple(l.shape)}")
-        h, w = l.shape[-2:]
-        m, s = self.size_multiple, self.min_size
-        if h % m or w % m or h < s or w < s:
-            raise ValueError(
-                f"generator input must be at least {s}x{s} with sides a multiple of {m}, "
-                f"got {h}x{w}; pad with vidcolour.nets.pad_to_fit"
-            )
 
     def forward(self, l: torch.Tensor) -> torch.Tensor:
         """l: (B, 1, H, W) float in [-1, 1] -> ab: (B, 2, H, W) float in [-1, 1]."""
