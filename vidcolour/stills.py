@@ -159,7 +159,10 @@ def _stored_bits(path: Path, image: Image.Image) -> int:
 
 
 def _deep_colour(path: Path) -> Still | None:
-    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        pixels = None
     if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
         return None  # a coding OpenCV lacks: read at 8 bits, with a notice
     values = pixels.astype(np.float32) / 65535
