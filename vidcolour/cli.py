@@ -604,7 +604,8 @@ def run_command(
     """Colourise videos and still images.
 
     Videos keep their luma, frames, timing, sound, subtitles, chapters and metadata; stills keep
-    their size and lightness.
+    their size, lightness, transparency, bit depth and metadata where the output format holds
+    them (a notice names what it cannot).
 
     \b
     Examples:

@@ -271,11 +271,21 @@ class Colouriser:
         luma (BT.601, as PIL does) first. Returns (H, W, 3) uint8 RGB whose Lab L is the input's.
         """
         grey = _grey_array(image)
-        y = torch.from_numpy(np.array(grey, np.float32)).to(self.device).div(255)[None, None]
-        L = grey_to_l(y)
+        rgb = self.colourise_grey(np.array(grey, np.float32) / 255)
+        return np.round(rgb * 255).clip(0, 255).astype(np.uint8)
+
+    @torch.inference_mode()
+    def colourise_grey(self, y: np.ndarray) -> np.ndarray:
+        """The colour version of a grey picture at full precision (16-bit stills need more than
+        ``colourise_image``'s 8 bits).
+
+        y: (H, W) float32 in [0, 1], gamma-encoded grey (sRGB transfer). Returns (H, W, 3)
+        float32 sRGB in [0, 1] whose Lab L is the grey's (up to the gamut clip).
+        """
+        L = grey_to_l(torch.from_numpy(y).to(self.device)[None, None])
         ab = self.predict_ab(L)
         rgb = lab_to_rgb(torch.cat([L, ab], dim=1))[0]
-        return rgb.mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+        return rgb.permute(1, 2, 0).cpu().numpy()
 
     def colourise_video(self, src: str | Path, dst: str | Path, **options: Any) -> VideoReport:
         """Colourise the video ``src`` into ``dst``; options are those of ``VideoOptions``

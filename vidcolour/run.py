@@ -6,12 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
+from vidcolour.stills import read_still, write_still
 from vidcolour.video.pipeline import check_destination, write_error
 from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for
 
@@ -91,28 +89,6 @@ def plan_jobs(inputs: Sequence[Path], output: Path, codec: str) -> list[Job]:
     return jobs
 
 
-def read_image(path: Path) -> tuple[np.ndarray, bool]:
-    """A still as (H, W) uint8 luma, upright (EXIF orientation applied), and whether it had
-    colour."""
-    if not path.is_file():
-        raise VidcolourError(f"{path}: no such file")
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise VidcolourError(f"{path} is not an image Pillow can read ({exc})") from None
-    coloured = False
-    if image.mode not in ("L", "1", "I", "I;16", "F", "LA"):
-        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
-        coloured = bool(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 2.0)
-    if image.mode in ("I", "I;16", "F"):  # 16-bit and float greys: scale to 8 bits
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max() > 255 else 255.0
-        return np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8), coloured
-    return np.asarray(image.convert("L")), coloured
-
-
 def colourise_image_file(
     colouriser: Colouriser,
     src: Path,
@@ -120,14 +96,17 @@ def colourise_image_file(
     overwrite: bool,
     notify: Callable[[str], None],
 ) -> None:
+    """Colourise the still ``src`` into ``dst``, keeping its transparency, precision and
+    metadata where ``dst``'s format holds them; one notice names what it does not keep."""
     check_destination(src, dst, overwrite)
-    grey, coloured = read_image(src)
-    if coloured:
+    still = read_still(src)
+    if still.coloured:
         notify(f"{src} already has colour; colourising from its luma alone")
-    rgb = colouriser.colourise_image(grey)
-    options = {"quality": 95} if IMAGE_FORMATS[dst.suffix.lower()] in ("JPEG", "WEBP") else {}
+    rgb = colouriser.colourise_grey(still.luma)
     try:
         with atomic_path(dst) as tmp:
-            Image.fromarray(rgb).save(tmp, format=IMAGE_FORMATS[dst.suffix.lower()], **options)
-    except OSError as exc:
+            lost = write_still(tmp, IMAGE_FORMATS[dst.suffix.lower()], rgb, still, colouriser.tag)
+    except (OSError, ValueError) as exc:  # Pillow's encoders raise ValueError for bad sizes
         raise write_error(dst, exc) from None
+    if lost:
+        notify(f"{dst} does not keep all of {src.name}: {'; '.join(lost)}")
