@@ -1,7 +1,9 @@
 """The bundled default model: present, loadable, and inside the wheel a user installs."""
 
+import importlib.metadata
 import json
 import os
+import site
 import subprocess
 import sys
 import venv
@@ -35,8 +37,19 @@ def test_default_model_ships() -> None:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "-q", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
     )
     return next(out.glob("vidcolour-*.whl"))
@@ -44,28 +57,122 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_holds_model_and_configs(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("vidcolour/models/default.safetensors", "vidcolour/models/MODEL_CARD.md",
-                 "vidcolour/configs/default.yaml", "vidcolour/cli.py"):
+    for name in (
+        "vidcolour/models/default.safetensors",
+        "vidcolour/models/MODEL_CARD.md",
+        "vidcolour/configs/default.yaml",
+        "vidcolour/cli.py",
+    ):
         assert name in names
+
+
+def _venv_with_this_environment(env_dir: Path) -> Path:
+    """A new virtualenv that imports this interpreter's installed packages, in a venv or not;
+    returns its python.
+
+    ``system_site_packages`` would show the base interpreter's packages, which inside a venv
+    (where most users run pip) lack torch and the rest. Instead a .pth file lists the
+    directories this environment's distributions are installed in: plain directories, whose
+    own .pth files do not run, so an editable install's pointer to a source tree stays out,
+    and the venv's own site-packages comes first on sys.path. Its pip is this environment's
+    too: ensurepip's own pip and setuptools would shadow newer ones that torch requires. It
+    also works one venv deeper, as in test_readme_test_command_inside_a_fresh_venv.
+    """
+    venv.create(env_dir)
+    python = env_dir / "bin" / "python"
+    homes = [Path(d.locate_file("")) for d in importlib.metadata.distributions()]
+    homes += [Path(p) for p in site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        homes.append(Path(site.getusersitepackages()))
+    dirs = [h for h in dict.fromkeys(h.resolve() for h in homes) if h.is_dir()]
+    dirs = [d for d in dirs if not d.is_relative_to(ROOT)]  # never the source tree
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(purelib) / "_outer_environment.pth").write_text("".join(f"{d}\n" for d in dirs))
+    return python
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def test_installed_wheel_colourises_the_example(wheel: Path, tmp_path: Path) -> None:
     """As a new user: install the wheel (nothing downloaded: --no-index, dependencies from this
     environment) and run the README's first command away from the source tree."""
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
-    python = env_dir / "bin" / "python"
+    python = _venv_with_this_environment(env_dir)
     install = ["install", "-q", "--no-index", "--no-deps", "--force-reinstall", wheel]
     subprocess.run([python, "-m", "pip", *install], check=True)
     work = tmp_path / "user"
     work.mkdir()
-    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    where = subprocess.run([python, "-c", "import vidcolour; print(vidcolour.__file__)"],
-                           cwd=work, env=clean, capture_output=True, text=True, check=True)
+    clean = _clean_env()
+    where = subprocess.run(
+        [python, "-c", "import vidcolour; print(vidcolour.__file__)"],
+        cwd=work,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(where.stdout.strip()).is_relative_to(env_dir)  # not this checkout
-    subprocess.run([env_dir / "bin" / "vidcolour", "run", EXAMPLE, "-o", "colour.mp4"],
-                   cwd=work, env=clean, check=True, capture_output=True)
+    subprocess.run(
+        [env_dir / "bin" / "vidcolour", "run", EXAMPLE, "-o", "colour.mp4"],
+        cwd=work,
+        env=clean,
+        check=True,
+        capture_output=True,
+    )
     assert len(frames(work / "colour.mp4")) == len(frames(EXAMPLE))
+
+
+@pytest.mark.slow
+def test_readme_test_command_inside_a_fresh_venv(tmp_path: Path) -> None:
+    """The README's second command as most users run it, inside a new virtualenv: the editable
+    install with the test extra, then the wheel test above run with that venv's python (the
+    case issue 18 found failing). Offline: pip is given no index, and finds every requirement
+    already installed because the venv sees this environment's packages."""
+    pytest.importorskip("editables", reason="hatchling's editable build needs the test extra")
+    env_dir = tmp_path / "venv"
+    python = _venv_with_this_environment(env_dir)
+    clean = _clean_env()
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-build-isolation",
+            "-e",
+            ".[test]",
+        ],
+        cwd=ROOT,
+        env=clean,
+        check=True,
+    )
+    where = subprocess.run(
+        [python, "-c", "import vidcolour; print(vidcolour.__file__)"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(ROOT)  # the editable install, from the venv
+    test = f"{Path(__file__).name}::test_installed_wheel_colourises_the_example"
+    run = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=ROOT / "tests",
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
 
 
 def test_default_model_figures_match_its_card(tmp_path: Path) -> None:
@@ -76,9 +183,23 @@ def test_default_model_figures_match_its_card(tmp_path: Path) -> None:
         pytest.skip("needs ../shared/data")
     out = tmp_path / "eval.json"
     subprocess.run(
-        [sys.executable, "-m", "vidcolour", "eval", "--model", DEFAULT_MODEL, "--baseline", "grey",
-         "--data", val, "--json", out, "--no-effnet"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "vidcolour",
+            "eval",
+            "--model",
+            DEFAULT_MODEL,
+            "--baseline",
+            "grey",
+            "--data",
+            val,
+            "--json",
+            out,
+            "--no-effnet",
+        ],
+        check=True,
+        capture_output=True,
     )
     model, grey = (c["mean"] for c in json.loads(out.read_text())["colourisers"])
     assert model["colourfulness_ratio"] >= 0.8

@@ -38,6 +38,7 @@ from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.nets import Generator, fold_for_inference
 from vidcolour.resources import resolve_model
+from vidcolour.video.orientation import Orientation
 from vidcolour.weights import load_generator
 
 if TYPE_CHECKING:
@@ -214,6 +215,7 @@ class Colouriser:
         chroma_size: tuple[int, int],
         fields: bool = False,
         smooth: Smoother | None = None,
+        orientation: Orientation | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cb and Cr planes for a batch of frames, from their Y' planes alone.
 
@@ -223,22 +225,26 @@ class Colouriser:
         a time so that the generator never sees the combing between them (the batch the model
         sees is then all top fields, then all bottom ones). ``smooth``, when given, may change
         the predicted ab (at the working size) before it becomes chroma: see ``Smoother``.
+        ``orientation``: how the frames are displayed (vidcolour/video/orientation.py). The
+        generator and ``smooth`` see each picture upright, as displayed; fields are still the
+        coded frame's rows, and the planes returned are on the coded grid, as ``luma`` is.
         """
         codes = (
             torch.from_numpy(luma).to(self.device).float()
         )  # codes cross to the device, not floats
         y = source.luma_to_unit(codes)
         y = y.unsqueeze(1)  # (B, 1, H, W) in [0, 1]
-        size = self.working_size(*y.shape[-2:])
+        orientation = orientation or Orientation()
+        size = self.working_size(*orientation.turned((y.shape[-2], y.shape[-1])))  # displayed
         if fields:  # both fields of every frame in one batch, then their rows interleaved again
             b = y.shape[0]
             both = torch.cat([y[..., 0::2, :], y[..., 1::2, :]])
             cb, cr = (
                 torch.stack([c[:b], c[b:]], dim=-2).flatten(-3, -2)
-                for c in self._chroma(both, target, _halve(chroma_size), size, smooth)
+                for c in self._chroma(both, target, _halve(chroma_size), size, smooth, orientation)
             )
         else:
-            cb, cr = self._chroma(y, target, chroma_size, size, smooth)
+            cb, cr = self._chroma(y, target, chroma_size, size, smooth, orientation)
         dtype = np.uint8 if target.bits == 8 else np.uint16
         top = 2**target.bits - 1
         return tuple(
@@ -252,15 +258,17 @@ class Colouriser:
         chroma_size: tuple[int, int],
         size: tuple[int, int],
         smooth: Smoother | None,
+        orientation: Orientation,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # L at the chroma sites from the mean Y' over each site's luma samples, as chroma
-        # subsampling averages colour; the generator's L from the whole picture.
+        # subsampling averages colour; the generator's L from the whole picture, upright.
+        # Turned at the working size, where it is cheap (resizing commutes with the turn).
         L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
-        y_work = _resize(y, size)
+        y_work = orientation.upright(_resize(y, orientation.turned(size)))
         ab = self.predict_ab(grey_to_l(y_work), size)
         if smooth is not None:
             ab = smooth(ab, y_work)
-        ab = _resize(ab, chroma_size)
+        ab = _resize(orientation.coded(ab), chroma_size)
         return lab_to_chroma(L_chroma, ab, target)
 
     # ----------------------------------------------------------------------------- the API

@@ -7,6 +7,10 @@ so is the one place that handles interruption and cleanup.
 
     Source.chunks -> shots.mark_cuts --q--> Colouriser.video_chroma + Stabiliser --q--> Sink.write
 
+The model sees every picture as it is displayed (upright, for a phone's rotated video) and
+the stabiliser steadies it there; the chroma planes go back on the coded grid
+(vidcolour/video/orientation.py).
+
 With stabilisation (the default) the decode thread also finds the cuts, holding chunks back
 for a look-ahead of three frames, and the model thread steadies each batch's predicted colour
 along the motion before it becomes chroma (docs/VIDEO.md).
@@ -31,6 +35,7 @@ import torch
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import CODECS, Plan, Sink, container_for, plan_output
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from vidcolour.colouriser import Colouriser, Smoother
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
+_NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
 _END = object()
 _POLL_S = 0.1
 
@@ -151,6 +157,7 @@ def colourise_video(
             tell(f"{src} already has colour; colourising from its luma alone")
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
+        orientation = _orientation(first, src, container_format, tell)
         try:
             with atomic_path(dst) as tmp:
                 sink = Sink(
@@ -174,6 +181,7 @@ def colourise_video(
                         chunks,
                         sink,
                         options,
+                        orientation,
                         report,
                         progress,
                         checks,
@@ -188,6 +196,26 @@ def colourise_video(
         report.read_error = source.read_error
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _orientation(
+    first: av.VideoFrame, src: Path, container_format: str, tell: Callable[[str], None]
+) -> Orientation:
+    """How the model must turn the pictures to see them as displayed."""
+    matrix = display_matrix(first)
+    orientation = orientation_of(matrix)
+    if orientation is None:
+        tell(
+            f"{src} is displayed rotated by {first.rotation} degrees, not a multiple of 90; "
+            "colourising the picture as coded"
+        )
+        orientation = Orientation()
+    if matrix not in (None, IDENTITY) and container_format in _NO_DISPLAY_MATRIX:
+        tell(
+            f"{src} has a display rotation or mirroring that {container_format} cannot hold; "
+            "the output plays as coded (use .mp4, .mov or .mkv to keep it)"
+        )
+    return orientation
 
 
 def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
@@ -208,6 +236,7 @@ def _run_stages(
     chunks: Iterator[Chunk],
     sink: Sink,
     options: VideoOptions,
+    orientation: Orientation,
     report: VideoReport,
     progress: Progress | None,
     checks: TemporalChecks | None,
@@ -269,6 +298,7 @@ def _run_stages(
                         plan.target.chroma_size,
                         plan.fields,
                         _smoother(stabilisers, chunk.cuts) if stabilisers else None,
+                        orientation,
                     )
                 if not put(coloured, (chunk, codes)):
                     return

@@ -20,6 +20,7 @@ import numpy as np
 
 from vidcolour.colour import YCbCrCoding
 from vidcolour.errors import VidcolourError
+from vidcolour.video.orientation import IDENTITY, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
@@ -200,8 +201,9 @@ class Sink:
             first.color_primaries,
             first.color_trc,
         )
-        if first.rotation:
-            stream.set_display_rotation(first.rotation)
+        matrix = display_matrix(first)
+        if matrix is not None and matrix != IDENTITY:  # whole: a rotation alone loses mirroring
+            stream.set_display_matrix(matrix)
         stream.metadata.update(_content_tags(src.metadata))
         return stream
 
