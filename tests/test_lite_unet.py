@@ -12,7 +12,7 @@ from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.colouriser import Colouriser
 from vidcolour.config import GeneratorConfig, load_config
 from vidcolour.errors import VidcolourError
-from vidcolour.nets import GENERATORS, build_generator, init_pretrained
+from vidcolour.nets import GENERATORS, build_generator, fold_for_inference, init_pretrained
 from vidcolour.nets.efficientnet import VARIANTS, EfficientNetLite, imagenet_weights_path
 from vidcolour.resources import resolve_config
 from vidcolour.train import RunArgs, export_generator, train
@@ -159,3 +159,19 @@ def test_tiny_lite_model_trains_freezes_exports_and_runs(
     grey = (np.random.default_rng(0).random((40, 70)) * 255).astype(np.uint8)
     rgb = colouriser.colourise_image(grey)
     assert rgb.shape == (40, 70, 3)
+
+
+def test_folding_the_encoder_and_decoder_norms_is_exact(fake_imagenet: Path) -> None:
+    config = GeneratorConfig(
+        arch="lite0_unet", ngf=8, norm="ibn", spectral_norm=True, encoder_weights=str(fake_imagenet)
+    )
+    gen = build_generator(config)
+    init_pretrained(gen)
+    gen.train()(torch.rand(4, 1, 64, 64) * 2 - 1)  # batch-norm statistics of its own
+    reference = build_generator(config)
+    reference.load_state_dict(gen.state_dict())
+    folded = fold_for_inference(gen)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.encoder.modules())
+    l = torch.rand(2, 1, 64, 96) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(folded(l), reference.eval()(l), atol=1e-5)

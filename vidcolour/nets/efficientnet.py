@@ -94,6 +94,9 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class MBConv(nn.Module):
     """Inverted residual without squeeze-excitation, ReLU6 (the Lite variant)."""
 
+    # each conv with the batch norm right after it: fold.fold_batch_norm makes them one conv
+    FOLDABLE = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
         super().__init__()
         mid = cin * expand
@@ -121,6 +124,8 @@ class EfficientNetLite(nn.Module):
     ``taps`` are the indices of the last block at each resolution (strides 2, 4, 8, 16, 32):
     the feature maps a U-Net takes its skips from.
     """
+
+    FOLDABLE = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))
 
     def __init__(self, variant: str = "lite0", classifier: bool = True) -> None:
         super().__init__()

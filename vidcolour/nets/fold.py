@@ -34,21 +34,29 @@ def _fold_bn_into_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d)
     conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
 
 
-def fold_batch_norm(module: nn.Module) -> nn.Module:
-    """Fold each ``norm`` BatchNorm2d into the ``conv`` of the same block, in place.
+def _conv_norm_pairs(block: nn.Module) -> list[tuple[str, str]]:
+    """The (conv, norm) attribute names of ``block`` whose norm follows its conv directly: the
+    ``conv``/``norm`` of a ``layers.conv_block``, or the pairs a module lists in
+    ``FOLDABLE`` (the EfficientNet-Lite trunk's)."""
+    return [("conv", "norm"), *getattr(block, "FOLDABLE", ())]
 
-    Blocks are the named Sequentials made by ``layers.conv_block``. Spectral norm must be
-    folded first (a parametrized weight cannot be rescaled in place).
+
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """Fold each BatchNorm2d that directly follows a conv into that conv, in place, and put an
+    Identity in its place.
+
+    Spectral norm must be folded first (a parametrized weight cannot be rescaled in place).
     """
     module.eval()
     for block in module.modules():
-        conv = getattr(block, "conv", None)
-        norm = getattr(block, "norm", None)
-        if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and type(norm) is nn.BatchNorm2d:
-            if parametrize.is_parametrized(conv, "weight"):
-                raise ValueError("fold spectral norm before batch norm")
-            _fold_bn_into_conv(conv, norm)
-            block.norm = nn.Identity()
+        for conv_name, norm_name in _conv_norm_pairs(block):
+            conv = getattr(block, conv_name, None)
+            norm = getattr(block, norm_name, None)
+            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and type(norm) is nn.BatchNorm2d:
+                if parametrize.is_parametrized(conv, "weight"):
+                    raise ValueError("fold spectral norm before batch norm")
+                _fold_bn_into_conv(conv, norm)
+                setattr(block, norm_name, nn.Identity())
     return module
 
 
