@@ -73,6 +73,11 @@ CONTAINER_CODECS = {
 # The codec an output gets when none is asked for.
 DEFAULT_CODEC, _DEFAULT_CODECS = "h264", {".avi": "mpeg4"}
 _MP4_LIKE = ("mp4", "mov")
+# The provenance tag's key in each container's own metadata. AVI's INFO list holds only its
+# fixed fields (and Lavf writes its own name into ISFT, "software"), so there it is a line of
+# the comment (ICMT); the others store any key.
+PROVENANCE_KEY = "vidcolour"
+_PROVENANCE_KEYS = {"avi": "comment"}
 # Per-stream tags that describe the old encoding, not the content.
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 _INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
@@ -181,8 +186,8 @@ class Sink:
             )
             self.video = self._add_video(source, first, codec, crf, preset, tune)
             self.carried = self._add_carried(source, notify)
-            self.container.metadata.update(_content_tags(source.container.metadata))
-            self.container.metadata["vidcolour"] = tag
+            tags = _content_tags(source.container.metadata)
+            self.container.metadata.update(with_provenance(tags, container_format, tag))
             chapters = source.container.chapters()
             if chapters:
                 self.container.set_chapters(chapters)
@@ -408,3 +413,32 @@ def _content_tags(tags: dict[str, str]) -> dict[str, str]:
         and not k.startswith("_STATISTICS")
         and k not in ("major_brand", "minor_version", "compatible_brands")
     }
+
+
+def with_provenance(tags: dict[str, str], container_format: str, tag: str) -> dict[str, str]:
+    """``tags`` with the provenance tag ``tag`` under the key the container stores; an earlier
+    vidcolour tag (the input may be an earlier output) is replaced."""
+    key = _PROVENANCE_KEYS.get(container_format, PROVENANCE_KEY)
+    out = {k: v for k, v in tags.items() if k.lower() != PROVENANCE_KEY}
+    if key == "comment":  # the input's comment is kept, the tag is a line of its own
+        comments = [out.pop(k) for k in list(out) if k.lower() == "comment"]
+        lines = [
+            line
+            for line in "\n".join(comments).splitlines()
+            if line and not line.startswith(f"{PROVENANCE_KEY} ")
+        ]
+        out["comment"] = "\n".join([*lines, tag])
+    else:
+        out[key] = tag
+    return out
+
+
+def read_provenance(tags: dict[str, str]) -> str | None:
+    """The provenance tag in a container's metadata (from any container vidcolour writes)."""
+    lowered = {k.lower(): v for k, v in tags.items()}
+    if PROVENANCE_KEY in lowered:
+        return lowered[PROVENANCE_KEY]
+    for line in lowered.get("comment", "").splitlines():
+        if line.startswith(f"{PROVENANCE_KEY} "):
+            return line
+    return None
