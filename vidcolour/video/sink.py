@@ -78,6 +78,10 @@ _MP4_LIKE = ("mp4", "mov")
 # the comment (ICMT); the others store any key.
 PROVENANCE_KEY = "vidcolour"
 _PROVENANCE_KEYS = {"avi": "comment"}
+# Codecs whose bitstream carries no colour tags, in containers that have no field for them.
+_NO_COLOUR_TAGS = {("avi", "ffv1"), ("avi", "mpeg4")}
+_SPC_UNSPECIFIED = 2  # AVColorSpace
+_SPC_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # bt601 as smpte170m: the same matrix
 # Per-stream tags that describe the old encoding, not the content.
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 _INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
@@ -114,6 +118,11 @@ class Plan:
     source_coding: YCbCrCoding
     target_coding: YCbCrCoding
     fields: bool  # colourise the two fields of each frame separately
+    # The output's AVColorSpace tag: the input's, or where that is unspecified, the matrix the
+    # new chroma is computed in. Tagging it also lets x264 store the range in the bitstream,
+    # which it leaves out for limited range with no other colour tag (and MOV and AVI have no
+    # field of their own for the range).
+    colorspace: int
 
     @property
     def same_format(self) -> bool:
@@ -156,7 +165,10 @@ def plan_output(first: av.VideoFrame, codec: Codec, field_order: int) -> Plan:
     target_coding = YCbCrCoding(source_coding.matrix, source_coding.full_range, target.bits)
     chroma_h = target.chroma_size[0]
     fields = field_order in _INTERLACED and source.height % 2 == 0 and chroma_h % 2 == 0
-    return Plan(source, target, source_coding, target_coding, fields)
+    colorspace = first.colorspace
+    if colorspace == _SPC_UNSPECIFIED:
+        colorspace = _SPC_OF_MATRIX[source_coding.matrix]
+    return Plan(source, target, source_coding, target_coding, fields, colorspace)
 
 
 class Sink:
@@ -191,6 +203,13 @@ class Sink:
             chapters = source.container.chapters()
             if chapters:
                 self.container.set_chapters(chapters)
+            if (container_format, codec.encoder) in _NO_COLOUR_TAGS:
+                coding = plan.target_coding
+                notify(
+                    f"{container_format} cannot hold the colour tags of {codec.encoder} video "
+                    f"({'full' if coding.full_range else 'limited'} range, {coding.matrix} "
+                    "matrix, primaries, transfer): players will guess them; use .mkv to keep them"
+                )
         except BaseException:
             self.container.close()
             raise
@@ -233,7 +252,7 @@ class Sink:
             cc.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
         cc.color_range = RANGE_JPEG if self.plan.target_coding.full_range else RANGE_MPEG
         cc.colorspace, cc.color_primaries, cc.color_trc = (
-            first.colorspace,
+            self.plan.colorspace,
             first.color_primaries,
             first.color_trc,
         )
@@ -297,6 +316,7 @@ class Sink:
         h, w = target.chroma_size
         plane_array(out.planes[1], h, w, target.dtype)[:] = cb
         plane_array(out.planes[2], h, w, target.dtype)[:] = cr
+        out.colorspace = plan.colorspace  # encoders that tag each frame read it here
         if self.slots is not None:
             out.pts, out.time_base = self.slots.place(frame), 1 / self.slots.rate
         self._mux(self.video.encode(out))
