@@ -86,8 +86,9 @@ _SPC_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # bt601 as smpte170m: th
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 _INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
 # Codecs a container reports as supported that its muxer still refuses to copy in (FFmpeg's mp4
-# muxer takes PCM only from its own ipcm path, not as a stream copy).
-_NOT_COPIED = {"mp4": ("pcm_",)}
+# muxer takes PCM only from its own ipcm path, not as a stream copy; its mov muxer takes FLAC
+# and Opus only in MP4 mode).
+_NOT_COPIED = {"mp4": ("pcm_",), "mov": ("flac", "opus")}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
 
 
@@ -202,7 +203,10 @@ class Sink:
             self.container.metadata.update(with_provenance(tags, container_format, tag))
             chapters = source.container.chapters()
             if chapters:
-                self.container.set_chapters(chapters)
+                if container_format == "avi":
+                    notify(f"avi cannot hold chapters: the {len(chapters)} chapters are left out")
+                else:
+                    self.container.set_chapters(chapters)
             if (container_format, codec.encoder) in _NO_COLOUR_TAGS:
                 coding = plan.target_coding
                 notify(
