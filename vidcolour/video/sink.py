@@ -204,7 +204,10 @@ class Sink:
             chapters = source.container.chapters()
             if chapters:
                 if container_format == "avi":
-                    notify(f"avi cannot hold chapters: the {len(chapters)} chapters are left out")
+                    notify(
+                        f"avi cannot hold chapters: the {len(chapters)} chapters are left out; "
+                        "use .mkv, .mp4 or .mov to keep them"
+                    )
                 else:
                     self.container.set_chapters(chapters)
             if (container_format, codec.encoder) in _NO_COLOUR_TAGS:
