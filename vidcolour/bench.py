@@ -231,7 +231,7 @@ def _bench(
 
 
 def _extension(codec: str) -> str:
-    return {"ffv1": ".mkv", "prores": ".mov"}.get(codec, ".mp4")
+    return {"ffv1": ".mkv", "prores": ".mov", "mpeg4": ".avi"}.get(codec, ".mp4")
 
 
 def _copy_head(src: Path, dst: Path, frames: int) -> None:

@@ -469,10 +469,9 @@ def _print_eval_table(result: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------- run
 CODEC_OPTION = click.option(
     "--codec",
-    type=click.Choice(["h264", "h265", "ffv1", "prores"]),
-    default="h264",
-    show_default=True,
-    help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters.",
+    type=click.Choice(["h264", "h265", "ffv1", "prores", "mpeg4"]),
+    help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters; "
+    "mpeg4 (MPEG-4 Part 2) for .avi [default: h264; mpeg4 for .avi].",
 )
 RESOLUTION_OPTION = click.option(
     "--resolution",
@@ -534,7 +533,7 @@ class ColouriseArgs:
     model: str | None
     device: str
     batch_size: int
-    codec: str
+    codec: str | None  # None: the output container's default
     crf: int | None
     preset: str | None
     tune: str | None
@@ -806,18 +805,22 @@ def batch_command(
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
     from vidcolour.batch.runner import Batch, Outcome, Settings
+    from vidcolour.video.sink import DEFAULT_CODEC
 
-    c = colourise
+    # A batch's default stays h264 for every output (AVI inputs get .mp4 ones), so that the
+    # settings recorded in the ledgers of earlier runs still match.
+    codec = colourise.codec or DEFAULT_CODEC
+    c = dataclasses.replace(colourise, codec=codec)
     part = Shard.parse(shard)
-    plan = plan_batch(src_dir, dst_dir, patterns, c.codec, part)
-    if c.codec not in ("h264", "h265") and (c.crf, c.preset, c.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {c.codec}")
+    plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
+    if codec not in ("h264", "h265") and (c.crf, c.preset, c.tune) != (None, None, None):
+        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
     batch = Batch(
         plan,
         c.load(),
         c.video_options(overwrite),
         Settings(
-            c.codec, c.crf, c.preset, c.tune, c.resolution, c.precision, c.stabilise, c.strength
+            codec, c.crf, c.preset, c.tune, c.resolution, c.precision, c.stabilise, c.strength
         ),
         shard=part,
         retry_failed=retry_failed,
@@ -949,7 +952,7 @@ def bench_command(
     batch_size: int,
     resolution: int,
     precision: str,
-    codec: str,
+    codec: str | None,
     frames: int | None,
 ) -> None:
     """Measure each stage of the video pipeline, then the whole, in one run.
@@ -973,7 +976,7 @@ def bench_command(
         colouriser,
         input_path,
         batch_size=batch_size,
-        codec=codec,
+        codec=codec or "h264",
         max_frames=frames,
         log=lambda line: console.print(line, highlight=False),
     )

@@ -11,7 +11,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.stills import read_still, write_still
 from vidcolour.video.pipeline import check_destination, write_error
-from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for
+from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for, default_codec
 
 IMAGE_FORMATS = {
     ".jpg": "JPEG",
@@ -22,7 +22,13 @@ IMAGE_FORMATS = {
     ".webp": "WEBP",
     ".bmp": "BMP",
 }
-DEFAULT_CONTAINER = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
+DEFAULT_CONTAINER = {
+    "h264": ".mp4",
+    "h265": ".mp4",
+    "ffv1": ".mkv",
+    "prores": ".mov",
+    "mpeg4": ".avi",
+}
 
 
 def is_image(path: Path) -> bool:
@@ -39,8 +45,9 @@ class Job:
         return is_image(self.src)
 
 
-def check_pair(src: Path, dst: Path, codec: str) -> None:
-    """Refuse output types that cannot hold the input or the chosen codec."""
+def check_pair(src: Path, dst: Path, codec: str | None) -> None:
+    """Refuse output types that cannot hold the input or the chosen codec (None: the output
+    container's default)."""
     ext = dst.suffix.lower()
     if is_image(src):
         if ext not in IMAGE_FORMATS:
@@ -54,19 +61,23 @@ def check_pair(src: Path, dst: Path, codec: str) -> None:
             f"{src} is a video: its output needs a video extension "
             f"({', '.join(CONTAINERS)}), not '{dst.suffix}'"
         )
-    container_for(dst, codec)
+    container_for(dst, codec or default_codec(dst))
 
 
-def output_name(src: Path, codec: str) -> str:
+def output_name(src: Path, codec: str | None) -> str:
     """The output file name for ``src`` in an output directory: a still keeps its format, a video
-    keeps its container when that can hold ``codec`` and otherwise takes the codec's usual one."""
+    keeps its container when that can hold ``codec`` and otherwise takes the codec's usual one
+    (with no codec: its container, when vidcolour writes that one, otherwise .mp4)."""
     ext = src.suffix.lower()
-    if not is_image(src) and codec not in CONTAINER_CODECS.get(ext, set()):
-        ext = DEFAULT_CONTAINER[codec]
+    if not is_image(src):
+        if codec is None:
+            ext = ext if ext in CONTAINERS else ".mp4"
+        elif codec not in CONTAINER_CODECS.get(ext, set()):
+            ext = DEFAULT_CONTAINER[codec]
     return src.stem + ext
 
 
-def plan_jobs(inputs: Sequence[Path], output: Path, codec: str) -> list[Job]:
+def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None) -> list[Job]:
     """Each input with its output: ``output`` itself for one input, or a file in the directory
     ``output`` (same name; a video keeps its container when it can hold ``codec``)."""
     if not inputs:

@@ -38,7 +38,7 @@ from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.shots import mark_cuts
-from vidcolour.video.sink import CODECS, Plan, Sink, container_for, plan_output
+from vidcolour.video.sink import CODECS, Plan, Sink, container_for, default_codec, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
 from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
 
@@ -53,7 +53,7 @@ _POLL_S = 0.1
 
 @dataclass(frozen=True)
 class VideoOptions:
-    codec: str = "h264"
+    codec: str | None = None  # None: the output container's default (sink.default_codec)
     crf: int | None = None
     preset: str | None = None
     tune: str | None = None  # x264/x265 tune; None: the codec's default, "none": no tune
@@ -128,16 +128,15 @@ def colourise_video(
     ``progress`` is called after every batch written (an exception it raises cancels the job
     cleanly); ``checks``, when given, sees every output frame.
     """
-    if options.codec not in CODECS:
-        raise VidcolourError(f"unknown codec '{options.codec}' (choose from {', '.join(CODECS)})")
-    codec = CODECS[options.codec]
+    name = options.codec or default_codec(dst)
+    if name not in CODECS:
+        raise VidcolourError(f"unknown codec '{name}' (choose from {', '.join(CODECS)})")
+    codec = CODECS[name]
     if not 0.0 <= options.strength < 1.0:
         raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
     if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
-        raise VidcolourError(
-            f"--crf, --preset and --tune apply to h264 and h265, not {options.codec}"
-        )
-    container_format = container_for(dst, options.codec)
+        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {name}")
+    container_format = container_for(dst, name)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
 

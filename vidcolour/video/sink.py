@@ -3,12 +3,14 @@
 The video stream copies the input's timing (time base and every frame's timestamp), sample
 aspect ratio, field order, rotation and colour tags; audio and subtitle packets are copied
 unchanged. The output frames are the decoded input frames with new chroma planes, so their luma
-is the input's own plane.
+is the input's own plane. AVI stores no timestamps, only a frame rate: there each frame takes
+the slot of that rate nearest its time (docs/VIDEO.md, "What each container keeps").
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +46,22 @@ CODECS = {
     ),
     "ffv1": Codec("ffv1", {"level": "3", "slicecrc": "1", "g": "1"}),
     "prores": Codec("prores_ks", {"profile": "3"}, depth=10),  # ProRes 422 HQ / 4444
+    # MPEG-4 Part 2 (DivX/Xvid), AVI's own lossy codec, for .avi: AVI stores no presentation
+    # times, and FFmpeg reads H.264 from AVI one frame late, B-frames or not, while this codec
+    # without B-frames reads back at its exact times. Fixed quantiser 2 (the finest FFmpeg
+    # allows by default) with rate-distortion macroblock decisions and trellis quantisation: on
+    # a greyscale copy of bikes.mp4, 47.5 dB luma PSNR at 1.3x the size of h264's default
+    # (46.4 dB; docs/VIDEO.md).
+    "mpeg4": Codec(
+        "mpeg4",
+        {
+            "flags": "+qscale",
+            "global_quality": str(2 * 118),
+            "mbd": "rd",
+            "trellis": "1",
+            "bf": "0",
+        },
+    ),
 }
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
 # Which codecs each container holds (as FFmpeg muxes them and common players play them).
@@ -51,16 +69,33 @@ CONTAINER_CODECS = {
     ".mp4": {"h264", "h265"},
     ".mkv": {"h264", "h265", "ffv1", "prores"},
     ".mov": {"h264", "h265", "prores"},
-    ".avi": {"h264", "ffv1"},
+    ".avi": {"mpeg4", "ffv1"},
 }
+# The codec an output gets when none is asked for.
+DEFAULT_CODEC, _DEFAULT_CODECS = "h264", {".avi": "mpeg4"}
 _MP4_LIKE = ("mp4", "mov")
+# The provenance tag's key in each container's own metadata. AVI's INFO list holds only its
+# fixed fields (and Lavf writes its own name into ISFT, "software"), so there it is a line of
+# the comment (ICMT); the others store any key.
+PROVENANCE_KEY = "vidcolour"
+_PROVENANCE_KEYS = {"avi": "comment"}
+# Codecs whose bitstream carries no colour tags, in containers that have no field for them.
+_NO_COLOUR_TAGS = {("avi", "ffv1"), ("avi", "mpeg4")}
+_SPC_UNSPECIFIED = 2  # AVColorSpace
+_SPC_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # bt601 as smpte170m: the same matrix
 # Per-stream tags that describe the old encoding, not the content.
 _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 _INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
 # Codecs a container reports as supported that its muxer still refuses to copy in (FFmpeg's mp4
-# muxer takes PCM only from its own ipcm path, not as a stream copy).
-_NOT_COPIED = {"mp4": ("pcm_",)}
+# muxer takes PCM only from its own ipcm path, not as a stream copy; its mov muxer takes FLAC
+# and Opus only in MP4 mode).
+_NOT_COPIED = {"mp4": ("pcm_",), "mov": ("flac", "opus")}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
+
+
+def default_codec(dst: Path) -> str:
+    """The codec for the output ``dst`` when none is asked for: h264, or mpeg4 for .avi."""
+    return _DEFAULT_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
 
 
 def container_for(dst: Path, codec: str) -> str:
@@ -85,6 +120,11 @@ class Plan:
     source_coding: YCbCrCoding
     target_coding: YCbCrCoding
     fields: bool  # colourise the two fields of each frame separately
+    # The output's AVColorSpace tag: the input's, or where that is unspecified, the matrix the
+    # new chroma is computed in. Tagging it also lets x264 store the range in the bitstream,
+    # which it leaves out for limited range with no other colour tag (and MOV and AVI have no
+    # field of their own for the range).
+    colorspace: int
 
     @property
     def same_format(self) -> bool:
@@ -127,7 +167,10 @@ def plan_output(first: av.VideoFrame, codec: Codec, field_order: int) -> Plan:
     target_coding = YCbCrCoding(source_coding.matrix, source_coding.full_range, target.bits)
     chroma_h = target.chroma_size[0]
     fields = field_order in _INTERLACED and source.height % 2 == 0 and chroma_h % 2 == 0
-    return Plan(source, target, source_coding, target_coding, fields)
+    colorspace = first.colorspace
+    if colorspace == _SPC_UNSPECIFIED:
+        colorspace = _SPC_OF_MATRIX[source_coding.matrix]
+    return Plan(source, target, source_coding, target_coding, fields, colorspace)
 
 
 class Sink:
@@ -152,13 +195,29 @@ class Sink:
         options = {"movflags": "+use_metadata_tags"} if container_format in _MP4_LIKE else {}
         self.container = av.open(str(path), "w", format=container_format, options=options)
         try:
+            self.slots = (
+                _FrameSlots.for_avi(source, first, notify) if container_format == "avi" else None
+            )
             self.video = self._add_video(source, first, codec, crf, preset, tune)
             self.carried = self._add_carried(source, notify)
-            self.container.metadata.update(_content_tags(source.container.metadata))
-            self.container.metadata["vidcolour"] = tag
+            tags = _content_tags(source.container.metadata)
+            self.container.metadata.update(with_provenance(tags, container_format, tag))
             chapters = source.container.chapters()
             if chapters:
-                self.container.set_chapters(chapters)
+                if container_format == "avi":
+                    notify(
+                        f"avi cannot hold chapters: the {len(chapters)} chapters are left out; "
+                        "use .mkv, .mp4 or .mov to keep them"
+                    )
+                else:
+                    self.container.set_chapters(chapters)
+            if (container_format, codec.encoder) in _NO_COLOUR_TAGS:
+                coding = plan.target_coding
+                notify(
+                    f"{container_format} cannot hold the colour tags of {codec.encoder} video "
+                    f"({'full' if coding.full_range else 'limited'} range, {coding.matrix} "
+                    "matrix, primaries, transfer): players will guess them; use .mkv to keep them"
+                )
         except BaseException:
             self.container.close()
             raise
@@ -180,13 +239,17 @@ class Sink:
             tune = codec.tune if tune is None else tune
             if tune and tune != "none":
                 options["tune"] = tune
+        rate = self.slots.rate if self.slots is not None else source.rate
         stream = cast(
             av.video.stream.VideoStream,
-            self.container.add_stream(codec.encoder, rate=source.rate, options=options),
+            self.container.add_stream(codec.encoder, rate=rate, options=options),
         )
         stream.width, stream.height = self.plan.target.width, self.plan.target.height
         stream.pix_fmt = self.plan.target.pix_fmt
-        stream.time_base = src.time_base or Fraction(1, 1000)
+        if self.slots is not None:
+            stream.time_base = 1 / self.slots.rate
+        else:
+            stream.time_base = src.time_base or Fraction(1, 1000)
         cc = stream.codec_context
         cc.time_base = stream.time_base
         if src.sample_aspect_ratio:
@@ -197,7 +260,7 @@ class Sink:
             cc.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
         cc.color_range = RANGE_JPEG if self.plan.target_coding.full_range else RANGE_MPEG
         cc.colorspace, cc.color_primaries, cc.color_trc = (
-            first.colorspace,
+            self.plan.colorspace,
             first.color_primaries,
             first.color_trc,
         )
@@ -262,6 +325,9 @@ class Sink:
         h, w = target.chroma_size
         plane_array(out.planes[1], h, w, target.dtype)[:] = cb
         plane_array(out.planes[2], h, w, target.dtype)[:] = cr
+        out.colorspace = plan.colorspace  # encoders that tag each frame read it here
+        if self.slots is not None:
+            out.pts, out.time_base = self.slots.place(frame), 1 / self.slots.rate
         self._mux(self.video.encode(out))
 
     def carry(self, packet: av.Packet) -> None:
@@ -282,6 +348,8 @@ class Sink:
 
     def close(self) -> None:
         """Flush every encoder and finish the file."""
+        if self.slots is not None:
+            self.slots.report()
         self._mux(self.video.encode(None))
         for carried in self.carried.values():
             if carried.reencode:  # the decoder's delayed frames, then the encoder's
@@ -293,6 +361,69 @@ class Sink:
     def abort(self) -> None:
         with contextlib.suppress(av.FFmpegError, OSError):
             self.container.close()
+
+
+@dataclass
+class _FrameSlots:
+    """AVI's timing. AVI stores a frame rate, not timestamps: a frame's time is its index at
+    that rate (the muxer fills skipped indices with empty chunks, which players show as the
+    previous picture held), and the picture and every sound track start together at 0. So each
+    frame takes the slot nearest its time, counted from the first frame."""
+
+    rate: Fraction
+    origin: float  # seconds: the input time of slot 0, the first frame's
+    notify: Callable[[str], None]
+    last: int = -1
+    placed: int = 0
+    moved: int = 0  # frames more than half a slot away from their time
+    worst: float = 0.0  # seconds: the largest such distance
+
+    @classmethod
+    def for_avi(
+        cls, source: Source, first: av.VideoFrame, notify: Callable[[str], None]
+    ) -> _FrameSlots:
+        stream = source.stream
+        # guessed_rate is FFmpeg's estimate of the coarsest rate on whose ticks every frame
+        # lies, so variable frame timing fits too; the average rate of VFR video does not.
+        rate = stream.guessed_rate or stream.average_rate
+        if not rate:
+            raise VidcolourError(
+                f"{source.path}: its frame rate is unknown, and AVI needs one (use .mkv)"
+            )
+        origin = first.time if first.time is not None else 0.0
+        for s in source.other_streams():
+            if s.type != "audio" or s.start_time is None or not s.time_base:
+                continue
+            offset = float(s.start_time * s.time_base) - origin
+            if abs(offset) > 0.5 / rate:  # more than the half frame AVI rounds to anyway
+                notify(
+                    f"avi starts picture and sound together: audio stream {s.index} starts "
+                    f"{abs(offset) * 1000:.0f} ms {'after' if offset > 0 else 'before'} the "
+                    "picture in the input and will not here; use .mkv or .mp4 to keep that"
+                )
+        return cls(Fraction(rate), origin, notify)
+
+    def place(self, frame: av.VideoFrame) -> int:
+        """The slot of ``frame``: the one nearest its time, after the previous frame's."""
+        self.placed += 1
+        if frame.time is None:
+            self.last += 1
+            return self.last
+        exact = (frame.time - self.origin) * float(self.rate)
+        slot = max(math.floor(exact + 0.5), self.last + 1)
+        if abs(slot - exact) > 0.5 + 1e-6:
+            self.moved += 1
+            self.worst = max(self.worst, abs(slot - exact) / float(self.rate))
+        self.last = slot
+        return slot
+
+    def report(self) -> None:
+        if self.moved:
+            self.notify(
+                f"avi stores only a frame rate ({float(self.rate):g} fps): {self.moved} of "
+                f"{self.placed} frames are more than half a frame off their times (by up to "
+                f"{self.worst * 1000:.0f} ms); use .mkv or .mp4 to keep variable frame timing"
+            )
 
 
 @dataclass
@@ -311,3 +442,32 @@ def _content_tags(tags: dict[str, str]) -> dict[str, str]:
         and not k.startswith("_STATISTICS")
         and k not in ("major_brand", "minor_version", "compatible_brands")
     }
+
+
+def with_provenance(tags: dict[str, str], container_format: str, tag: str) -> dict[str, str]:
+    """``tags`` with the provenance tag ``tag`` under the key the container stores; an earlier
+    vidcolour tag (the input may be an earlier output) is replaced."""
+    key = _PROVENANCE_KEYS.get(container_format, PROVENANCE_KEY)
+    out = {k: v for k, v in tags.items() if k.lower() != PROVENANCE_KEY}
+    if key == "comment":  # the input's comment is kept, the tag is a line of its own
+        comments = [out.pop(k) for k in list(out) if k.lower() == "comment"]
+        lines = [
+            line
+            for line in "\n".join(comments).splitlines()
+            if line and not line.startswith(f"{PROVENANCE_KEY} ")
+        ]
+        out["comment"] = "\n".join([*lines, tag])
+    else:
+        out[key] = tag
+    return out
+
+
+def read_provenance(tags: dict[str, str]) -> str | None:
+    """The provenance tag in a container's metadata (from any container vidcolour writes)."""
+    lowered = {k.lower(): v for k, v in tags.items()}
+    if PROVENANCE_KEY in lowered:
+        return lowered[PROVENANCE_KEY]
+    for line in lowered.get("comment", "").splitlines():
+        if line.startswith(f"{PROVENANCE_KEY} "):
+            return line
+    return None
