@@ -159,3 +159,21 @@ def test_rotation_not_a_right_angle_is_told(colouriser: Colouriser, tmp_path: Pa
         codec="ffv1",
     )
     assert any("avi cannot hold" in n for n in avi.notices)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".mov", ".avi"])
+def test_display_matrix_survives_where_the_container_holds_one(
+    colouriser: Colouriser, tmp_path: Path, suffix: str
+) -> None:
+    """docs/VIDEO.md's table row: .mkv, .mp4 and .mov keep the whole matrix (mirroring too);
+    AVI has no place for one, and a notice says so."""
+    src = write_luma(tmp_path / "r.mkv", [grey_picture(0, 32, 48)] * 2, 90, hflip=True)
+    out = tmp_path / f"out{suffix}"
+    report = colouriser.colourise_video(src, out)  # the container's default codec
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        wanted = display_matrix(next(a.decode(video=0)))
+        got = display_matrix(next(b.decode(video=0)))
+    if suffix == ".avi":
+        assert got is None and any("avi cannot hold" in n for n in report.notices)
+    else:
+        assert got is not None and orientation_of(got) == orientation_of(wanted)
