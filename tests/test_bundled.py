@@ -10,6 +10,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vidcolour import Colouriser
@@ -31,6 +32,17 @@ def test_default_model_ships() -> None:
     assert (models_dir() / "MODEL_CARD.md").is_file()
     colouriser = Colouriser.load()
     assert colouriser.name == info.name
+
+
+def test_pretrained_encoder_model_ships_and_colourises() -> None:
+    """`--model lite0`: the issue-19 search's run B, bundled beside the default."""
+    path = models_dir() / "lite0.safetensors"
+    assert path.stat().st_size <= 25 * 2**20
+    _, info = load_generator(path)
+    assert (info.config.arch, info.config.norm, info.folded) == ("lite0_unet", "ibn", ("sn", "bn"))
+    grey = (np.arange(48 * 80) % 251).astype(np.uint8).reshape(48, 80)
+    rgb = Colouriser.load("lite0").colourise_image(grey)
+    assert rgb.shape == (48, 80, 3) and rgb.std(axis=2).mean() > 0.5  # colour, not grey
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +202,8 @@ def test_default_model_figures_match_its_card(tmp_path: Path) -> None:
             "eval",
             "--model",
             DEFAULT_MODEL,
+            "--model",
+            "lite0",
             "--baseline",
             "grey",
             "--data",
@@ -197,11 +211,12 @@ def test_default_model_figures_match_its_card(tmp_path: Path) -> None:
             "--json",
             out,
             "--no-effnet",
+            "--no-semantic",
         ],
         check=True,
         capture_output=True,
     )
-    model, grey = (c["mean"] for c in json.loads(out.read_text())["colourisers"])
+    model, lite0, grey = (c["mean"] for c in json.loads(out.read_text())["colourisers"])
     assert model["colourfulness_ratio"] >= 0.8
     assert model["hist_overlap"] > grey["hist_overlap"]
     assert model["dataset_hist_overlap"] > grey["dataset_hist_overlap"]
@@ -210,3 +225,7 @@ def test_default_model_figures_match_its_card(tmp_path: Path) -> None:
     assert grey["ab_l1"] == pytest.approx(8.60, abs=0.005)
     card = (models_dir() / "MODEL_CARD.md").read_text()
     assert "| **default** (shipped) | 9.13 |" in card and "| grey (ab = 0) | 8.60 |" in card
+    # the opt-in pretrained-encoder model's row in the card's search table (val)
+    assert lite0["ab_l1"] == pytest.approx(8.47, abs=0.03)
+    assert lite0["colourfulness_ratio"] == pytest.approx(0.84, abs=0.01)
+    assert "| B: **lite0** (bundled, `--model lite0`) | 8.47 | 0.84 |" in card

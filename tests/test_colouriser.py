@@ -45,7 +45,7 @@ def test_colourise_image_takes_pil_and_rgb(colouriser: Colouriser) -> None:
 
 
 def test_load_errors(tmp_path: Path) -> None:
-    with pytest.raises(VidcolourError, match=r"'nonesuch' \(bundled models: default\)"):
+    with pytest.raises(VidcolourError, match=r"'nonesuch' \(bundled models: default, lite0\)"):
         Colouriser.load("nonesuch")
     with pytest.raises(VidcolourError, match="not found"):
         Colouriser.load(tmp_path / "missing.safetensors")

@@ -58,6 +58,13 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+def _table_console() -> Console:
+    """Stdout for tables: the terminal's width on a terminal; elsewhere (a file, a pipe) wide
+    enough that no column is cut to fit rich's default of 80."""
+    console = Console()
+    return console if console.is_terminal else Console(width=240)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vidcolour")
 def main() -> None:
@@ -138,7 +145,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
             f"{costs['d_params'] / 1e6:.2f}M",
             f"{costs['d_flops'] / 1e9:.2f}",
         )
-    console = Console()
+    console = _table_console()
     console.print(table)
     console.print(
         f"Configs from {configs_dir()}. Upsampling: transposed convs unless the config says "
@@ -463,7 +470,7 @@ def _print_eval_table(result: dict[str, Any]) -> None:
         table.add_column(header, justify="right")
     for c in result["colourisers"]:
         table.add_row(c["name"], *(fmt.format(c["mean"][key]) for key, _, fmt in present))
-    Console().print(table)
+    _table_console().print(table)
 
 
 # --------------------------------------------------------------------------------- run
@@ -692,7 +699,7 @@ def shots_command(video: Path, json_out: Path | None) -> None:
         shots.append({"shot": i, "first_frame": start, "time": times[start], "frames": end - start})
         at = times[start]
         table.add_row(str(i), str(start), "" if at is None else f"{at:.3f}", str(end - start))
-    Console().print(table)
+    _table_console().print(table)
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps({"video": str(video), "frames": frames, "shots": shots}))
@@ -732,7 +739,7 @@ def eval_video_command(output: Path, reference: Path | None, json_out: Path | No
     table.add_column("value", justify="right")
     for key, value in document["mean"].items():
         table.add_row(key, "" if value is None else f"{value:.4g}")
-    Console().print(table)
+    _table_console().print(table)
 
 
 # ------------------------------------------------------------------------------- batch
@@ -985,6 +992,6 @@ def bench_command(
     table.add_column("value", justify="right")
     for key, value in to_json(result).items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    _table_console().print(table)
     if json_out is not None:
         write_json(result, json_out)
