@@ -31,6 +31,20 @@ from vidcolour.nets.layers import NORM_PLANS, Site, conv_block, has_instance_nor
 DECODER_DROPOUT_BLOCKS = 3  # pix2pix puts its dropout noise in the first three decoder blocks
 
 
+def decoder_block(cin: int, cout: int, site: Site, config: GeneratorConfig) -> nn.Sequential:
+    """A U-Net up block: x2 upsampling conv, the plan's norm for ``site``, ReLU, spectral norm
+    and pix2pix's dropout as the config says. Shared by every generator of the registry."""
+    return conv_block(
+        cin,
+        cout,
+        norm=NORM_PLANS[config.norm](site),
+        act="relu",
+        sn=config.spectral_norm,
+        upsample=config.upsample,
+        dropout=config.dropout if site.index < DECODER_DROPOUT_BLOCKS else 0.0,
+    )
+
+
 class UNetGenerator(Generator):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -50,17 +64,7 @@ class UNetGenerator(Generator):
 
         self.decoder = nn.ModuleList()
         for j, width in enumerate(reversed(widths[:-1])):
-            self.decoder.append(
-                conv_block(
-                    cin,
-                    width,
-                    norm=plan(Site("decoder", j, normalised)),
-                    act="relu",
-                    sn=sn,
-                    upsample=config.upsample,
-                    dropout=config.dropout if j < DECODER_DROPOUT_BLOCKS else 0.0,
-                )
-            )
+            self.decoder.append(decoder_block(cin, width, Site("decoder", j, normalised), config))
             cin = 2 * width  # the block's output concatenated with the skip of the same width
         self.head = conv_block(cin, 2, norm=None, act="tanh", sn=sn, upsample=config.upsample)
 

@@ -33,8 +33,8 @@ from vidcolour.config import GeneratorConfig
 from vidcolour.errors import VidcolourError
 from vidcolour.nets.base import Generator
 from vidcolour.nets.efficientnet import EfficientNetLite, imagenet_weights_path, load_trunk_weights
-from vidcolour.nets.generator import DECODER_DROPOUT_BLOCKS
-from vidcolour.nets.layers import NORM_PLANS, Site, conv_block
+from vidcolour.nets.generator import decoder_block
+from vidcolour.nets.layers import Site, conv_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,24 +62,13 @@ class LiteUNetGenerator(Generator):
         super().__init__()
         self.config = config
         self.encoder = EfficientNetLite(variant, classifier=False)
-        plan = NORM_PLANS[config.norm]
         sn = config.spectral_norm
         *skip_widths, cin = self.encoder.tap_widths  # strides 2 ... 16; the bottleneck at 32
         count = len(DECODER_WIDTHS)
         self.decoder = nn.ModuleList()
         for j, (times, skip) in enumerate(zip(DECODER_WIDTHS, reversed(skip_widths), strict=True)):
             width = config.ngf * times
-            self.decoder.append(
-                conv_block(
-                    cin,
-                    width,
-                    norm=plan(Site("decoder", j, count)),
-                    act="relu",
-                    sn=sn,
-                    upsample=config.upsample,
-                    dropout=config.dropout if j < DECODER_DROPOUT_BLOCKS else 0.0,
-                )
-            )
+            self.decoder.append(decoder_block(cin, width, Site("decoder", j, count), config))
             cin = width + skip
         self.head = conv_block(cin, 2, norm=None, act="tanh", sn=sn, upsample=config.upsample)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
