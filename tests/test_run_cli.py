@@ -172,7 +172,15 @@ def test_ctrl_c(model: Path, tmp_path: Path) -> None:
     src = write_clip(tmp_path / "long.mkv", frames=1200, size=(240, 320), codec="ffv1")
     out = tmp_path / "colour.mkv"
     command = _cli(src, "-o", out, "--model", model, "--batch-size", "2")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job (nohup ... &) inherits SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: give the child the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".colour.mkv.") for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline
