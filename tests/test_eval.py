@@ -24,7 +24,7 @@ from vidcolour.evaluate import (
     mean_baseline,
 )
 from vidcolour.metrics import image_metrics
-from vidcolour.perceptual import VGG19, EfficientNetLite0, frechet_distance
+from vidcolour.perceptual import VGG19, EfficientNetLite0, ImageNetLite, frechet_distance
 from vidcolour.train import RunArgs, train
 
 CPU = torch.device("cpu")
@@ -223,3 +223,26 @@ def test_a_damaged_image_is_reported_not_replaced(photos: Path, tmp_path: Path) 
     assert list(result["dataset"]["failed"]) == [str(data / "p0.png")]
     per_image = result["colourisers"][0]["per_image"]
     assert [Path(r["path"]).name for r in per_image] == ["p1.png", "p2.png", "p3.png"]
+
+
+def test_global_cast_and_semantic_agreement(photos: Path) -> None:
+    """cast = the set's mean output ab minus its mean true ab; semantic agreement = the share of
+    pictures whose classifier top-1 matches the original's (docs/METRICS.md)."""
+    paths = sorted(photos.glob("*.png"))
+    # random weights: what is measured is the classifier agreeing with itself, not ImageNet
+    extras = Extras(classifier=ImageNetLite("lite2").eval())
+    constant = mean_baseline(torch.tensor([5.0, -3.0]))
+    result = evaluate_candidates(
+        [_oracle(paths, 64), grey_baseline(), constant], paths, 64, CPU, extras
+    )
+    oracle, grey, tinted = (c["mean"] for c in result["colourisers"])
+    true_a, true_b = grey["mean_a_gt"], grey["mean_b_gt"]
+    assert abs(true_a) + abs(true_b) > 1  # the photos have a colour of their own
+    assert oracle["cast"] == pytest.approx(0.0, abs=1e-3)
+    assert (grey["cast_a"], grey["cast_b"]) == pytest.approx((-true_a, -true_b), abs=1e-3)
+    assert (tinted["cast_a"], tinted["cast_b"]) == pytest.approx(
+        (5 - true_a, -3 - true_b), abs=1e-3
+    )
+    assert tinted["cast"] == pytest.approx(np.hypot(5 - true_a, -3 - true_b), abs=1e-3)
+    assert oracle["semantic_agreement"] == 1.0
+    assert all(0 <= c["semantic_agreement"] <= 1 for c in (grey, tinted))

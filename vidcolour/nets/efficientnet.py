@@ -23,11 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import torch_load
+from vidcolour.fsutil import load_state_strict
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage, as EfficientNet-B0.
 STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]  # fmt: skip
+# The statistics the ImageNet weights were trained to (inputs: (rgb - mean) / std).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 STEM_WIDTH = 32
 HEAD_WIDTH = 1280
 
@@ -189,24 +192,5 @@ def load_trunk_weights(model: EfficientNetLite, path: str | Path) -> None:
     """Load an EfficientNet-Lite state dict into ``model``, strictly: every key of the model
     present with its shape, and nothing else in the file but the classifier a headless trunk
     leaves out. Never unpickles code (``weights_only=True``)."""
-    path = Path(path)
-    what = f"EfficientNet-{model.variant.name.capitalize()}"
-    state = torch_load(path, f"{what} weights")
-    if not isinstance(state, dict):
-        raise VidcolourError(f"{path} is not a {what} state dict")
-    expected = model.state_dict()
-    for key, ref in expected.items():
-        if key not in state:
-            raise VidcolourError(f"{path} is not {what} weights: '{key}' is missing")
-        if tuple(state[key].shape) != tuple(ref.shape):
-            raise VidcolourError(
-                f"{path} is not {what} weights: '{key}' has shape {tuple(state[key].shape)}, "
-                f"not {tuple(ref.shape)}"
-            )
-    head = ("_conv_head.", "_bn1.", "_fc.")
-    extra = [
-        k for k in state if k not in expected and not (not model.classifier and k.startswith(head))
-    ]
-    if extra:
-        raise VidcolourError(f"{path} is not {what} weights: unexpected '{extra[0]}'")
-    model.load_state_dict({k: state[k] for k in expected})
+    head = () if model.classifier else ("_conv_head.", "_bn1.", "_fc.")
+    load_state_strict(model, path, f"EfficientNet-{model.variant.name.capitalize()}", head)

@@ -32,12 +32,16 @@ from torch import nn
 from vidcolour.config import GeneratorConfig
 from vidcolour.errors import VidcolourError
 from vidcolour.nets.base import Generator
-from vidcolour.nets.efficientnet import EfficientNetLite, imagenet_weights_path, load_trunk_weights
+from vidcolour.nets.efficientnet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EfficientNetLite,
+    imagenet_weights_path,
+    load_trunk_weights,
+)
 from vidcolour.nets.generator import decoder_block
 from vidcolour.nets.layers import Site, conv_block
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DECODER_WIDTHS = (8, 4, 2, 1)  # times ngf, at strides 16, 8, 4, 2
 
 
