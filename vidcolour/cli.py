@@ -38,6 +38,7 @@ from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
 from vidcolour.resources import config_names, configs_dir, resolve_config
+from vidcolour.video.keyframes import REACH
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 if TYPE_CHECKING:
@@ -600,11 +601,26 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "for several inputs.",
 )
 @colourise_options
+@click.option(
+    "--keyframes",
+    type=click.Path(path_type=Path),
+    help="A folder of painted frames (`vidcolour frames` writes them to paint), named by frame "
+    "number: their colour is carried through their shots (docs/VIDEO.md). One input only.",
+)
+@click.option(
+    "--keyframe-reach",
+    type=click.IntRange(min=0),
+    default=REACH,
+    show_default=True,
+    help="Frames colour is carried back from a keyframe (the frames before it are held).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
     output: Path,
     colourise: ColouriseArgs,
+    keyframes: Path | None,
+    keyframe_reach: int,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -623,8 +639,16 @@ def run_command(
     from vidcolour.video.pipeline import colourise_video
 
     jobs = plan_jobs(inputs, output, colourise.codec)
-    colouriser = colourise.load()
     options = colourise.video_options(overwrite)
+    if keyframes is not None:
+        from vidcolour.video.keyframes import find_keyframes
+
+        if len(jobs) != 1 or jobs[0].image:
+            raise VidcolourError("--keyframes colours one video: give a single video input")
+        options = dataclasses.replace(
+            options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
+        )
+    colouriser = colourise.load()
     console = Console(stderr=True)
     failed = 0
     for job in jobs:
@@ -703,6 +727,52 @@ def shots_command(video: Path, json_out: Path | None) -> None:
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps({"video": str(video), "frames": frames, "shots": shots}))
+
+
+@main.command("frames")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option(
+    "--at",
+    type=click.IntRange(min=0),
+    multiple=True,
+    metavar="N",
+    help="A frame to write (repeatable), numbered as `vidcolour shots` counts.",
+)
+@click.option("--shots", is_flag=True, help="The middle frame of every shot.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The folder to write them to (made if missing).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace frames already in the folder.")
+def frames_command(
+    video: Path, at: tuple[int, ...], shots: bool, output: Path, overwrite: bool
+) -> None:
+    """Write frames of VIDEO as grey PNGs to paint: keyframes for `run --keyframes`.
+
+    Named by frame number (000120.png), full resolution, upright as displayed. Paint them in
+    any image editor and give the folder to `vidcolour run FILE -o OUT --keyframes DIR`.
+
+    \b
+    Examples:
+      vidcolour frames old_reel.mp4 --shots -o reel_keyframes/
+      vidcolour frames old_reel.mp4 --at 0 --at 1200 -o reel_keyframes/
+    """
+    from vidcolour.video.evaluate import find_cuts
+    from vidcolour.video.keyframes import write_frames
+
+    if bool(at) == shots:
+        raise click.UsageError("give --at N (one or more) or --shots, not both")
+    wanted = list(at)
+    if shots:
+        cuts, _, count = find_cuts(video)
+        starts, ends = [0, *cuts], [*cuts, count]
+        wanted = [(s + e) // 2 for s, e in zip(starts, ends, strict=True)]
+    written = write_frames(video, wanted, output, overwrite)
+    noun = "frame" if len(written) == 1 else "frames"
+    click.echo(f"{output}: {len(written)} {noun} written ({', '.join(p.name for p in written)})")
 
 
 @main.command("eval-video")

@@ -229,11 +229,7 @@ class Colouriser:
         generator and ``smooth`` see each picture upright, as displayed; fields are still the
         coded frame's rows, and the planes returned are on the coded grid, as ``luma`` is.
         """
-        codes = (
-            torch.from_numpy(luma).to(self.device).float()
-        )  # codes cross to the device, not floats
-        y = source.luma_to_unit(codes)
-        y = y.unsqueeze(1)  # (B, 1, H, W) in [0, 1]
+        y = self._unit_luma(luma, source)
         orientation = orientation or Orientation()
         size = self.working_size(*orientation.turned((y.shape[-2], y.shape[-1])))  # displayed
         if fields:  # both fields of every frame in one batch, then their rows interleaved again
@@ -245,11 +241,7 @@ class Colouriser:
             )
         else:
             cb, cr = self._chroma(y, target, chroma_size, size, smooth, orientation)
-        dtype = np.uint8 if target.bits == 8 else np.uint16
-        top = 2**target.bits - 1
-        return tuple(
-            c.round().clamp_(0, top).squeeze(1).cpu().numpy().astype(dtype) for c in (cb, cr)
-        )  # type: ignore[return-value]
+        return _codes((cb, cr), target)
 
     def _chroma(
         self,
@@ -260,16 +252,65 @@ class Colouriser:
         smooth: Smoother | None,
         orientation: Orientation,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # L at the chroma sites from the mean Y' over each site's luma samples, as chroma
-        # subsampling averages colour; the generator's L from the whole picture, upright.
-        # Turned at the working size, where it is cheap (resizing commutes with the turn).
-        L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
-        y_work = orientation.upright(_resize(y, orientation.turned(size)))
-        ab = self.predict_ab(grey_to_l(y_work), size)
+        y_work, ab = self._working_ab(y, size, orientation)
         if smooth is not None:
             ab = smooth(ab, y_work)
+        return self._ab_to_chroma(y, ab, target, chroma_size, orientation)
+
+    def _working_ab(
+        self, y: torch.Tensor, size: tuple[int, int], orientation: Orientation
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The generator's L from the whole picture, upright. Turned at the working size, where
+        # it is cheap (resizing commutes with the turn).
+        y_work = orientation.upright(_resize(y, orientation.turned(size)))
+        return y_work, self.predict_ab(grey_to_l(y_work), size)
+
+    def _ab_to_chroma(
+        self,
+        y: torch.Tensor,
+        ab: torch.Tensor,
+        target: YCbCrCoding,
+        chroma_size: tuple[int, int],
+        orientation: Orientation,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # L at the chroma sites from the mean Y' over each site's luma samples, as chroma
+        # subsampling averages colour.
+        L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
         ab = _resize(orientation.coded(ab), chroma_size)
         return lab_to_chroma(L_chroma, ab, target)
+
+    # Keyframe-guided colour (vidcolour/video/keyframes.py) needs the two halves apart: the
+    # working-size ab of a batch now, its chroma once the keyframe ahead has been seen.
+    @torch.inference_mode()
+    def video_ab(
+        self, luma: np.ndarray, source: YCbCrCoding, orientation: Orientation
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Y' in [0, 1], ab) at the working size, upright, for a batch of progressive frames.
+
+        luma: (B, H, W) Y' codes coded as ``source``. Returns (B, 1, h, w) and (B, 2, h, w)."""
+        y = self._unit_luma(luma, source)
+        size = self.working_size(*orientation.turned((y.shape[-2], y.shape[-1])))
+        return self._working_ab(y, size, orientation)
+
+    @torch.inference_mode()
+    def chroma_from_ab(
+        self,
+        luma: np.ndarray,
+        ab: torch.Tensor,
+        source: YCbCrCoding,
+        target: YCbCrCoding,
+        chroma_size: tuple[int, int],
+        orientation: Orientation,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``video_chroma``'s planes from working-size ab that ``video_ab`` gave (and something
+        may have changed since)."""
+        y = self._unit_luma(luma, source)
+        ab = ab.to(self.device)
+        return _codes(self._ab_to_chroma(y, ab, target, chroma_size, orientation), target)
+
+    def _unit_luma(self, luma: np.ndarray, source: YCbCrCoding) -> torch.Tensor:
+        codes = torch.from_numpy(luma).to(self.device).float()  # codes cross, not floats
+        return source.luma_to_unit(codes).unsqueeze(1)  # (B, 1, H, W) in [0, 1]
 
     # ----------------------------------------------------------------------------- the API
     def colourise_image(self, image: np.ndarray | Image.Image) -> np.ndarray:
@@ -301,6 +342,16 @@ class Colouriser:
         from vidcolour.video.pipeline import VideoOptions, colourise_video
 
         return colourise_video(self, Path(src), Path(dst), VideoOptions(**options))
+
+
+def _codes(
+    chroma: tuple[torch.Tensor, torch.Tensor], target: YCbCrCoding
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 1, h, w) float Cb, Cr -> (B, h, w) integer codes of ``target``'s depth."""
+    dtype = np.uint8 if target.bits == 8 else np.uint16
+    top = 2**target.bits - 1
+    cb, cr = (c.round().clamp_(0, top).squeeze(1).cpu().numpy().astype(dtype) for c in chroma)
+    return cb, cr
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from vidcolour.errors import VidcolourError
 from vidcolour.run import output_name
+from vidcolour.video.keyframes import SIDECAR_SUFFIX
 
 # What archives hold: the containers FFmpeg reads that carry film and tape transfers.
 VIDEO_EXTENSIONS = frozenset(
@@ -114,7 +115,7 @@ def plan_batch(
         for name in sorted(dirs):
             if (here / name).is_symlink():  # os.walk does not descend into these
                 plan.notes.append(f"{_rel(here / name, src)}/: a symlinked folder, not followed")
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.endswith(SIDECAR_SUFFIX))  # keyframes
         for name in files:
             rel = _rel(here / name, src)
             if matches(rel, patterns):

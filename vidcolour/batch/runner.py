@@ -32,6 +32,7 @@ from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.metrics import colourfulness
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.keyframes import find_keyframes, keyframes_digest, sidecar
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
@@ -62,8 +63,11 @@ class Settings:
     stabilise: bool = True
     strength: float = DEFAULT_STRENGTH
 
-    def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def key(self, keyframes: str | None = None) -> str:
+        """The ledger's record of these settings; ``keyframes``: the digest of a file's
+        keyframes (video/keyframes.py), which shape its output too."""
+        extra = {} if keyframes is None else {"keyframes": keyframes}
+        return json.dumps(asdict(self) | extra, sort_keys=True)
 
 
 class Events(Protocol):
@@ -173,13 +177,14 @@ class Batch:
             ledger.record(Row(item.rel, "skipped", error=item.problem, shard=shard))
             return Outcome.SKIPPED, item.problem
         output = item.dst.relative_to(self.plan.dst_dir).as_posix()
+        key = self._key(item)
         for _ in range(_LOOKS):
             row = ledger.get(item.rel)
             try:
                 stat: os.stat_result | None = item.src.stat()
             except OSError as exc:
                 stat, reason = None, _read_error(exc)
-            if row is not None and stat is not None and self._unchanged(row, stat):
+            if row is not None and stat is not None and self._unchanged(row, stat, key):
                 if row.status == "done" and _output_intact(self.plan.dst_dir, row):
                     return Outcome.ALREADY_DONE, "already done"
                 if row.status == "failed" and not self.retry_failed:
@@ -193,7 +198,7 @@ class Batch:
             return Outcome.BUSY, "other processes keep changing its record"
         record = Row(item.rel, "failed", output=output, shard=shard, started=time.time())
         record.attempts = (before.attempts if before else 0) + 1
-        record.model_sha256, record.settings = self.colouriser.sha256, self.settings.key()
+        record.model_sha256, record.settings = self.colouriser.sha256, key
         message = None
         try:
             remove_temps(item.dst)
@@ -214,13 +219,24 @@ class Batch:
             )
         return Outcome(record.status), record.error or record.status
 
-    def _unchanged(self, row: Row, stat: os.stat_result) -> bool:
+    def _unchanged(self, row: Row, stat: os.stat_result, key: str) -> bool:
         """Same input file (size and mtime), model and settings as the row records."""
         return (
             (row.input_size, row.input_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
             and row.model_sha256 == self.colouriser.sha256
-            and row.settings == self.settings.key()
+            and row.settings == key
         )
+
+    def _key(self, item: Item) -> str:
+        """The settings key of one file: the batch's, and its keyframes' content if it has a
+        sidecar folder (an unreadable one keys on its listing; colourising then says why)."""
+        folder = sidecar(item.src)
+        if not folder.is_dir():
+            return self.settings.key()
+        try:
+            return self.settings.key(keyframes_digest(find_keyframes(folder)))
+        except (VidcolourError, OSError):
+            return self.settings.key("unreadable: " + ",".join(sorted(os.listdir(folder))))
 
     def _colourise(
         self, item: Item, stat: os.stat_result, before: Row | None, record: Row, events: Events
@@ -280,6 +296,8 @@ class Batch:
         self, item: Item, options: VideoOptions, record: Row, progress: Progress
     ) -> None:
         checks = TemporalChecks()
+        if sidecar(item.src).is_dir():
+            options = replace(options, keyframes=find_keyframes(sidecar(item.src)))
         report = colourise_video(
             self.colouriser, item.src, item.dst, options, progress, None, checks
         )

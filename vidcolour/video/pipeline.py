@@ -24,17 +24,25 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
+import numpy as np
 import torch
 
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.keyframes import (
+    REACH,
+    KeyframeGuide,
+    Keyframes,
+    check_keyframes,
+    count_frames,
+)
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.shots import mark_cuts
@@ -62,6 +70,8 @@ class VideoOptions:
     queue_chunks: int = 2  # chunks buffered between stages
     stabilise: bool = True  # motion-aware chroma stabilisation within shots
     strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
+    keyframes: Mapping[int, Path] | None = None  # painted frames: frame number -> image file
+    keyframe_reach: int = REACH  # frames colour is carried back from a keyframe
 
 
 @dataclass
@@ -157,6 +167,12 @@ def colourise_video(
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
         orientation = _orientation(first, src, container_format, tell)
+        keyframes = None
+        if options.keyframes:
+            if plan.fields:
+                raise VidcolourError(f"{src} is interlaced: keyframes work on progressive video")
+            displayed = orientation.turned((first.height, first.width))
+            keyframes = check_keyframes(options.keyframes, displayed, count_frames(src), tell)
         try:
             with atomic_path(dst) as tmp:
                 sink = Sink(
@@ -184,6 +200,7 @@ def colourise_video(
                         report,
                         progress,
                         checks,
+                        keyframes,
                     )
                     sink.close()
                 except BaseException:
@@ -239,14 +256,16 @@ def _run_stages(
     report: VideoReport,
     progress: Progress | None,
     checks: TemporalChecks | None,
+    keyframes: Keyframes | None = None,
 ) -> None:
     stop = threading.Event()
     stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
     stabilisers: list[Stabiliser] = []
-    if options.stabilise:
+    if options.stabilise or keyframes is not None:
         stream = mark_cuts(stream, plan.source.bits)
-        stabilisers = [Stabiliser(options.strength) for _ in range(2 if plan.fields else 1)]
         report.cuts = []
+    if options.stabilise:
+        stabilisers = [Stabiliser(options.strength) for _ in range(2 if plan.fields else 1)]
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []
@@ -283,6 +302,12 @@ def _run_stages(
 
     def colourise() -> None:
         try:
+            if keyframes is not None:
+                guided = _guided(colouriser, plan, orientation, stabilisers, keyframes, options)
+                for item in guided(lambda: get(decoded)):
+                    if not put(coloured, item):
+                        return
+                return
             while True:
                 chunk = get(decoded)
                 if chunk is _END:
@@ -334,6 +359,63 @@ def _run_stages(
         stop.set()
         for worker in workers:
             worker.join()
+
+
+def _guided(
+    colouriser: Colouriser,
+    plan: Plan,
+    orientation: Orientation,
+    stabilisers: list[Stabiliser],
+    keyframes: Keyframes,
+    options: VideoOptions,
+) -> Callable[[Callable[[], Any]], Iterator[Any]]:
+    """The model stage with keyframes: each chunk's automatic (stabilised) ab goes through the
+    keyframe guide, and a chunk moves on once all its frames' colour is known, so chunks wait
+    here for a keyframe ahead (at most ``keyframe_reach`` frames' worth)."""
+    guide = KeyframeGuide(keyframes, options.keyframe_reach)
+
+    def stage(next_chunk: Callable[[], Any]) -> Iterator[Any]:
+        waiting: list[tuple[Chunk, int, list[np.ndarray | None]]] = []  # chunk, first frame, ab
+        frames = 0  # display index of the next chunk's first frame
+        while True:
+            chunk = next_chunk()
+            if chunk is _END:
+                resolved = guide.flush()
+            else:
+                waiting.append((chunk, frames, [None] * len(chunk.frames)))
+                resolved = []
+            if chunk is not _END and chunk.frames:
+                y_work, ab = colouriser.video_ab(chunk.luma, plan.source_coding, orientation)
+                if stabilisers:
+                    ab = stabilisers[0].run(ab, y_work, chunk.cuts)
+                lumas = (y_work[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+                autos = ab.float().cpu().numpy()
+                for i in range(len(chunk.frames)):
+                    resolved += guide.push(frames + i, chunk.cuts[i], lumas[i], autos[i])
+                frames += len(chunk.frames)
+            for index, ab_frame in resolved:
+                _, first, slots = next(w for w in waiting if w[1] + len(w[2]) > index)
+                slots[index - first] = ab_frame
+            while waiting and all(s is not None for s in waiting[0][2]):
+                done, _, slots = waiting.pop(0)
+                codes = None
+                if slots:
+                    ab = torch.from_numpy(np.stack(slots))  # type: ignore[arg-type]
+                    codes = colouriser.chroma_from_ab(
+                        done.luma, ab, plan.source_coding, plan.target_coding,
+                        plan.target.chroma_size, orientation,
+                    )  # fmt: skip
+                yield done, codes
+            if chunk is _END:
+                if guide.missed:
+                    raise VidcolourError(
+                        f"keyframe for frame {guide.missed[0]} is past the film's end "
+                        f"(frames 0-{frames - 1}); nothing written"
+                    )
+                yield _END
+                return
+
+    return stage
 
 
 def _smoother(stabilisers: list[Stabiliser], cuts: list[bool]) -> Smoother:

@@ -28,6 +28,20 @@ TAU = 24.0  # luma mismatch (8-bit codes, blurred) at which trust falls to 1/e
 _SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
 
 
+def trust(current: np.ndarray, before: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """c of the formula above: how far colour carried along the flow can be trusted, per pixel.
+
+    current: (h, w) float32 luma of this frame; before: the other frame's luma warped onto it
+    (changed in place); inside: where the flow stays in the picture. Returns (h, w) float32.
+    """
+    # Old film's exposure flickers: compare the pictures, not their brightness.
+    before *= (current.mean() + 1.0) / (before.mean() + 1.0)
+    mismatch = cv2.GaussianBlur(cv2.absdiff(current, before), (0, 0), _SMOOTH_SIGMA)
+    weight = np.exp(np.square(mismatch * np.float32(1 / TAU)) * -1)  # float32 throughout
+    weight *= inside
+    return weight
+
+
 class Stabiliser:
     """The state of one stream of frames (one per video, or per field of interlaced video)."""
 
@@ -48,11 +62,7 @@ class Stabiliser:
         else:
             maps, inside = flow_maps(self._flow(luma, self._luma))
             a, b, before = (remap(plane, maps) for plane in self._planes)
-            # Old film's exposure flickers: compare the pictures, not their brightness.
-            before *= (current.mean() + 1.0) / (before.mean() + 1.0)
-            mismatch = cv2.GaussianBlur(cv2.absdiff(current, before), (0, 0), _SMOOTH_SIGMA)
-            weight = np.exp(np.square(mismatch * np.float32(1 / TAU)) * -1)  # float32 throughout
-            weight *= inside
+            weight = trust(current, before, inside)
             weight *= np.float32(self.strength)
             out = np.stack([p + weight * (c - p) for p, c in zip(ab, (a, b), strict=True)])
         self._luma = luma
