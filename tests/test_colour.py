@@ -16,6 +16,7 @@ from vidcolour.colour import (
     normalise_l,
     rgb_to_lab,
     rgb_to_model,
+    site_lightness,
 )
 
 
@@ -141,3 +142,32 @@ def test_original_luma_with_true_ab_gives_back_the_colours() -> None:
     b = y + 2 * (1 - kb) * cb
     g = (y - kr * r - kb * b) / (1 - kr - kb)
     assert np.abs(np.stack([r, g, b], -1) - rgb).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("coding", "shape", "size"),
+    [
+        (YCbCrCoding("bt601", full_range=False, bits=8), (2, 1, 24, 32), (12, 16)),  # 4:2:0
+        (YCbCrCoding("bt709", full_range=True, bits=8), (1, 1, 24, 32), (24, 16)),  # 4:2:2
+        (YCbCrCoding("bt2020", full_range=False, bits=10), (1, 1, 24, 32), (24, 32)),  # 4:4:4
+        (YCbCrCoding("bt601", full_range=False, bits=8), (1, 1, 25, 33), (13, 17)),  # odd sizes
+    ],
+)
+def test_site_lightness_from_its_table_is_the_lab_l_of_the_mean_grey(
+    coding: YCbCrCoding, shape: tuple[int, ...], size: tuple[int, int]
+) -> None:
+    """The table-driven L at the chroma sites against skimage's Lab of the mean grey, and the
+    Cb/Cr codes it gives against the same codes from that independent L: within one code."""
+    top = 2**coding.bits - 1
+    codes = torch.from_numpy(np.random.default_rng(2).integers(0, top + 1, shape)).float()
+    y = coding.luma_to_unit(codes)
+    grey = torch.nn.functional.adaptive_avg_pool2d(y, size)[:, 0].double().numpy()
+    reference = rgb2lab(np.repeat(grey[..., None], 3, axis=-1))[..., 0]
+    L = site_lightness(y, coding, size)
+    assert L.shape == (shape[0], 1, *size)
+    assert np.abs(L[:, 0].double().numpy() - reference).max() < 2e-3
+    ab = torch.from_numpy(np.random.default_rng(3).uniform(-40, 40, (shape[0], 2, *size))).float()
+    ours = lab_to_chroma(L, ab, coding)
+    theirs = lab_to_chroma(torch.from_numpy(reference).float()[:, None], ab, coding)
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.round() - b.round()).abs().max() <= 1

@@ -14,9 +14,11 @@ functions (cube roots, 2.4 powers) lose whole Lab units in bf16.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
 
@@ -111,6 +113,11 @@ class YCbCrCoding:
     def _scale(self) -> float:
         return float(2 ** (self.bits - 8))
 
+    @property
+    def luma_steps(self) -> int:
+        """Code steps from black to white."""
+        return 2**self.bits - 1 if self.full_range else 219 * 2 ** (self.bits - 8)
+
     def luma_to_unit(self, code: torch.Tensor) -> torch.Tensor:
         """Y' codes -> [0, 1] (clipped: footroom and headroom carry no picture)."""
         if self.full_range:
@@ -148,6 +155,30 @@ def grey_to_l(y: torch.Tensor) -> torch.Tensor:
         f = torch.where(linear > delta**3, linear.clamp_min(1e-12).pow(1 / 3),
                         linear / (3 * delta**2) + 4 / 29)  # fmt: skip
         return 116 * f - 16
+
+
+def site_lightness(y: torch.Tensor, coding: YCbCrCoding, size: tuple[int, int]) -> torch.Tensor:
+    """Lab L at the chroma sites: ``grey_to_l`` of the mean luma over each site's samples, as
+    chroma subsampling averages colour.
+
+    y: (B, 1, H, W) luma in [0, 1] from ``coding.luma_to_unit`` (so every value is a whole
+    number of code steps); size: the chroma planes' (h, w). Where each site covers a whole block
+    of samples (4:2:0, 4:2:2, 4:4:4 at even sizes), the block's mean is a whole number of 1/n
+    code steps, and L comes from a table over those (one lookup instead of two powers a
+    pixel, the same L to 2e-5); other sizes average and convert directly.
+    """
+    (H, W), (h, w) = y.shape[-2:], size
+    if H % h or W % w:
+        return grey_to_l(F.adaptive_avg_pool2d(y, size))
+    block = (H // h, W // w)
+    steps = coding.luma_steps * block[0] * block[1]
+    mean = F.avg_pool2d(y, block) if block != (1, 1) else y
+    return _lightness_table(steps, y.device)[(mean * steps).round_().long()]
+
+
+@functools.lru_cache(maxsize=8)
+def _lightness_table(steps: int, device: torch.device) -> torch.Tensor:
+    return grey_to_l(torch.arange(steps + 1, dtype=torch.float64).div(steps).to(device))
 
 
 def lab_to_chroma(
