@@ -319,3 +319,15 @@ def test_batch_reads_sidecar_keyframes_and_redoes_only_the_file_they_change(
     Image.fromarray(painted).save(src / "a.mkv.keyframes" / "000005.png")
     third = batch()
     assert third["a.mkv"][0] == 3 and third["b.mkv"] == first["b.mkv"]
+
+
+def test_interlaced_input_with_keyframes_is_refused(
+    clip: tuple[Path, Path, list[np.ndarray]], model: Path, tmp_path: Path
+) -> None:
+    from vidcolour.video.synth import write_clip
+
+    interlaced = write_clip(tmp_path / "tt.mpg", frames=6, codec="mpeg2video", field_order="tt")
+    folder = tmp_path / "kf"
+    paint(folder, clip[2], [2])
+    code, output = _run(interlaced, tmp_path / "out.mkv", folder, model)
+    assert code == 1 and "interlaced" in output and "Traceback" not in output
