@@ -30,7 +30,7 @@ from vidcolour.colouriser import Colouriser
 from vidcolour.perf import keep_freed_memory
 from vidcolour.video.evaluate import evaluate_video, find_cuts
 from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.synth import grey_copy
+from vidcolour.video.synth import frame_rgb, grey_copy
 
 FIGURE_FRAME = 175
 
@@ -45,14 +45,6 @@ def write_keyframes(colour: Path, frames: list[int], folder: Path) -> dict[int, 
                 paths[index] = folder / f"{index:06d}.png"
                 frame.to_image().save(paths[index])
     return paths
-
-
-def nth_frame(path: Path, index: int) -> np.ndarray:
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i == index:
-                return frame.to_ndarray(format="rgb24")
-    raise ValueError(f"{path} has fewer than {index + 1} frames")
 
 
 def main() -> None:
@@ -85,7 +77,7 @@ def main() -> None:
             colourise_video(colouriser, grey, out, options)
             documents[name] = evaluate_video(out, colour)
         if args.figure:
-            panels = [nth_frame(v, FIGURE_FRAME) for v in (grey, root / "automatic.mkv",
+            panels = [frame_rgb(v, FIGURE_FRAME) for v in (grey, root / "automatic.mkv",
                       root / "keyframes.mkv", colour)]  # fmt: skip
             gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
             row = np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)

@@ -14,24 +14,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from vidcolour import Colouriser
+from vidcolour.video.synth import frame_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ("img-french-alpine-landscape__image.jpg", "img-nagasaki-boats__image.jpg")
 FRAME = 50  # of the clip
 CLIP_START = 125  # the clip is frames 125-224 of bikes.mp4 (examples/make_clip.py)
-
-
-def nth_frame(path: Path, index: int) -> np.ndarray:
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i == index:
-                return frame.to_ndarray(format="rgb24")
-    raise ValueError(f"{path} has fewer than {index + 1} frames")
 
 
 def side_by_side(images: list[np.ndarray], height: int) -> Image.Image:
@@ -61,8 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "colour.mp4"
         colouriser.colourise_video(clip, output)
-        panels = [nth_frame(clip, FRAME), nth_frame(output, FRAME),
-                  nth_frame(args.data / "video" / "bikes.mp4", CLIP_START + FRAME)]
+        panels = [frame_rgb(clip, FRAME), frame_rgb(output, FRAME),
+                  frame_rgb(args.data / "video" / "bikes.mp4", CLIP_START + FRAME)]
     side_by_side(panels, 272).save(out / "bikes_before_after.jpg", quality=88)
 
     coloured = {}

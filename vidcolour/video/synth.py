@@ -229,3 +229,12 @@ class _Tone:
     def _mux(self, packets: list[av.Packet]) -> None:
         for packet in packets:
             self.out.mux(packet)
+
+
+def frame_rgb(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` (display order) of a video as (H, W, 3) uint8 RGB: for figures."""
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i == index:
+                return frame.to_ndarray(format="rgb24")
+    raise ValueError(f"{path} has fewer than {index + 1} frames")
