@@ -19,9 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma
+from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma, site_lightness
 from vidcolour.colouriser import Colouriser, _resize
 from vidcolour.perf import keep_freed_memory
 from vidcolour.video.stabilise import Stabiliser
@@ -29,9 +28,10 @@ from vidcolour.video.stabilise import Stabiliser
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -72,14 +72,14 @@ def main() -> None:
     y_work = _resize(y, size)
     L_work = grey_to_l(y_work)
     ab = colouriser.predict_ab(L_work, size)
-    L_chroma = grey_to_l(F.adaptive_avg_pool2d(y, chroma_size))
+    L_chroma = site_lightness(y, coding, chroma_size)
     ab_chroma = _resize(ab, chroma_size)
     stabiliser = Stabiliser()
     stabiliser.run(ab, y_work, [True] + [False] * (b - 1))
 
     pieces = {
         "luma codes to [0, 1]": lambda: coding.luma_to_unit(codes.float()),
-        "L at the chroma sites": lambda: grey_to_l(F.adaptive_avg_pool2d(y, chroma_size)),
+        "L at the chroma sites": lambda: site_lightness(y, coding, chroma_size),
         "luma to the working size": lambda: grey_to_l(_resize(y, size)),
         "generator": lambda: colouriser.predict_ab(L_work, size),
         "stabiliser": lambda: stabiliser.run(ab, y_work, [False] * b),

@@ -189,14 +189,37 @@ def lab_to_chroma(
     L: (B, 1, h, w) in [0, 100] and ab: (B, 2, h, w) in Lab units, both at the chroma planes'
     resolution. Returns float32 (B, 1, h, w) Cb and Cr codes, unrounded: the caller rounds,
     clips to the code range and pairs them with the stream's own Y' plane.
+
+    The video pipeline's hottest colour maths (a frame's every chroma site): ``lab_to_rgb``'s
+    conversion (kornia's constants: D65, the sRGB transfer, clipped to [0, 1]) written out with
+    in-place steps and no channel stacking, then the Y'CbCr matrix.
     """
     kr, kb = YCBCR_MATRICES[coding.matrix]
-    rgb = lab_to_rgb(torch.cat([_float32(L), _float32(ab)], dim=1))
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    y = kr * r + (1 - kr - kb) * g + kb * b
-    cb = (b - y) / (2 * (1 - kb))
-    cr = (r - y) / (2 * (1 - kr))
-    return coding.chroma_to_code(cb), coding.chroma_to_code(cr)
+    with torch.autocast(L.device.type, enabled=False):
+        fy = _float32(L).add(16.0).div_(116.0)
+        ab = _float32(ab)
+        f = torch.cat([ab[:, :1] / 500.0 + fy, fy, (fy - ab[:, 1:] / 200.0).clamp_(min=0.0)], 1)
+        xyz = torch.where(f > 0.2068966, f.pow(3.0), f.sub(4.0 / 29.0).div_(7.787))
+        xyz *= _WHITE.to(xyz.device)
+        rgb = torch.einsum("ij,bjhw->bihw", _XYZ_TO_RGB.to(xyz.device), xyz)
+        low, curve = rgb * 12.92, rgb > 0.0031308  # the sRGB transfer's two pieces
+        rgb = rgb.clamp_(min=0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
+        rgb = torch.where(curve, rgb, low).clamp_(0.0, 1.0)
+        r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+        y = kr * r + (1 - kr - kb) * g + kb * b
+        cb = (b - y).div_(2 * (1 - kb))
+        cr = (r - y).div_(2 * (1 - kr))
+        return coding.chroma_to_code(cb), coding.chroma_to_code(cr)
+
+
+_WHITE = torch.tensor([0.95047, 1.0, 1.08883])[:, None, None]  # D65, as kornia's
+_XYZ_TO_RGB = torch.tensor(  # kornia's xyz_to_rgb
+    [
+        [3.2404813432005266, -1.5371515162713185, -0.4985363261688878],
+        [-0.9692549499965682, 1.8759900014898907, 0.0415559265582928],
+        [0.0556466391351772, -0.2040413383665112, 1.0573110696453443],
+    ]
+)
 
 
 def ycbcr_to_rgb(
