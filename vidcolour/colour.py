@@ -118,13 +118,16 @@ class YCbCrCoding:
         """Code steps from black to white."""
         return 2**self.bits - 1 if self.full_range else 219 * 2 ** (self.bits - 8)
 
-    def luma_to_unit(self, code: torch.Tensor) -> torch.Tensor:
-        """Y' codes -> [0, 1] (clipped: footroom and headroom carry no picture)."""
+    def luma_to_unit(self, code: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+        """Y' codes -> [0, 1] (clipped: footroom and headroom carry no picture). ``in_place``
+        reuses ``code``'s memory (a float tensor the caller made for this): the same values,
+        without a full-resolution temporary per step."""
+        unit = code if in_place else code.clone()
         if self.full_range:
-            unit = code / (2**self.bits - 1)
+            unit.div_(2**self.bits - 1)
         else:
-            unit = (code - 16 * self._scale) / (219 * self._scale)
-        return unit.clamp(0, 1)
+            unit.sub_(16 * self._scale).div_(219 * self._scale)
+        return unit.clamp_(0, 1)
 
     def chroma_to_code(self, c: torch.Tensor) -> torch.Tensor:
         """Colour difference in [-0.5, 0.5] -> Cb / Cr codes (float, not rounded)."""
