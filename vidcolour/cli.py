@@ -11,7 +11,6 @@ import functools
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +20,6 @@ import click
 import torch
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from vidcolour import __version__
@@ -37,6 +28,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
+from vidcolour.progress import make_console, meter
 from vidcolour.resources import config_names, configs_dir, resolve_config
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
@@ -59,10 +51,9 @@ class _Group(click.Group):
 
 
 def _table_console() -> Console:
-    """Stdout for tables: the terminal's width on a terminal; elsewhere (a file, a pipe) wide
-    enough that no column is cut to fit rich's default of 80."""
-    console = Console()
-    return console if console.is_terminal else Console(width=240)
+    """Stdout for tables: the terminal's width on a terminal; elsewhere (a file, a pipe) each
+    table at its natural width, nothing cut to fit rich's default of 80."""
+    return make_console(stderr=False)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -410,7 +401,7 @@ def eval_command(
         raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
     if json_out is not None and not json_out.parent.is_dir():
         raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
-    err = Console(stderr=True)
+    err = make_console()
     torch_device = resolve_device(device)
     extras = Extras()
     if vgg19_weights is None:
@@ -625,7 +616,7 @@ def run_command(
     jobs = plan_jobs(inputs, output, colourise.codec)
     colouriser = colourise.load()
     options = colourise.video_options(overwrite)
-    console = Console(stderr=True)
+    console = make_console()
     failed = 0
     for job in jobs:
         try:
@@ -633,7 +624,7 @@ def run_command(
                 colourise_image_file(colouriser, job.src, job.dst, overwrite, _notice)
                 console.print(f"{job.dst}: colourised")
                 continue
-            with _frame_progress(console, job.src.name) as progress:
+            with meter(console, job.src.name) as progress:
                 report = colourise_video(colouriser, job.src, job.dst, options, progress, _notice)
             console.print(report.summary(), highlight=False)
         except VidcolourError as exc:
@@ -646,30 +637,6 @@ def run_command(
             raise SystemExit(130) from None
     if failed:
         raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
-
-
-@contextmanager
-def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A progress bar, fed by calling what this yields with (frames done, expected or None)."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]:.1f} fps"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(name, total=None, fps=0.0)
-        start = time.perf_counter()
-
-        def update(done: int, expected: int | None) -> None:
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            total = max(expected, done) if expected else None
-            progress.update(task, completed=done, total=total, fps=rate)
-
-        yield update
 
 
 # ----------------------------------------------------------------------- shots, eval-video
@@ -833,7 +800,7 @@ def batch_command(
         retry_failed=retry_failed,
         jobs=jobs,
     )
-    console = Console(stderr=True, soft_wrap=True)  # one line per file, also in logs
+    console = make_console()  # one line per file, also in logs
     for note in plan.notes:
         _notice(note)
     if (plan.dst_dir / LEDGER_NAME).is_file():
@@ -978,7 +945,7 @@ def bench_command(
     colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
     if colouriser.device.type == "cpu":
         keep_freed_memory()  # as `run` does
-    console = Console(stderr=True)
+    console = make_console()
     result = run_bench(
         colouriser,
         input_path,
