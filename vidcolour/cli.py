@@ -28,7 +28,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
-from vidcolour.progress import make_console, meter
+from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import config_names, configs_dir, resolve_config
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
@@ -50,10 +50,32 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-def _table_console() -> Console:
-    """Stdout for tables: the terminal's width on a terminal; elsewhere (a file, a pipe) each
-    table at its natural width, nothing cut to fit rich's default of 80."""
-    return make_console(stderr=False)
+JSON_STDOUT = Path("-")
+
+
+def _table_console(json_out: Path | None = None) -> Console:
+    """Stdout for tables (stderr when stdout carries JSON, ``--json -``): the terminal's width
+    on a terminal; elsewhere (a file, a pipe) each table at its natural width, nothing cut to
+    fit rich's default of 80."""
+    return make_console(stderr=json_out == JSON_STDOUT)
+
+
+def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--json",
+        "json_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Write {what} here; '-' writes it to stdout, and the table to stderr.",
+    )
+
+
+def _check_json_out(json_out: Path | None) -> None:
+    if json_out is not None and json_out != JSON_STDOUT and not json_out.parent.is_dir():
+        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    click.echo(json.dumps(document, indent=1))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -324,12 +346,7 @@ PRECISION_OPTION = click.option(
     type=click.Path(exists=True),
     help="Colour images with their truth: a folder or a list file.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write per-image and mean values here (docs/METRICS.md has the schema).",
-)
+@json_option("per-image and mean values (docs/METRICS.md has the schema)")
 @click.option(
     "--plots",
     type=click.Path(file_okay=False, path_type=Path),
@@ -399,8 +416,7 @@ def eval_command(
 
     if not models and not baselines:
         raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    _check_json_out(json_out)
     err = make_console()
     torch_device = resolve_device(device)
     extras = Extras()
@@ -428,9 +444,11 @@ def eval_command(
     result = run_eval(
         models, baselines, data, size, torch_device, extras, plots, batch_size, resize, precision
     )
-    if json_out is not None:
+    if json_out == JSON_STDOUT:
+        _print_json(result)
+    elif json_out is not None:
         write_json(result, json_out)
-    _print_eval_table(result)
+    _print_eval_table(result, _table_console(json_out))
 
 
 EVAL_COLUMNS = [
@@ -448,7 +466,7 @@ EVAL_COLUMNS = [
 ]
 
 
-def _print_eval_table(result: dict[str, Any]) -> None:
+def _print_eval_table(result: dict[str, Any], console: Console) -> None:
     present = [c for c in EVAL_COLUMNS if c[0] in result["colourisers"][0]["mean"]]
     table = Table(
         title=f"{result['dataset']['images']} images at {result['dataset']['size']} px",
@@ -461,7 +479,7 @@ def _print_eval_table(result: dict[str, Any]) -> None:
         table.add_column(header, justify="right")
     for c in result["colourisers"]:
         table.add_row(c["name"], *(fmt.format(c["mean"][key]) for key, _, fmt in present))
-    _table_console().print(table)
+    console.print(table)
 
 
 # --------------------------------------------------------------------------------- run
@@ -642,7 +660,7 @@ def run_command(
 # ----------------------------------------------------------------------- shots, eval-video
 @main.command("shots")
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option("the shots")
 def shots_command(video: Path, json_out: Path | None) -> None:
     """List the shots of VIDEO as the pipeline finds them (cuts on the luma; fades and flashes
     are not cuts). Stabilisation starts afresh at each.
@@ -653,12 +671,11 @@ def shots_command(video: Path, json_out: Path | None) -> None:
     """
     from vidcolour.video.evaluate import find_cuts
 
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    _check_json_out(json_out)
     cuts, times, frames = find_cuts(video)
     starts = [0, *cuts]
     ends = [*cuts, frames]
-    table = Table(title=f"{video}: {len(starts)} shots", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{video}: {plural(len(starts), 'shot')}", box=box.SIMPLE_HEAD)
     for column in ("shot", "first frame", "time s", "frames"):
         table.add_column(column, justify="right")
     shots = []
@@ -666,10 +683,13 @@ def shots_command(video: Path, json_out: Path | None) -> None:
         shots.append({"shot": i, "first_frame": start, "time": times[start], "frames": end - start})
         at = times[start]
         table.add_row(str(i), str(start), "" if at is None else f"{at:.3f}", str(end - start))
-    _table_console().print(table)
-    if json_out is not None:
+    _table_console(json_out).print(table)
+    document = {"video": str(video), "frames": frames, "shots": shots}
+    if json_out == JSON_STDOUT:
+        _print_json(document)
+    elif json_out is not None:
         with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps({"video": str(video), "frames": frames, "shots": shots}))
+            tmp.write_text(json.dumps(document))
 
 
 @main.command("eval-video")
@@ -679,12 +699,7 @@ def shots_command(video: Path, json_out: Path | None) -> None:
     type=click.Path(path_type=Path),
     help="The colour original, frame for frame: adds ab-L1, ab-PSNR and colourfulness ratio.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the means and per-frame values here (docs/METRICS.md).",
-)
+@json_option("the means and per-frame values (docs/METRICS.md)")
 def eval_video_command(output: Path, reference: Path | None, json_out: Path | None) -> None:
     """Measure a colourised video: flicker (CDC), warp error and colourfulness; with a colour
     reference, per-frame ab-L1 and ab-PSNR.
@@ -696,17 +711,18 @@ def eval_video_command(output: Path, reference: Path | None, json_out: Path | No
     """
     from vidcolour.video.evaluate import evaluate_video, write_json
 
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    _check_json_out(json_out)
     document = evaluate_video(output, reference)
-    if json_out is not None:
+    if json_out == JSON_STDOUT:
+        _print_json(document)
+    elif json_out is not None:
         write_json(document, json_out)
-    table = Table(title=f"{output}: {document['frames']} frames", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{output}: {plural(document['frames'], 'frame')}", box=box.SIMPLE_HEAD)
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in document["mean"].items():
         table.add_row(key, "" if value is None else f"{value:.4g}")
-    _table_console().print(table)
+    _table_console(json_out).print(table)
 
 
 # ------------------------------------------------------------------------------- batch
@@ -906,7 +922,7 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A video to measure on [default: a synthetic 720x576 H.264 clip, 200 frames].",
 )
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option("every measure")
 @click.option(
     "--model",
     metavar="NAME_OR_PATH",
@@ -942,6 +958,7 @@ def bench_command(
     from vidcolour.bench import run_bench, to_json, write_json
     from vidcolour.colouriser import Colouriser
 
+    _check_json_out(json_out)
     colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
     if colouriser.device.type == "cpu":
         keep_freed_memory()  # as `run` does
@@ -959,6 +976,8 @@ def bench_command(
     table.add_column("value", justify="right")
     for key, value in to_json(result).items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    _table_console().print(table)
-    if json_out is not None:
+    _table_console(json_out).print(table)
+    if json_out == JSON_STDOUT:
+        _print_json(to_json(result))
+    elif json_out is not None:
         write_json(result, json_out)
