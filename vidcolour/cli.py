@@ -24,12 +24,13 @@ from rich.table import Table
 
 from vidcolour import __version__
 from vidcolour.config import Config, Resize, load_config, to_yaml
-from vidcolour.errors import VidcolourError
+from vidcolour.entry import INTERRUPTED
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
 from vidcolour.progress import make_console, meter, plural
-from vidcolour.resources import config_names, configs_dir, resolve_config
+from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 if TYPE_CHECKING:
@@ -47,7 +48,13 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except VidcolourError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))  # one line: "Error: ..."
+            if isinstance(exc, UsageError):
+                error.exit_code = 2
+            raise error from None
+        except KeyboardInterrupt:  # click's own handler says "Aborted!" and exits 1
+            click.echo("Error: interrupted", err=True)
+            raise SystemExit(INTERRUPTED) from None
 
 
 JSON_STDOUT = Path("-")
@@ -132,7 +139,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
       vidcolour models --size 512 --set model.generator.upsample=nearest
     """
     if size % 128:
-        raise VidcolourError(f"--size must be a multiple of 128, got {size}")
+        raise UsageError(f"--size must be a multiple of 128, got {size}")
     table = Table(
         title=f"vidcolour configs, costs per {size}x{size} frame",
         box=box.SIMPLE_HEAD,
@@ -201,7 +208,9 @@ def show_config(config: str, overrides: tuple[str, ...]) -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory: config, metrics.jsonl, checkpoints, samples, curves.png.",
+    help="Run directory: config.yaml, metrics.jsonl (the first, the last and every "
+    "train.log_every-th step), checkpoints, curves.png and, with --val, samples (at each "
+    "validation and the last step).",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue from the newest good checkpoint in --out.")
@@ -246,30 +255,49 @@ def train_command(
     train(config, args, dry_run=dry_run)
 
 
+def _safetensors_name(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix != ".safetensors":
+        # A .pt name says "training checkpoint": `run --model` and `export` would take it for one.
+        raise click.BadParameter(
+            f"export writes safetensors weights; name the file {value.stem}.safetensors, "
+            f"not {value.name}"
+        )
+    return value
+
+
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", metavar="CHECKPOINT_OR_RUN", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_safetensors_name,
     help="The .safetensors file to write.",
 )
 @click.option("--half", is_flag=True, help="Store float16 weights (half the size).")
 def export_command(checkpoint: Path, output: Path, half: bool) -> None:
     """Export a checkpoint's generator for inference: SN and BN folded, config included.
+    A run directory stands for its newest checkpoint.
 
     \b
-    Example:
+    Examples:
       vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
+      vidcolour export runs/a -o model.safetensors
     """
+    from vidcolour.checkpoint import latest_checkpoint
     from vidcolour.train import export_generator
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
+    if checkpoint.is_dir():
+        found = latest_checkpoint(checkpoint)
+        if found is None:
+            raise VidcolourError(f"{checkpoint} holds no checkpoint (expected a run directory)")
+        checkpoint = found[0]
     info = export_generator(checkpoint, output, half=half)
     size = output.stat().st_size / 2**20
-    click.echo(f"wrote {output} ({info['name']}, {size:.1f} MiB)")
+    click.echo(f"wrote {output} ({info['name']} from {checkpoint.name}, {size:.1f} MiB)")
 
 
 @main.group("data")
@@ -330,7 +358,8 @@ PRECISION_OPTION = click.option(
     "models",
     multiple=True,
     metavar="WEIGHTS_OR_RUN",
-    help="A .safetensors file, a checkpoint (.pt) or a run directory (repeatable).",
+    help="A bundled model's name, a .safetensors file, a checkpoint (.pt) or a run directory "
+    "(repeatable) [default: the bundled model, unless only --baseline is given].",
 )
 @click.option(
     "--baseline",
@@ -407,6 +436,7 @@ def eval_command(
 
     \b
     Examples:
+      vidcolour eval --data photos/val             # the bundled model
       vidcolour eval --model runs/ibn --baseline grey --data photos/val --plots out/
       vidcolour eval --model a.safetensors --model b.safetensors --data val/ --json eval.json
     """
@@ -415,7 +445,7 @@ def eval_command(
     from vidcolour.perceptual import VGG19, EfficientNetLite0, ImageNetLite
 
     if not models and not baselines:
-        raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
+        models = (DEFAULT_MODEL,)  # as `run` does
     _check_json_out(json_out)
     err = make_console()
     torch_device = resolve_device(device)
@@ -500,6 +530,24 @@ RESOLUTION_OPTION = click.option(
 
 def _notice(message: str) -> None:
     click.echo(f"notice: {message}", err=True)
+
+
+class _OncePerKind:
+    """Notices about several inputs: one said already for an earlier input (the same text but
+    for the input's name) is not said again, so that a folder of sepia prints gets one notice
+    rather than one per print."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def notify_for(self, src: Path) -> Callable[[str], None]:
+        def notify(message: str) -> None:
+            kind = message.replace(str(src), "")
+            if kind not in self.said:
+                self.said.add(kind)
+                _notice(message)
+
+        return notify
 
 
 _COLOURISE_OPTIONS = (
@@ -604,15 +652,15 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: a trailing slash, which Path drops, means a directory
     help="Output file (its extension picks the container or image format), or a directory "
-    "for several inputs.",
+    "for several inputs (a missing one is created when its name ends with /).",
 )
 @colourise_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
-    output: Path,
+    output: str,
     colourise: ColouriseArgs,
     overwrite: bool,
 ) -> None:
@@ -631,19 +679,22 @@ def run_command(
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
 
-    jobs = plan_jobs(inputs, output, colourise.codec)
+    c = colourise
+    jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
     colouriser = colourise.load()
     options = colourise.video_options(overwrite)
     console = make_console()
+    notices = _OncePerKind()
     failed = 0
     for job in jobs:
+        notify = notices.notify_for(job.src)
         try:
             if job.image:
-                colourise_image_file(colouriser, job.src, job.dst, overwrite, _notice)
+                colourise_image_file(colouriser, job.src, job.dst, overwrite, notify)
                 console.print(f"{job.dst}: colourised")
                 continue
             with meter(console, job.src.name) as progress:
-                report = colourise_video(colouriser, job.src, job.dst, options, progress, _notice)
+                report = colourise_video(colouriser, job.src, job.dst, options, progress, notify)
             console.print(report.summary(), highlight=False)
         except VidcolourError as exc:
             if len(jobs) == 1:
@@ -795,16 +846,15 @@ def batch_command(
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
     from vidcolour.batch.runner import Batch, Outcome, Settings
-    from vidcolour.video.sink import DEFAULT_CODEC
+    from vidcolour.video.sink import DEFAULT_CODEC, check_encoder_options
 
     # A batch's default stays h264 for every output (AVI inputs get .mp4 ones), so that the
     # settings recorded in the ledgers of earlier runs still match.
     codec = colourise.codec or DEFAULT_CODEC
     c = dataclasses.replace(colourise, codec=codec)
+    check_encoder_options(codec, c.crf, c.preset, c.tune)
     part = Shard.parse(shard)
     plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
-    if codec not in ("h264", "h265") and (c.crf, c.preset, c.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
     batch = Batch(
         plan,
         c.load(),
@@ -906,7 +956,7 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
         click.echo(markdown(ledger), nl=False)
         return
     if output.suffix.lower() not in (".md", ".html", ".htm"):
-        raise VidcolourError(f"{output}: the report is .md or .html, not '{output.suffix}'")
+        raise UsageError(f"{output}: the report is .md or .html, not '{output.suffix}'")
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
     with atomic_path(output) as tmp:

@@ -38,6 +38,7 @@ from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.nets import Generator, fold_for_inference
 from vidcolour.resources import resolve_model
+from vidcolour.sniff import describe, model_file_kind
 from vidcolour.video.orientation import Orientation
 from vidcolour.weights import load_generator
 
@@ -82,7 +83,13 @@ def open_model(spec: str | Path | None) -> ModelFile:
         if found is None:
             raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
         run_dir, path = path, found[0]
-    if path.suffix == ".pt":
+    kind = model_file_kind(path)  # by content: a .pt name may hold safetensors
+    if kind is None:
+        raise VidcolourError(
+            f"{path} is not a model file: neither safetensors weights nor a vidcolour "
+            f"checkpoint ({describe(path)})"
+        )
+    if kind == "torch":
         generator, run_config, _ = checkpoint_generator(path)
         config = to_dict(run_config)
         name = run_dir.name if run_dir is not None else f"{run_config.name}@{path.stem}"

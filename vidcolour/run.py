@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidcolour.colouriser import Colouriser
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.stills import read_still, write_still
+from vidcolour.tint import colour_notice
 from vidcolour.video.pipeline import check_destination, write_error
-from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for, default_codec
+from vidcolour.video.sink import (
+    CONTAINER_CODECS,
+    CONTAINERS,
+    check_encoder_options,
+    container_for,
+    default_codec,
+)
 
 IMAGE_FORMATS = {
     ".jpg": "JPEG",
@@ -51,13 +59,13 @@ def check_pair(src: Path, dst: Path, codec: str | None) -> None:
     ext = dst.suffix.lower()
     if is_image(src):
         if ext not in IMAGE_FORMATS:
-            raise VidcolourError(
+            raise UsageError(
                 f"{src} is an image: its output needs an image extension "
                 f"({', '.join(IMAGE_FORMATS)}), not '{dst.suffix}'"
             )
         return
     if ext in IMAGE_FORMATS:
-        raise VidcolourError(
+        raise UsageError(
             f"{src} is a video: its output needs a video extension "
             f"({', '.join(CONTAINERS)}), not '{dst.suffix}'"
         )
@@ -77,18 +85,43 @@ def output_name(src: Path, codec: str | None) -> str:
     return src.stem + ext
 
 
-def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None) -> list[Job]:
+def plan_jobs(
+    inputs: Sequence[Path],
+    output: str | Path,
+    codec: str | None,
+    *,
+    crf: int | None = None,
+    preset: str | None = None,
+    tune: str | None = None,
+) -> list[Job]:
     """Each input with its output: ``output`` itself for one input, or a file in the directory
-    ``output`` (same name; a video keeps its container when it can hold ``codec``)."""
+    ``output`` (same name; a video keeps its container when it can hold ``codec``). ``output``
+    is a directory when it is one, when there are several inputs, or when it ends with a
+    slash; a missing one is created once every input has its output. Encoder options are
+    checked against each video's codec here, before a model loads or a frame is decoded."""
     if not inputs:
         raise VidcolourError("no input given")
-    into_dir = output.is_dir() or len(inputs) > 1
-    if len(inputs) > 1 and not output.is_dir():
-        raise VidcolourError(f"several inputs need -o to be an existing directory, not {output}")
+    for src in inputs:
+        if src.is_dir():
+            raise UsageError(
+                f"{src} is a directory: run takes video and image files "
+                f"(`vidcolour batch {src} -o OUT` colourises a folder)"
+            )
+    as_dir = str(output).endswith(("/", os.sep))
+    output = Path(output)
+    if len(inputs) > 1 and not (output.is_dir() or as_dir):
+        raise UsageError(
+            f"several inputs need -o to be a directory, not {output} (end it with / to create it)"
+        )
+    if output.exists() and not output.is_dir() and as_dir:
+        raise UsageError(f"{output} is a file, not a directory")
+    into_dir = as_dir or output.is_dir() or len(inputs) > 1
     jobs = []
     for src in inputs:
         dst = output / output_name(src, codec) if into_dir else output
         check_pair(src, dst, codec)
+        if not is_image(src):
+            check_encoder_options(codec or default_codec(dst), crf, preset, tune)
         jobs.append(Job(src, dst))
     seen: dict[Path, Path] = {}
     for job in jobs:
@@ -97,6 +130,11 @@ def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None) -> list[J
                 f"{seen[job.dst]} and {job.src} would both be written to {job.dst}"
             )
         seen[job.dst] = job.src
+    if into_dir and not output.is_dir():
+        try:
+            output.mkdir(parents=True)
+        except OSError as exc:
+            raise VidcolourError(f"cannot create {output}: {exc.strerror}") from None
     return jobs
 
 
@@ -112,7 +150,7 @@ def colourise_image_file(
     check_destination(src, dst, overwrite)
     still = read_still(src)
     if still.coloured:
-        notify(f"{src} already has colour; colourising from its luma alone")
+        notify(colour_notice(src, still.toned))
     rgb = colouriser.colourise_grey(still.luma)
     try:
         with atomic_path(dst) as tmp:

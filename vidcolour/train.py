@@ -581,6 +581,7 @@ def _train(
     skipped_files: set[str] = set()
     last: dict[str, Any] = {}
     saved_step = step
+    first_step, validated_step = step, step
     paused = 0.0  # seconds spent checkpointing and validating: not training throughput
 
     def checkpoint(next_epoch: int, next_in_epoch: int) -> None:
@@ -595,9 +596,10 @@ def _train(
         paused += time.perf_counter() - start
 
     def validate() -> None:
-        nonlocal paused
+        nonlocal paused, validated_step
         if not val_paths:
             return
+        validated_step = step
         start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
@@ -660,7 +662,8 @@ def _train(
                 in_epoch += 1
                 status.advance(epoch + 1, step)
 
-                if step % tc.log_every == 0:
+                # the first and last steps too: a short run still leaves a record of its losses
+                if step % tc.log_every == 0 or step == first_step + 1 or step >= total:
                     record = {"kind": "train", "step": step, "epoch": epoch + 1}
                     # CPU-GPU sync point: once per logging window, not per step
                     record.update({k: float(v) / window_steps for k, v in window.items()})
@@ -693,6 +696,8 @@ def _train(
                     validate()
             elif step != saved_step:
                 checkpoint(epoch, in_epoch)  # stopped mid-epoch (--max-steps)
+        if step != validated_step:
+            validate()  # samples of the final weights, however short the run
 
     if rt.is_main:
         plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.run import output_name
 
 # What archives hold: the containers FFmpeg reads that carry film and tape transfers.
@@ -33,10 +33,10 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match:
-            raise VidcolourError(f"--shard takes K/N, e.g. 1/4, not '{text}'")
+            raise UsageError(f"--shard takes K/N, e.g. 1/4, not '{text}'")
         index, count = int(match.group(1)), int(match.group(2))
         if not 1 <= index <= count:
-            raise VidcolourError(f"--shard {text}: K must be from 1 to N")
+            raise UsageError(f"--shard {text}: K must be from 1 to N")
         return cls(index, count)
 
     def holds(self, rel: str) -> bool:

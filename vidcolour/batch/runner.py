@@ -125,6 +125,7 @@ class Batch:
             if row.output:
                 remove_temps(self.plan.dst_dir / row.output)
             ledger.reset_dead(row, "interrupted: the process working on it stopped")
+        ledger.add_pending((i.rel for i in self.plan.items if i.problem is None), str(self.shard))
         result = BatchResult()
         fatal: BaseException | None = None
         ledger.start_heartbeat()

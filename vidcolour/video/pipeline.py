@@ -34,11 +34,21 @@ import torch
 
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
+from vidcolour.progress import plural
+from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
-from vidcolour.video.planes import chroma_spread
+from vidcolour.video.planes import chroma_spread, is_toned
 from vidcolour.video.shots import mark_cuts
-from vidcolour.video.sink import CODECS, Plan, Sink, container_for, default_codec, plan_output
+from vidcolour.video.sink import (
+    CODECS,
+    Plan,
+    Sink,
+    check_encoder_options,
+    container_for,
+    default_codec,
+    plan_output,
+)
 from vidcolour.video.source import Chunk, DecodeStats, Source
 from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
 
@@ -89,9 +99,13 @@ class VideoReport:
         if self.read_error:
             damage.append(f"reading stopped early: {self.read_error}")
         tail = f"; {', '.join(damage)}" if damage else ""
-        shots = f", {len(self.cuts) + 1} shots" if self.cuts is not None and self.frames else ""
+        shots = (
+            f", {plural(len(self.cuts) + 1, 'shot')}"
+            if self.cuts is not None and self.frames
+            else ""
+        )
         return (
-            f"{self.dst}: {self.frames} frames{shots} in {self.seconds:.1f} s "
+            f"{self.dst}: {plural(self.frames, 'frame')}{shots} in {self.seconds:.1f} s "
             f"({self.fps:.1f} fps){tail}"
         )
 
@@ -134,8 +148,7 @@ def colourise_video(
     codec = CODECS[name]
     if not 0.0 <= options.strength < 1.0:
         raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
-    if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {name}")
+    check_encoder_options(name, options.crf, options.preset, options.tune)
     container_format = container_for(dst, name)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
@@ -153,7 +166,7 @@ def colourise_video(
         first = first_chunk.frames[0]
         plan = plan_output(first, codec, source.stream.codec_context.field_order)
         if chroma_spread(first, plan.source) > COLOUR_SPREAD:
-            tell(f"{src} already has colour; colourising from its luma alone")
+            tell(colour_notice(src, is_toned(first, plan.source)))
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
         orientation = _orientation(first, src, container_format, tell)

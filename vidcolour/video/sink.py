@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from vidcolour.colour import YCbCrCoding
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.video.orientation import IDENTITY, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
@@ -93,6 +93,41 @@ _NOT_COPIED = {"mp4": ("pcm_",), "mov": ("flac", "opus")}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
 
 
+# x264's and x265's names (x264 --fullhelp, x265 --help), checked before any work: the encoder
+# itself would refuse a wrong one only at the first frame, after the model loaded and decoding
+# began, as "cannot write ...: Invalid argument".
+PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+    "veryslow", "placebo",
+)  # fmt: skip
+TUNES = {
+    "h264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode",
+             "zerolatency"),
+    "h265": ("psnr", "ssim", "grain", "zerolatency", "fastdecode", "animation"),
+}  # fmt: skip
+
+
+def check_encoder_options(
+    codec: str, crf: int | None, preset: str | None, tune: str | None
+) -> None:
+    """Refuse --crf, --preset and --tune values that ``codec``'s encoder would not take."""
+    if CODECS[codec].crf is None:
+        if (crf, preset, tune) != (None, None, None):
+            raise UsageError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
+        return
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown --preset '{preset}' (choose from {', '.join(PRESETS)})")
+    if tune is not None and tune != "none":
+        # x264 takes several at once ("film,fastdecode"); x265 one
+        parts = tune.split(",") if codec == "h264" else [tune]
+        bad = [part for part in parts if part not in TUNES[codec]]
+        if bad:
+            raise UsageError(
+                f"unknown --tune '{bad[0]}' for {codec} (choose from none, "
+                f"{', '.join(TUNES[codec])})"
+            )
+
+
 def default_codec(dst: Path) -> str:
     """The codec for the output ``dst`` when none is asked for: h264, or mpeg4 for .avi."""
     return _DEFAULT_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
@@ -102,12 +137,12 @@ def container_for(dst: Path, codec: str) -> str:
     """The container format an output named ``dst`` gets; an error if it cannot hold ``codec``."""
     ext = dst.suffix.lower()
     if ext not in CONTAINERS:
-        raise VidcolourError(
+        raise UsageError(
             f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
         )
     if codec not in CONTAINER_CODECS[ext]:
         fits = ", ".join(e for e, codecs in CONTAINER_CODECS.items() if codec in codecs)
-        raise VidcolourError(f"{codec} cannot go into {ext} (use {fits})")
+        raise UsageError(f"{codec} cannot go into {ext} (use {fits})")
     return CONTAINERS[ext]
 
 

@@ -57,6 +57,15 @@ class Source:
             raise VidcolourError(f"{path}: permission denied") from None
         except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise VidcolourError(f"{path} is not a video PyAV can read ({_reason(exc)})") from None
+        if self.container.format.name.endswith("_pipe"):  # FFmpeg's single-image demuxers
+            # A still under a video's name (a JPEG named .mp4) would become a one-frame video;
+            # as a still it keeps its size, precision and metadata.
+            kind = self.container.format.name.removesuffix("_pipe").upper()
+            self.container.close()
+            raise VidcolourError(
+                f"{path} is a still image ({kind}), not a video: give it an image extension "
+                "(.jpg, .png, .tif, ...) to colourise it as a still"
+            )
         if not self.container.streams.video:
             self.container.close()
             raise VidcolourError(f"{path} has no video stream")
