@@ -33,6 +33,8 @@ from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
+MAX_SATURATION = 4.0  # as vidcolour.colouriser.MAX_SATURATION, which imports torch's models
+
 if TYPE_CHECKING:
     from vidcolour.colouriser import Colouriser
     from vidcolour.video.pipeline import VideoOptions
@@ -587,6 +589,14 @@ _COLOURISE_OPTIONS = (
         help="How much of the colour carried from the previous frame is kept where the motion "
         "is trusted (0: none, each frame on its own).",
     ),
+    click.option(
+        "--saturation",
+        type=click.FloatRange(0.0, MAX_SATURATION),
+        default=1.0,
+        show_default=True,
+        help="Gain on the predicted colour, before stabilisation: below 1 paler, above 1 "
+        "stronger, 0 grey.",
+    ),
 )
 
 
@@ -605,12 +615,17 @@ class ColouriseArgs:
     precision: str
     stabilise: bool
     strength: float
+    saturation: float
 
     def load(self) -> Colouriser:
         from vidcolour.colouriser import Colouriser
 
         colouriser = Colouriser.load(
-            self.model, self.device, precision=self.precision, resolution=self.resolution
+            self.model,
+            self.device,
+            precision=self.precision,
+            resolution=self.resolution,
+            saturation=self.saturation,
         )
         if colouriser.device.type == "cpu":
             keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations
@@ -657,11 +672,17 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "for several inputs (a missing one is created when its name ends with /).",
 )
 @colourise_options
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Write the input and the colour side by side (twice as wide), for review.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
     output: str,
     colourise: ColouriseArgs,
+    compare: bool,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -675,6 +696,7 @@ def run_command(
       vidcolour run old_reel.mp4 -o colour.mp4
       vidcolour run reel.mkv -o master.mkv --codec ffv1
       vidcolour run a.mp4 b.mov still.png -o coloured/
+      vidcolour run reel.mp4 -o review.mp4 --compare --saturation 1.3
     """
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
@@ -682,7 +704,7 @@ def run_command(
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
     colouriser = colourise.load()
-    options = colourise.video_options(overwrite)
+    options = dataclasses.replace(colourise.video_options(overwrite), compare=compare)
     console = make_console()
     notices = _OncePerKind()
     failed = 0
@@ -690,7 +712,7 @@ def run_command(
         notify = notices.notify_for(job.src)
         try:
             if job.image:
-                colourise_image_file(colouriser, job.src, job.dst, overwrite, notify)
+                colourise_image_file(colouriser, job.src, job.dst, overwrite, notify, compare)
                 console.print(f"{job.dst}: colourised")
                 continue
             with meter(console, job.src.name) as progress:
@@ -860,7 +882,15 @@ def batch_command(
         c.load(),
         c.video_options(overwrite),
         Settings(
-            codec, c.crf, c.preset, c.tune, c.resolution, c.precision, c.stabilise, c.strength
+            codec,
+            c.crf,
+            c.preset,
+            c.tune,
+            c.resolution,
+            c.precision,
+            c.stabilise,
+            c.strength,
+            c.saturation,
         ),
         shard=part,
         retry_failed=retry_failed,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import UsageError, VidcolourError
@@ -144,14 +147,21 @@ def colourise_image_file(
     dst: Path,
     overwrite: bool,
     notify: Callable[[str], None],
+    compare: bool = False,
 ) -> None:
     """Colourise the still ``src`` into ``dst``, keeping its transparency, precision and
-    metadata where ``dst``'s format holds them; one notice names what it does not keep."""
+    metadata where ``dst``'s format holds them; one notice names what it does not keep.
+    compare: the grey input left of the colour, twice as wide, for review."""
     check_destination(src, dst, overwrite)
     still = read_still(src)
     if still.coloured:
         notify(colour_notice(src, still.toned))
     rgb = colouriser.colourise_grey(still.luma)
+    if compare:
+        grey = np.repeat(still.luma[..., None], 3, axis=2)  # (H, W, 3): grey in sRGB is Y' itself
+        rgb = np.concatenate([grey, rgb], axis=1)
+        if still.alpha is not None:
+            still = dataclasses.replace(still, alpha=np.concatenate([still.alpha] * 2, axis=1))
     try:
         with atomic_path(dst) as tmp:
             lost = write_still(tmp, IMAGE_FORMATS[dst.suffix.lower()], rgb, still, colouriser.tag)

@@ -61,9 +61,13 @@ class Settings:
     precision: str
     stabilise: bool = True
     strength: float = DEFAULT_STRENGTH
+    saturation: float = 1.0
 
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        settings = asdict(self)
+        if settings["saturation"] == 1.0:
+            del settings["saturation"]  # so that ledgers from before --saturation still match
+        return json.dumps(settings, sort_keys=True)
 
 
 class Events(Protocol):

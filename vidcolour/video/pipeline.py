@@ -72,6 +72,7 @@ class VideoOptions:
     queue_chunks: int = 2  # chunks buffered between stages
     stabilise: bool = True  # motion-aware chroma stabilisation within shots
     strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
+    compare: bool = False  # write the input and the colour side by side, for review
 
 
 @dataclass
@@ -184,6 +185,7 @@ def colourise_video(
                     tune=options.tune,
                     tag=colouriser.tag,
                     notify=tell,
+                    compare=options.compare,
                 )
                 try:
                     _run_stages(

@@ -225,8 +225,10 @@ class Sink:
         tune: str | None,
         tag: str,
         notify: Callable[[str], None],
+        compare: bool = False,
     ) -> None:
         self.plan = plan
+        self.compare = compare  # the input (grey) left of the colour, for review
         options = {"movflags": "+use_metadata_tags"} if container_format in _MP4_LIKE else {}
         self.container = av.open(str(path), "w", format=container_format, options=options)
         try:
@@ -280,6 +282,8 @@ class Sink:
             self.container.add_stream(codec.encoder, rate=rate, options=options),
         )
         stream.width, stream.height = self.plan.target.width, self.plan.target.height
+        if self.compare:
+            stream.width *= 2
         stream.pix_fmt = self.plan.target.pix_fmt
         if self.slots is not None:
             stream.time_base = 1 / self.slots.rate
@@ -347,6 +351,12 @@ class Sink:
         """Encode ``frame`` with new chroma. luma: its (H, W) Y' codes; cb, cr: (h, w) codes."""
         plan = self.plan
         target = plan.target
+        if self.compare:
+            out = side_by_side(frame, luma, cb, cr, plan)
+            if self.slots is not None:
+                out.pts, out.time_base = self.slots.place(frame), 1 / self.slots.rate
+            self._mux(self.video.encode(out))
+            return
         if plan.same_format:
             frame.make_writable()  # the decoder may still reference its buffers
             out = frame
@@ -396,6 +406,30 @@ class Sink:
     def abort(self) -> None:
         with contextlib.suppress(av.FFmpegError, OSError):
             self.container.close()
+
+
+def side_by_side(
+    frame: av.VideoFrame, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, plan: Plan
+) -> av.VideoFrame:
+    """A frame twice as wide: ``frame`` as it came in (its luma, neutral chroma) on the left,
+    with the new chroma on the right; same times. luma: (H, W) Y' codes of the input's depth;
+    cb, cr: (h, w) codes at the output's. With an odd width and subsampled chroma the right
+    half's chroma sits half a sample off its luma: this is a copy to look at, not a master."""
+    target = plan.target
+    out = av.VideoFrame(2 * target.width, target.height, target.pix_fmt)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    y = luma.astype(target.dtype) << (target.bits - plan.source.bits)
+    plane_array(out.planes[0], target.height, 2 * target.width, target.dtype)[:] = np.hstack([y, y])
+    h, w = target.chroma_size
+    both = out.planes[1].width  # chroma samples across both halves
+    neutral = 2 ** (target.bits - 1)
+    for i, chroma in ((1, cb), (2, cr)):
+        plane = plane_array(out.planes[i], h, both, target.dtype)
+        plane[:] = neutral
+        plane[:, both - w :] = chroma
+    out.color_range = RANGE_JPEG if plan.target_coding.full_range else RANGE_MPEG
+    out.colorspace = plan.colorspace
+    return out
 
 
 @dataclass
