@@ -96,3 +96,33 @@ def test_compare_video(model: Path, tmp_path: Path) -> None:
         half = pu.shape[1]
         assert (su[:, :half] == 128).all() and (sv[:, :half] == 128).all()  # left: grey
         assert (su[:, half:] == pu).all() and (sv[:, half:] == pv).all()  # right: the colour
+
+
+def test_start_and_duration_make_a_preview_of_that_stretch(model: Path, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "reel.mkv", frames=100, size=(48, 64), codec="ffv1", audio="flac")
+    out = tmp_path / "preview.mkv"
+    code, output = cli("run", src, "-o", out, "--model", model, "--resolution", "32",
+                       "--codec", "ffv1", "--start", "1.5", "--duration", "1")  # fmt: skip
+    assert code == 0, output
+    assert ": 25 frames" in output  # 1.52 s to 2.48 s at 25 fps
+    source, preview = frames(src), frames(out)
+    assert [round(float(f.time), 2) for f in preview] == [
+        round(float(f.time) - 1.5, 2) for f in source[38:63]
+    ]
+    for a, b in zip(source[38:63], preview, strict=True):
+        assert (planes(a)[0] == planes(b)[0]).all()  # the same pictures
+    with av.open(str(out)) as container:
+        sound = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.pts is not None]
+    assert sound and 0 <= min(sound) < 0.1 and max(sound) < 1.0  # that stretch's sound only
+
+
+def test_stretch_errors(model: Path, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "reel.mkv", frames=10, size=(48, 64), codec="ffv1")
+    code, output = cli("run", src, "-o", tmp_path / "o.mkv", "--model", model,
+                       "--codec", "ffv1", "--start", "60")  # fmt: skip
+    assert code == 1 and "--start 60 s is past its end (0.4 s)" in output
+    still = tmp_path / "still.png"
+    Image.fromarray(grey_picture(0, 40, 56)).save(still)
+    code, output = cli("run", still, "-o", tmp_path / "o.png", "--model", tmp_path / "none",
+                       "--duration", "2")  # fmt: skip
+    assert code == 2 and "apply to videos, not the still" in output

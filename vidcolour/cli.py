@@ -677,12 +677,27 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="Write the input and the colour side by side (twice as wide), for review.",
 )
+@click.option(
+    "--start",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Seconds into each video to begin at: with --duration, a preview of a stretch "
+    "(its frames, sound and subtitles only, its times starting at 0).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Seconds of each video to colourise [default: to the end].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
     output: str,
     colourise: ColouriseArgs,
     compare: bool,
+    start: float,
+    duration: float | None,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -697,14 +712,20 @@ def run_command(
       vidcolour run reel.mkv -o master.mkv --codec ffv1
       vidcolour run a.mp4 b.mov still.png -o coloured/
       vidcolour run reel.mp4 -o review.mp4 --compare --saturation 1.3
+      vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
     """
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
 
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
+    if (start or duration is not None) and any(job.image for job in jobs):
+        still = next(job.src for job in jobs if job.image)
+        raise UsageError(f"--start and --duration apply to videos, not the still {still}")
     colouriser = colourise.load()
-    options = dataclasses.replace(colourise.video_options(overwrite), compare=compare)
+    options = dataclasses.replace(
+        colourise.video_options(overwrite), compare=compare, start=start, duration=duration
+    )
     console = make_console()
     notices = _OncePerKind()
     failed = 0

@@ -49,7 +49,7 @@ from vidcolour.video.sink import (
     default_codec,
     plan_output,
 )
-from vidcolour.video.source import Chunk, DecodeStats, Source
+from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
 from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class VideoOptions:
     stabilise: bool = True  # motion-aware chroma stabilisation within shots
     strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
     compare: bool = False  # write the input and the colour side by side, for review
+    start: float = 0.0  # seconds: colourise a stretch of the film (a preview) from here
+    duration: float | None = None  # seconds of it; None: to the end
 
 
 @dataclass
@@ -160,7 +162,12 @@ def colourise_video(
             notify(message)
 
     start = time.perf_counter()
-    with Source(src) as source:
+    stretch = None
+    if options.start or options.duration is not None:
+        if options.start < 0 or (options.duration is not None and options.duration <= 0):
+            raise VidcolourError("a stretch needs start >= 0 and duration > 0")
+        stretch = Stretch(options.start, options.duration)
+    with Source(src, stretch) as source:
         report.expected_frames = source.expected_frames
         chunks = source.chunks(options.batch_size)
         first_chunk = _first_frames(chunks, src)

@@ -239,7 +239,8 @@ class Sink:
             self.carried = self._add_carried(source, notify)
             tags = _content_tags(source.container.metadata)
             self.container.metadata.update(with_provenance(tags, container_format, tag))
-            chapters = source.container.chapters()
+            # a stretch's chapters would point at the wrong times: it is a preview, without them
+            chapters = source.container.chapters() if source.stretch is None else []
             if chapters:
                 if container_format == "avi":
                     notify(
