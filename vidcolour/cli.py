@@ -842,6 +842,12 @@ BATCH_EXIT = {"all done": 0, "could not run": 1, "some not done": 3, "interrupte
     "or 'reels/*.mov' (repeatable) [default: every video container's extension].",
 )
 @click.option(
+    "--stills",
+    is_flag=True,
+    help="Take still images too (.jpg, .png, .tif, .webp, .bmp), as `run` colourises them: "
+    "for photo archives. With --pattern, the patterns alone decide.",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=1,
@@ -864,13 +870,15 @@ def batch_command(
     src_dir: Path,
     dst_dir: Path,
     patterns: tuple[str, ...],
+    stills: bool,
     jobs: int,
     shard: str,
     retry_failed: bool,
     colourise: ColouriseArgs,
     overwrite: bool,
 ) -> None:
-    """Colourise every video under SRC_DIR into DST_DIR: resumable, crash-safe, shardable.
+    """Colourise every video (with --stills, every still too) under SRC_DIR into DST_DIR:
+    resumable, crash-safe, shardable.
 
     A ledger in DST_DIR records every file; the same command again skips what is done, leaves
     failures alone (unless --retry-failed) and finishes what a killed run left. The report
@@ -884,6 +892,7 @@ def batch_command(
     Examples:
       vidcolour batch /archive/reels -o /archive/colour
       vidcolour batch reels/ -o colour/ --pattern '*.mkv' --codec ffv1 --shard 2/8
+      vidcolour batch /archive/photos -o /archive/photos_colour --stills
     """
     from vidcolour.batch.ledger import LEDGER_NAME, open_existing
     from vidcolour.batch.plan import Shard, plan_batch
@@ -897,7 +906,7 @@ def batch_command(
     c = dataclasses.replace(colourise, codec=codec)
     check_encoder_options(codec, c.crf, c.preset, c.tune)
     part = Shard.parse(shard)
-    plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
+    plan = plan_batch(src_dir, dst_dir, patterns, codec, part, stills)
     batch = Batch(
         plan,
         c.load(),

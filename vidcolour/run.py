@@ -148,10 +148,11 @@ def colourise_image_file(
     overwrite: bool,
     notify: Callable[[str], None],
     compare: bool = False,
-) -> None:
+) -> tuple[int, int]:
     """Colourise the still ``src`` into ``dst``, keeping its transparency, precision and
     metadata where ``dst``'s format holds them; one notice names what it does not keep.
-    compare: the grey input left of the colour, twice as wide, for review."""
+    compare: the grey input left of the colour, twice as wide, for review. Returns the
+    written picture's (width, height)."""
     check_destination(src, dst, overwrite)
     still = read_still(src)
     if still.coloured:
@@ -169,3 +170,4 @@ def colourise_image_file(
         raise write_error(dst, exc) from None
     if lost:
         notify(f"{dst} does not keep all of {src.name}: {'; '.join(lost)}")
+    return rgb.shape[1], rgb.shape[0]

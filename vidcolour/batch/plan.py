@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vidcolour.errors import UsageError, VidcolourError
-from vidcolour.run import output_name
+from vidcolour.run import IMAGE_FORMATS, output_name
 
 # What archives hold: the containers FFmpeg reads that carry film and tape transfers.
 VIDEO_EXTENSIONS = frozenset(
@@ -87,11 +87,13 @@ def check_dirs(src_dir: Path, dst_dir: Path) -> tuple[Path, Path]:
     return src, dst
 
 
-def matches(rel: str, patterns: tuple[str, ...]) -> bool:
-    """Default: any video container's extension. Patterns are globs matched from the right of
-    the relative path (``*.mkv``, ``reels/*.mov``), as ``PurePath.match`` does."""
+def matches(rel: str, patterns: tuple[str, ...], stills: bool = False) -> bool:
+    """Default: any video container's extension, and with ``stills`` any still image's that
+    ``vidcolour run`` writes. Patterns are globs matched from the right of the relative path
+    (``*.mkv``, ``reels/*.mov``), as ``PurePath.match`` does."""
     if not patterns:
-        return PurePosixPath(rel).suffix.lower() in VIDEO_EXTENSIONS
+        suffix = PurePosixPath(rel).suffix.lower()
+        return suffix in VIDEO_EXTENSIONS or (stills and suffix in IMAGE_FORMATS)
     return any(PurePosixPath(rel).match(p) for p in patterns)
 
 
@@ -101,6 +103,7 @@ def plan_batch(
     patterns: tuple[str, ...],
     codec: str,
     shard: Shard,
+    stills: bool = False,
 ) -> BatchPlan:
     src, dst = check_dirs(src_dir, dst_dir)
     plan = BatchPlan(src, dst, [], 0)
@@ -117,7 +120,7 @@ def plan_batch(
         dirs.sort()
         for name in files:
             rel = _rel(here / name, src)
-            if matches(rel, patterns):
+            if matches(rel, patterns, stills):
                 found.append(rel)
             else:
                 plan.unmatched += 1

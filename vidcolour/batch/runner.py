@@ -30,6 +30,7 @@ from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser, file_sha256
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.metrics import colourfulness
+from vidcolour.progress import plural
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
@@ -215,7 +216,8 @@ class Batch:
         if record.status == "done":
             return (
                 Outcome.DONE,
-                message or f"{record.frames} frames in {record.colourise_seconds:.1f} s",
+                message
+                or f"{plural(record.frames or 0, 'frame')} in {record.colourise_seconds:.1f} s",
             )
         return Outcome(record.status), record.error or record.status
 
@@ -266,10 +268,7 @@ class Batch:
 
         events.started(item)
         if is_image(item.src):
-            clock = time.perf_counter()
-            colourise_image_file(self.colouriser, item.src, item.dst, options.overwrite, _ignore)
-            record.frames, record.colourise_seconds = 1, time.perf_counter() - clock
-            record.colourfulness = _image_colourfulness(item.dst)
+            self._colourise_still(item, options, record)
         else:
             self._colourise_video(item, options, record, progress)
         after = item.src.stat()
@@ -280,6 +279,30 @@ class Batch:
         record.output_sha256 = file_sha256(item.dst)
         record.status, record.error = "done", None
         return None
+
+    def _colourise_still(self, item: Item, options: VideoOptions, record: Row) -> None:
+        """As ``vidcolour run`` does: size, lightness, transparency, precision and metadata
+        kept where the format holds them; what is not, and any colour already there, go into
+        the record's notices."""
+        notices: list[str] = []
+        clock = time.perf_counter()
+        size = colourise_image_file(
+            self.colouriser, item.src, item.dst, options.overwrite, notices.append
+        )
+        record.frames, record.colourise_seconds = 1, time.perf_counter() - clock
+        record.notices = "; ".join(notices).replace(str(item.src), item.rel) or None
+        clock = time.perf_counter()
+        try:
+            with Image.open(item.dst) as image:
+                found = image.size
+                record.colourfulness = _image_colourfulness(image)
+        except OSError as exc:
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError(f"output check failed: cannot read it back ({exc})") from None
+        record.verify_seconds = time.perf_counter() - clock
+        if found != size:
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError(f"output check failed: {size} written, {found} read back")
 
     def _colourise_video(
         self, item: Item, options: VideoOptions, record: Row, progress: Progress
@@ -360,9 +383,8 @@ def _output_intact(dst_dir: Path, row: Row) -> bool:
         return False
 
 
-def _image_colourfulness(path: Path) -> float:
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+def _image_colourfulness(image: Image.Image) -> float:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     return float(colourfulness(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0])
 
 
@@ -381,7 +403,3 @@ def _one_line(exc: BaseException) -> str:
 
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def _ignore(message: str) -> None:
-    pass
