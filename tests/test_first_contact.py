@@ -4,6 +4,7 @@ name the real problem in one line (no traceback), and usage errors that exit 2."
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -240,19 +241,29 @@ def test_one_frame_one_shot(model: Path, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_while_importing_is_one_line(tmp_path: Path) -> None:
-    """SIGINT a fraction of a second after start: torch is still importing (or, on a fast
-    machine, the command is under way); either way one line and exit 130."""
-    command = [sys.executable, "-m", "vidcolour", "models"]
+    """SIGINT while torch imports, made to take long by a stand-in that sleeps: one line,
+    exit 130, no traceback."""
+    fake = tmp_path / "slow"
+    fake.mkdir()
+    marker = tmp_path / "importing"
+    (fake / "torch.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
     process = subprocess.Popen(
-        command,
+        [sys.executable, "-m", "vidcolour", "models"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "Error: interrupted"
 
