@@ -214,7 +214,7 @@ def test_bad_shard_and_missing_source(model: Path, tmp_path: Path) -> None:
     assert code == 1 and "is not a directory" in output
     (tmp_path / "src").mkdir()
     code, output = batch(tmp_path / "src", "-o", tmp_path / "dst", "--shard", "3/2")
-    assert code == 1 and "K must be from 1 to N" in output
+    assert code == 2 and "K must be from 1 to N" in output  # a usage error
     assert not (tmp_path / "dst").exists()
 
 
@@ -299,7 +299,9 @@ def test_a_full_disk_stops_the_batch(
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 1 and "Traceback" not in output
     assert "Error: stopped: cannot write" in output and "the disk is full" in output
-    assert sorted(rows(dst)) == ["a.mp4"]  # b given back, c never started: not failed
+    statuses = {rel: r["status"] for rel, r in rows(dst).items()}
+    # b given back, c never started: listed as pending, not failed
+    assert statuses == {"a.mp4": "done", "b.mp4": "pending", "c.mp4": "pending"}
     monkeypatch.setattr(runner, "colourise_video", real)
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0 and "2 done now, 1 already done" in output
@@ -424,7 +426,13 @@ def test_sigterm_gives_the_file_back(model: Path, tmp_path: Path) -> None:
     assert process.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output
     assert temp_files(dst) == []
-    assert all(r["status"] == "done" for r in rows(dst).values())  # in-hand file released
+    statuses = {rel: r["status"] for rel, r in rows(dst).items()}
+    assert sorted(statuses) == ["r0.mkv", "r1.mkv", "r2.mkv"]  # every file, finished or not
+    assert "pending" in statuses.values()  # the file in hand given back, and any not reached
+    assert set(statuses.values()) <= {"done", "pending"}
+    report = CliRunner().invoke(main, ["report", str(dst)]).output
+    for rel, status in statuses.items():
+        assert (f"`{rel}`: pending: not finished" in report) == (status == "pending"), report
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0, output
 

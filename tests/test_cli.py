@@ -39,14 +39,14 @@ def test_config_prints_the_resolved_config() -> None:
 
 
 def test_errors_are_one_line_without_traceback() -> None:
-    for args, message in [
-        (("config", "bn", "--set", "model.generator.nfg=3"), "unknown config key"),
-        (("config", "no_such_config"), "unknown config 'no_such_config'"),
-        (("config", "missing.yaml"), "config file not found"),
-        (("models", "--size", "200"), "multiple of 128"),
+    for args, message, code in [
+        (("config", "bn", "--set", "model.generator.nfg=3"), "unknown config key", 1),
+        (("config", "no_such_config"), "unknown config 'no_such_config'", 1),
+        (("config", "missing.yaml"), "config file not found", 1),
+        (("models", "--size", "200"), "multiple of 128", 2),  # a usage error
     ]:
         result = run(*args)
-        assert result.exit_code == 1
+        assert result.exit_code == code
         assert message in result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
 

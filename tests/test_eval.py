@@ -165,7 +165,6 @@ def test_missing_vgg19_weights_is_a_notice(photos: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "."], "nothing to evaluate"),
         (["--baseline", "grey", "--vgg19-weights", "missing.pth"], "VGG19 weights not found"),
         (["--model", "no_such_run"], "unknown model 'no_such_run'"),
     ],

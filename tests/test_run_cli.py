@@ -76,7 +76,8 @@ def test_run_still_images(model: Path, tmp_path: Path) -> None:
     with Image.open(out) as image:
         assert image.size == (83, 61) and image.mode == "RGB"
     coloured = tmp_path / "colour.png"
-    Image.fromarray(np.stack([grey, grey // 2, grey], axis=2)).save(coloured)
+    hues = [grey_picture(seed, 61, 83) for seed in (1, 2)]  # colour, not one tint of grey
+    Image.fromarray(np.stack([grey, *hues], axis=2)).save(coloured)
     code, output = run(coloured, "-o", tmp_path / "again.png", "--model", model)
     assert code == 0 and "already has colour" in output
 

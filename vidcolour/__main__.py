@@ -1,3 +1,3 @@
-from vidcolour.cli import main
+from vidcolour.entry import main
 
 main()

@@ -44,6 +44,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     state = torch_load(Path(path), "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise VidcolourError(f"{path} is not a vidcolour training checkpoint")
+    missing = [key for key in ("config", "generator", "step") if key not in state]
+    if missing:
+        raise VidcolourError(f"{path} is not a complete vidcolour checkpoint: no '{missing[0]}'")
     return state
 
 
@@ -52,9 +55,13 @@ def checkpoint_generator(path: str | Path) -> tuple[Generator, Config, int]:
     ``train.ema``), SN and BN folded for inference (eval mode), with the run's config and the
     step it was saved at."""
     state = load_checkpoint(path)
-    config = from_dict(Config, state["config"])
-    generator = build_generator(config.model.generator)
-    generator.load_state_dict(state.get("generator_ema", state["generator"]))
+    try:
+        config = from_dict(Config, state["config"])
+        generator = build_generator(config.model.generator)
+        generator.load_state_dict(state.get("generator_ema", state["generator"]))
+    except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VidcolourError(f"{path}: its generator cannot be rebuilt ({reason})") from None
     fold_for_inference(generator)
     return generator, config, state["step"]
 

@@ -11,7 +11,6 @@ import functools
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,25 +20,21 @@ import click
 import torch
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from vidcolour import __version__
 from vidcolour.config import Config, Resize, load_config, to_yaml
-from vidcolour.errors import VidcolourError
+from vidcolour.entry import INTERRUPTED
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
-from vidcolour.resources import config_names, configs_dir, resolve_config
+from vidcolour.progress import make_console, meter, plural
+from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.keyframes import REACH
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
+
+MAX_SATURATION = 4.0  # as vidcolour.colouriser.MAX_SATURATION, which imports torch's models
 
 if TYPE_CHECKING:
     from vidcolour.colouriser import Colouriser
@@ -56,14 +51,41 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except VidcolourError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))  # one line: "Error: ..."
+            if isinstance(exc, UsageError):
+                error.exit_code = 2
+            raise error from None
+        except KeyboardInterrupt:  # click's own handler says "Aborted!" and exits 1
+            click.echo("Error: interrupted", err=True)
+            raise SystemExit(INTERRUPTED) from None
 
 
-def _table_console() -> Console:
-    """Stdout for tables: the terminal's width on a terminal; elsewhere (a file, a pipe) wide
-    enough that no column is cut to fit rich's default of 80."""
-    console = Console()
-    return console if console.is_terminal else Console(width=240)
+JSON_STDOUT = Path("-")
+
+
+def _table_console(json_out: Path | None = None) -> Console:
+    """Stdout for tables (stderr when stdout carries JSON, ``--json -``): the terminal's width
+    on a terminal; elsewhere (a file, a pipe) each table at its natural width, nothing cut to
+    fit rich's default of 80."""
+    return make_console(stderr=json_out == JSON_STDOUT)
+
+
+def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--json",
+        "json_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Write {what} here; '-' writes it to stdout, and the table to stderr.",
+    )
+
+
+def _check_json_out(json_out: Path | None) -> None:
+    if json_out is not None and json_out != JSON_STDOUT and not json_out.parent.is_dir():
+        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    click.echo(json.dumps(document, indent=1))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,7 +142,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
       vidcolour models --size 512 --set model.generator.upsample=nearest
     """
     if size % 128:
-        raise VidcolourError(f"--size must be a multiple of 128, got {size}")
+        raise UsageError(f"--size must be a multiple of 128, got {size}")
     table = Table(
         title=f"vidcolour configs, costs per {size}x{size} frame",
         box=box.SIMPLE_HEAD,
@@ -189,7 +211,9 @@ def show_config(config: str, overrides: tuple[str, ...]) -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory: config, metrics.jsonl, checkpoints, samples, curves.png.",
+    help="Run directory: config.yaml, metrics.jsonl (the first, the last and every "
+    "train.log_every-th step), checkpoints, curves.png and, with --val, samples (at each "
+    "validation and the last step).",
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue from the newest good checkpoint in --out.")
@@ -234,30 +258,49 @@ def train_command(
     train(config, args, dry_run=dry_run)
 
 
+def _safetensors_name(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix != ".safetensors":
+        # A .pt name says "training checkpoint": `run --model` and `export` would take it for one.
+        raise click.BadParameter(
+            f"export writes safetensors weights; name the file {value.stem}.safetensors, "
+            f"not {value.name}"
+        )
+    return value
+
+
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", metavar="CHECKPOINT_OR_RUN", type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_safetensors_name,
     help="The .safetensors file to write.",
 )
 @click.option("--half", is_flag=True, help="Store float16 weights (half the size).")
 def export_command(checkpoint: Path, output: Path, half: bool) -> None:
     """Export a checkpoint's generator for inference: SN and BN folded, config included.
+    A run directory stands for its newest checkpoint.
 
     \b
-    Example:
+    Examples:
       vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
+      vidcolour export runs/a -o model.safetensors
     """
+    from vidcolour.checkpoint import latest_checkpoint
     from vidcolour.train import export_generator
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
+    if checkpoint.is_dir():
+        found = latest_checkpoint(checkpoint)
+        if found is None:
+            raise VidcolourError(f"{checkpoint} holds no checkpoint (expected a run directory)")
+        checkpoint = found[0]
     info = export_generator(checkpoint, output, half=half)
     size = output.stat().st_size / 2**20
-    click.echo(f"wrote {output} ({info['name']}, {size:.1f} MiB)")
+    click.echo(f"wrote {output} ({info['name']} from {checkpoint.name}, {size:.1f} MiB)")
 
 
 @main.group("data")
@@ -318,7 +361,8 @@ PRECISION_OPTION = click.option(
     "models",
     multiple=True,
     metavar="WEIGHTS_OR_RUN",
-    help="A .safetensors file, a checkpoint (.pt) or a run directory (repeatable).",
+    help="A bundled model's name, a .safetensors file, a checkpoint (.pt) or a run directory "
+    "(repeatable) [default: the bundled model, unless only --baseline is given].",
 )
 @click.option(
     "--baseline",
@@ -334,12 +378,7 @@ PRECISION_OPTION = click.option(
     type=click.Path(exists=True),
     help="Colour images with their truth: a folder or a list file.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write per-image and mean values here (docs/METRICS.md has the schema).",
-)
+@json_option("per-image and mean values (docs/METRICS.md has the schema)")
 @click.option(
     "--plots",
     type=click.Path(file_okay=False, path_type=Path),
@@ -400,6 +439,7 @@ def eval_command(
 
     \b
     Examples:
+      vidcolour eval --data photos/val             # the bundled model
       vidcolour eval --model runs/ibn --baseline grey --data photos/val --plots out/
       vidcolour eval --model a.safetensors --model b.safetensors --data val/ --json eval.json
     """
@@ -408,10 +448,9 @@ def eval_command(
     from vidcolour.perceptual import VGG19, EfficientNetLite0, ImageNetLite
 
     if not models and not baselines:
-        raise VidcolourError("nothing to evaluate: give --model and/or --baseline")
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
-    err = Console(stderr=True)
+        models = (DEFAULT_MODEL,)  # as `run` does
+    _check_json_out(json_out)
+    err = make_console()
     torch_device = resolve_device(device)
     extras = Extras()
     if vgg19_weights is None:
@@ -438,9 +477,11 @@ def eval_command(
     result = run_eval(
         models, baselines, data, size, torch_device, extras, plots, batch_size, resize, precision
     )
-    if json_out is not None:
+    if json_out == JSON_STDOUT:
+        _print_json(result)
+    elif json_out is not None:
         write_json(result, json_out)
-    _print_eval_table(result)
+    _print_eval_table(result, _table_console(json_out))
 
 
 EVAL_COLUMNS = [
@@ -458,7 +499,7 @@ EVAL_COLUMNS = [
 ]
 
 
-def _print_eval_table(result: dict[str, Any]) -> None:
+def _print_eval_table(result: dict[str, Any], console: Console) -> None:
     present = [c for c in EVAL_COLUMNS if c[0] in result["colourisers"][0]["mean"]]
     table = Table(
         title=f"{result['dataset']['images']} images at {result['dataset']['size']} px",
@@ -471,7 +512,7 @@ def _print_eval_table(result: dict[str, Any]) -> None:
         table.add_column(header, justify="right")
     for c in result["colourisers"]:
         table.add_row(c["name"], *(fmt.format(c["mean"][key]) for key, _, fmt in present))
-    _table_console().print(table)
+    console.print(table)
 
 
 # --------------------------------------------------------------------------------- run
@@ -492,6 +533,24 @@ RESOLUTION_OPTION = click.option(
 
 def _notice(message: str) -> None:
     click.echo(f"notice: {message}", err=True)
+
+
+class _OncePerKind:
+    """Notices about several inputs: one said already for an earlier input (the same text but
+    for the input's name) is not said again, so that a folder of sepia prints gets one notice
+    rather than one per print."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def notify_for(self, src: Path) -> Callable[[str], None]:
+        def notify(message: str) -> None:
+            kind = message.replace(str(src), "")
+            if kind not in self.said:
+                self.said.add(kind)
+                _notice(message)
+
+        return notify
 
 
 _COLOURISE_OPTIONS = (
@@ -531,6 +590,14 @@ _COLOURISE_OPTIONS = (
         help="How much of the colour carried from the previous frame is kept where the motion "
         "is trusted (0: none, each frame on its own).",
     ),
+    click.option(
+        "--saturation",
+        type=click.FloatRange(0.0, MAX_SATURATION),
+        default=1.0,
+        show_default=True,
+        help="Gain on the predicted colour, before stabilisation: below 1 paler, above 1 "
+        "stronger, 0 grey.",
+    ),
 )
 
 
@@ -549,12 +616,17 @@ class ColouriseArgs:
     precision: str
     stabilise: bool
     strength: float
+    saturation: float
 
     def load(self) -> Colouriser:
         from vidcolour.colouriser import Colouriser
 
         colouriser = Colouriser.load(
-            self.model, self.device, precision=self.precision, resolution=self.resolution
+            self.model,
+            self.device,
+            precision=self.precision,
+            resolution=self.resolution,
+            saturation=self.saturation,
         )
         if colouriser.device.type == "cpu":
             keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations
@@ -596,9 +668,9 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: a trailing slash, which Path drops, means a directory
     help="Output file (its extension picks the container or image format), or a directory "
-    "for several inputs.",
+    "for several inputs (a missing one is created when its name ends with /).",
 )
 @colourise_options
 @click.option(
@@ -614,13 +686,34 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Frames colour is carried back from a keyframe (the frames before it are held).",
 )
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Write the input and the colour side by side (twice as wide), for review.",
+)
+@click.option(
+    "--start",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Seconds into each video to begin at: with --duration, a preview of a stretch "
+    "(its frames, sound and subtitles only, its times starting at 0).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Seconds of each video to colourise [default: to the end].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
-    output: Path,
+    output: str,
     colourise: ColouriseArgs,
     keyframes: Path | None,
     keyframe_reach: int,
+    compare: bool,
+    start: float,
+    duration: float | None,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -634,31 +727,43 @@ def run_command(
       vidcolour run old_reel.mp4 -o colour.mp4
       vidcolour run reel.mkv -o master.mkv --codec ffv1
       vidcolour run a.mp4 b.mov still.png -o coloured/
+      vidcolour run reel.mp4 -o review.mp4 --compare --saturation 1.3
+      vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
     """
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
 
-    jobs = plan_jobs(inputs, output, colourise.codec)
-    options = colourise.video_options(overwrite)
+    c = colourise
+    jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
+    if (start or duration is not None) and any(job.image for job in jobs):
+        still = next(job.src for job in jobs if job.image)
+        raise UsageError(f"--start and --duration apply to videos, not the still {still}")
+    options = dataclasses.replace(
+        colourise.video_options(overwrite), compare=compare, start=start, duration=duration
+    )
     if keyframes is not None:
         from vidcolour.video.keyframes import find_keyframes
 
         if len(jobs) != 1 or jobs[0].image:
-            raise VidcolourError("--keyframes colours one video: give a single video input")
+            raise UsageError("--keyframes colours one video: give a single video input")
+        if start or duration is not None:
+            raise UsageError("--keyframes number the whole film's frames: not with --start")
         options = dataclasses.replace(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )
     colouriser = colourise.load()
-    console = Console(stderr=True)
+    console = make_console()
+    notices = _OncePerKind()
     failed = 0
     for job in jobs:
+        notify = notices.notify_for(job.src)
         try:
             if job.image:
-                colourise_image_file(colouriser, job.src, job.dst, overwrite, _notice)
+                colourise_image_file(colouriser, job.src, job.dst, overwrite, notify, compare)
                 console.print(f"{job.dst}: colourised")
                 continue
-            with _frame_progress(console, job.src.name) as progress:
-                report = colourise_video(colouriser, job.src, job.dst, options, progress, _notice)
+            with meter(console, job.src.name) as progress:
+                report = colourise_video(colouriser, job.src, job.dst, options, progress, notify)
             console.print(report.summary(), highlight=False)
         except VidcolourError as exc:
             if len(jobs) == 1:
@@ -672,34 +777,10 @@ def run_command(
         raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
 
 
-@contextmanager
-def _frame_progress(console: Console, name: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A progress bar, fed by calling what this yields with (frames done, expected or None)."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]:.1f} fps"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(name, total=None, fps=0.0)
-        start = time.perf_counter()
-
-        def update(done: int, expected: int | None) -> None:
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            total = max(expected, done) if expected else None
-            progress.update(task, completed=done, total=total, fps=rate)
-
-        yield update
-
-
 # ----------------------------------------------------------------------- shots, eval-video
 @main.command("shots")
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option("the shots")
 def shots_command(video: Path, json_out: Path | None) -> None:
     """List the shots of VIDEO as the pipeline finds them (cuts on the luma; fades and flashes
     are not cuts). Stabilisation starts afresh at each.
@@ -710,12 +791,11 @@ def shots_command(video: Path, json_out: Path | None) -> None:
     """
     from vidcolour.video.evaluate import find_cuts
 
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    _check_json_out(json_out)
     cuts, times, frames = find_cuts(video)
     starts = [0, *cuts]
     ends = [*cuts, frames]
-    table = Table(title=f"{video}: {len(starts)} shots", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{video}: {plural(len(starts), 'shot')}", box=box.SIMPLE_HEAD)
     for column in ("shot", "first frame", "time s", "frames"):
         table.add_column(column, justify="right")
     shots = []
@@ -723,10 +803,13 @@ def shots_command(video: Path, json_out: Path | None) -> None:
         shots.append({"shot": i, "first_frame": start, "time": times[start], "frames": end - start})
         at = times[start]
         table.add_row(str(i), str(start), "" if at is None else f"{at:.3f}", str(end - start))
-    _table_console().print(table)
-    if json_out is not None:
+    _table_console(json_out).print(table)
+    document = {"video": str(video), "frames": frames, "shots": shots}
+    if json_out == JSON_STDOUT:
+        _print_json(document)
+    elif json_out is not None:
         with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps({"video": str(video), "frames": frames, "shots": shots}))
+            tmp.write_text(json.dumps(document))
 
 
 @main.command("frames")
@@ -782,12 +865,7 @@ def frames_command(
     type=click.Path(path_type=Path),
     help="The colour original, frame for frame: adds ab-L1, ab-PSNR and colourfulness ratio.",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the means and per-frame values here (docs/METRICS.md).",
-)
+@json_option("the means and per-frame values (docs/METRICS.md)")
 def eval_video_command(output: Path, reference: Path | None, json_out: Path | None) -> None:
     """Measure a colourised video: flicker (CDC), warp error and colourfulness; with a colour
     reference, per-frame ab-L1 and ab-PSNR.
@@ -799,17 +877,18 @@ def eval_video_command(output: Path, reference: Path | None, json_out: Path | No
     """
     from vidcolour.video.evaluate import evaluate_video, write_json
 
-    if json_out is not None and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    _check_json_out(json_out)
     document = evaluate_video(output, reference)
-    if json_out is not None:
+    if json_out == JSON_STDOUT:
+        _print_json(document)
+    elif json_out is not None:
         write_json(document, json_out)
-    table = Table(title=f"{output}: {document['frames']} frames", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{output}: {plural(document['frames'], 'frame')}", box=box.SIMPLE_HEAD)
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in document["mean"].items():
         table.add_row(key, "" if value is None else f"{value:.4g}")
-    _table_console().print(table)
+    _table_console(json_out).print(table)
 
 
 # ------------------------------------------------------------------------------- batch
@@ -835,6 +914,12 @@ BATCH_EXIT = {"all done": 0, "could not run": 1, "some not done": 3, "interrupte
     "or 'reels/*.mov' (repeatable) [default: every video container's extension].",
 )
 @click.option(
+    "--stills",
+    is_flag=True,
+    help="Take still images too (.jpg, .png, .tif, .webp, .bmp), as `run` colourises them: "
+    "for photo archives. With --pattern, the patterns alone decide.",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=1,
@@ -857,13 +942,15 @@ def batch_command(
     src_dir: Path,
     dst_dir: Path,
     patterns: tuple[str, ...],
+    stills: bool,
     jobs: int,
     shard: str,
     retry_failed: bool,
     colourise: ColouriseArgs,
     overwrite: bool,
 ) -> None:
-    """Colourise every video under SRC_DIR into DST_DIR: resumable, crash-safe, shardable.
+    """Colourise every video (with --stills, every still too) under SRC_DIR into DST_DIR:
+    resumable, crash-safe, shardable.
 
     A ledger in DST_DIR records every file; the same command again skips what is done, leaves
     failures alone (unless --retry-failed) and finishes what a killed run left. The report
@@ -877,33 +964,41 @@ def batch_command(
     Examples:
       vidcolour batch /archive/reels -o /archive/colour
       vidcolour batch reels/ -o colour/ --pattern '*.mkv' --codec ffv1 --shard 2/8
+      vidcolour batch /archive/photos -o /archive/photos_colour --stills
     """
     from vidcolour.batch.ledger import LEDGER_NAME, open_existing
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
     from vidcolour.batch.runner import Batch, Outcome, Settings
-    from vidcolour.video.sink import DEFAULT_CODEC
+    from vidcolour.video.sink import DEFAULT_CODEC, check_encoder_options
 
     # A batch's default stays h264 for every output (AVI inputs get .mp4 ones), so that the
     # settings recorded in the ledgers of earlier runs still match.
     codec = colourise.codec or DEFAULT_CODEC
     c = dataclasses.replace(colourise, codec=codec)
+    check_encoder_options(codec, c.crf, c.preset, c.tune)
     part = Shard.parse(shard)
-    plan = plan_batch(src_dir, dst_dir, patterns, codec, part)
-    if codec not in ("h264", "h265") and (c.crf, c.preset, c.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
+    plan = plan_batch(src_dir, dst_dir, patterns, codec, part, stills)
     batch = Batch(
         plan,
         c.load(),
         c.video_options(overwrite),
         Settings(
-            codec, c.crf, c.preset, c.tune, c.resolution, c.precision, c.stabilise, c.strength
+            codec,
+            c.crf,
+            c.preset,
+            c.tune,
+            c.resolution,
+            c.precision,
+            c.stabilise,
+            c.strength,
+            c.saturation,
         ),
         shard=part,
         retry_failed=retry_failed,
         jobs=jobs,
     )
-    console = Console(stderr=True, soft_wrap=True)  # one line per file, also in logs
+    console = make_console()  # one line per file, also in logs
     for note in plan.notes:
         _notice(note)
     if (plan.dst_dir / LEDGER_NAME).is_file():
@@ -993,7 +1088,7 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
         click.echo(markdown(ledger), nl=False)
         return
     if output.suffix.lower() not in (".md", ".html", ".htm"):
-        raise VidcolourError(f"{output}: the report is .md or .html, not '{output.suffix}'")
+        raise UsageError(f"{output}: the report is .md or .html, not '{output.suffix}'")
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
     with atomic_path(output) as tmp:
@@ -1009,7 +1104,7 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A video to measure on [default: a synthetic 720x576 H.264 clip, 200 frames].",
 )
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@json_option("every measure")
 @click.option(
     "--model",
     metavar="NAME_OR_PATH",
@@ -1045,10 +1140,11 @@ def bench_command(
     from vidcolour.bench import run_bench, to_json, write_json
     from vidcolour.colouriser import Colouriser
 
+    _check_json_out(json_out)
     colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
     if colouriser.device.type == "cpu":
         keep_freed_memory()  # as `run` does
-    console = Console(stderr=True)
+    console = make_console()
     result = run_bench(
         colouriser,
         input_path,
@@ -1062,6 +1158,8 @@ def bench_command(
     table.add_column("value", justify="right")
     for key, value in to_json(result).items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    _table_console().print(table)
-    if json_out is not None:
+    _table_console(json_out).print(table)
+    if json_out == JSON_STDOUT:
+        _print_json(to_json(result))
+    elif json_out is not None:
         write_json(result, json_out)

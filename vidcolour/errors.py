@@ -8,3 +8,8 @@ class VidcolourError(Exception):
 class DiskFullError(VidcolourError):
     """An output could not be written because its disk (or quota) is full: every later output
     would fail the same way, so a batch stops rather than recording them all as failed."""
+
+
+class UsageError(VidcolourError):
+    """Options that cannot go together or a value an option does not take: the command line
+    exits with 2, as click does for its own usage errors."""

@@ -219,7 +219,8 @@ def evaluate_candidates(
         raise VidcolourError("no image could be evaluated: " + "; ".join(
             f"{path}: {reason}" for path, reason in list(skipped.items())[:3]))  # fmt: skip
     if grid is not None and shown[0]:
-        save_sample_grid([np.stack(column) for column in shown], grid)
+        labels = ["grey input", *(c.name for c in colourisers), "ground truth"]
+        save_sample_grid([np.stack(column) for column in shown], grid, labels=labels)
     results = []
     for colouriser, acc in zip(colourisers, accs, strict=True):
         results.append(_summarise(colouriser, acc, truth_hist, truth_pooled))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from vidcolour.errors import VidcolourError
+from vidcolour.sniff import describe, model_file_kind
 
 # mkstemp creates files readable by their owner only; a finished output should get the mode any
 # new file would (0666 less the umask). The umask can only be read by setting it, so read it once
@@ -48,13 +48,27 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def torch_load(path: Path, what: str) -> Any:
     """``torch.load`` with ``weights_only=True`` (never unpickles code), on the CPU.
 
-    A missing or unreadable file raises VidcolourError naming ``what`` ("checkpoint", ...).
+    A missing file, or one that is not a torch file with tensors and plain containers only,
+    raises VidcolourError naming ``what`` ("checkpoint", ...) in one line. torch's own advice
+    to retry with ``weights_only=False`` (running whatever the file holds) is never passed on.
     """
     if not path.is_file():
         raise VidcolourError(f"{what} not found: {path}")
+    kind = model_file_kind(path)
+    if kind == "safetensors":
+        raise VidcolourError(f"{path} is not a {what}: it is a safetensors weights file")
+    if kind is None:
+        raise VidcolourError(f"{path} is not a {what}: not a torch file ({describe(path)})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc):
+            raise VidcolourError(f"{path} is not a readable {what} (damaged)") from None
+        raise VidcolourError(
+            f"{path} is not a {what}: it holds Python objects besides tensors, "
+            "and vidcolour loads no code from model files"
+        ) from None
+    except Exception as exc:  # a damaged file fails anywhere in torch's reader
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vidcolour.fsutil import atomic_path
 
@@ -19,6 +19,7 @@ CURVES = [
     ("loss_d", "D loss (sum over scales)"),
     ("val_ab_l1", "validation ab-L1 (Lab units)"),
 ]
+_LABEL_HEIGHT = 16  # px above a sample grid for its column labels
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -57,13 +58,30 @@ def to_uint8_images(rgb: torch.Tensor) -> np.ndarray:
     return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def save_sample_grid(columns: Sequence[np.ndarray], out: Path, gap: int = 4) -> None:
+def save_sample_grid(
+    columns: Sequence[np.ndarray],
+    out: Path,
+    gap: int = 4,
+    labels: Sequence[str] | None = None,
+) -> None:
     """Save a grid: one row per image, one column per array of (B, H, W, 3) uint8 images
-    (e.g. grey input, output, ground truth)."""
+    (e.g. grey input, output, ground truth), under a row of column ``labels`` when given
+    (each cut to its column's width)."""
     b, h, w, _ = columns[0].shape
-    grid = np.full((b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
+    top = _LABEL_HEIGHT if labels else 0
+    grid = np.full((top + b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
     for c, images in enumerate(columns):
+        x = c * (w + gap)
         for r in range(b):
-            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = images[r]
+            grid[top + r * (h + gap) : top + r * (h + gap) + h, x : x + w] = images[r]
+    picture = Image.fromarray(grid)
+    if labels:
+        draw = ImageDraw.Draw(picture)
+        font = ImageFont.load_default()
+        for c, label in enumerate(labels):
+            while label and draw.textlength(label, font=font) > w:
+                label = label[:-1]
+            x = c * (w + gap) + (w - draw.textlength(label, font=font)) / 2
+            draw.text((x, 2), label, fill=(0, 0, 0), font=font)
     with atomic_path(out) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+        picture.save(tmp, format="PNG")

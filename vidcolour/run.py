@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from vidcolour.colouriser import Colouriser
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.stills import read_still, write_still
+from vidcolour.tint import colour_notice
 from vidcolour.video.pipeline import check_destination, write_error
-from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for, default_codec
+from vidcolour.video.sink import (
+    CONTAINER_CODECS,
+    CONTAINERS,
+    check_encoder_options,
+    container_for,
+    default_codec,
+)
 
 IMAGE_FORMATS = {
     ".jpg": "JPEG",
@@ -51,13 +62,13 @@ def check_pair(src: Path, dst: Path, codec: str | None) -> None:
     ext = dst.suffix.lower()
     if is_image(src):
         if ext not in IMAGE_FORMATS:
-            raise VidcolourError(
+            raise UsageError(
                 f"{src} is an image: its output needs an image extension "
                 f"({', '.join(IMAGE_FORMATS)}), not '{dst.suffix}'"
             )
         return
     if ext in IMAGE_FORMATS:
-        raise VidcolourError(
+        raise UsageError(
             f"{src} is a video: its output needs a video extension "
             f"({', '.join(CONTAINERS)}), not '{dst.suffix}'"
         )
@@ -77,18 +88,43 @@ def output_name(src: Path, codec: str | None) -> str:
     return src.stem + ext
 
 
-def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None) -> list[Job]:
+def plan_jobs(
+    inputs: Sequence[Path],
+    output: str | Path,
+    codec: str | None,
+    *,
+    crf: int | None = None,
+    preset: str | None = None,
+    tune: str | None = None,
+) -> list[Job]:
     """Each input with its output: ``output`` itself for one input, or a file in the directory
-    ``output`` (same name; a video keeps its container when it can hold ``codec``)."""
+    ``output`` (same name; a video keeps its container when it can hold ``codec``). ``output``
+    is a directory when it is one, when there are several inputs, or when it ends with a
+    slash; a missing one is created once every input has its output. Encoder options are
+    checked against each video's codec here, before a model loads or a frame is decoded."""
     if not inputs:
         raise VidcolourError("no input given")
-    into_dir = output.is_dir() or len(inputs) > 1
-    if len(inputs) > 1 and not output.is_dir():
-        raise VidcolourError(f"several inputs need -o to be an existing directory, not {output}")
+    for src in inputs:
+        if src.is_dir():
+            raise UsageError(
+                f"{src} is a directory: run takes video and image files "
+                f"(`vidcolour batch {src} -o OUT` colourises a folder)"
+            )
+    as_dir = str(output).endswith(("/", os.sep))
+    output = Path(output)
+    if len(inputs) > 1 and not (output.is_dir() or as_dir):
+        raise UsageError(
+            f"several inputs need -o to be a directory, not {output} (end it with / to create it)"
+        )
+    if output.exists() and not output.is_dir() and as_dir:
+        raise UsageError(f"{output} is a file, not a directory")
+    into_dir = as_dir or output.is_dir() or len(inputs) > 1
     jobs = []
     for src in inputs:
         dst = output / output_name(src, codec) if into_dir else output
         check_pair(src, dst, codec)
+        if not is_image(src):
+            check_encoder_options(codec or default_codec(dst), crf, preset, tune)
         jobs.append(Job(src, dst))
     seen: dict[Path, Path] = {}
     for job in jobs:
@@ -97,6 +133,11 @@ def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None) -> list[J
                 f"{seen[job.dst]} and {job.src} would both be written to {job.dst}"
             )
         seen[job.dst] = job.src
+    if into_dir and not output.is_dir():
+        try:
+            output.mkdir(parents=True)
+        except OSError as exc:
+            raise VidcolourError(f"cannot create {output}: {exc.strerror}") from None
     return jobs
 
 
@@ -106,14 +147,22 @@ def colourise_image_file(
     dst: Path,
     overwrite: bool,
     notify: Callable[[str], None],
-) -> None:
+    compare: bool = False,
+) -> tuple[int, int]:
     """Colourise the still ``src`` into ``dst``, keeping its transparency, precision and
-    metadata where ``dst``'s format holds them; one notice names what it does not keep."""
+    metadata where ``dst``'s format holds them; one notice names what it does not keep.
+    compare: the grey input left of the colour, twice as wide, for review. Returns the
+    written picture's (width, height)."""
     check_destination(src, dst, overwrite)
     still = read_still(src)
     if still.coloured:
-        notify(f"{src} already has colour; colourising from its luma alone")
+        notify(colour_notice(src, still.toned))
     rgb = colouriser.colourise_grey(still.luma)
+    if compare:
+        grey = np.repeat(still.luma[..., None], 3, axis=2)  # (H, W, 3): grey in sRGB is Y' itself
+        rgb = np.concatenate([grey, rgb], axis=1)
+        if still.alpha is not None:
+            still = dataclasses.replace(still, alpha=np.concatenate([still.alpha] * 2, axis=1))
     try:
         with atomic_path(dst) as tmp:
             lost = write_still(tmp, IMAGE_FORMATS[dst.suffix.lower()], rgb, still, colouriser.tag)
@@ -121,3 +170,4 @@ def colourise_image_file(
         raise write_error(dst, exc) from None
     if lost:
         notify(f"{dst} does not keep all of {src.name}: {'; '.join(lost)}")
+    return rgb.shape[1], rgb.shape[0]

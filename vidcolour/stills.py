@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from vidcolour.errors import VidcolourError
+from vidcolour.tint import is_single_tint
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Still:
     bits: int  # 8 or 16: the precision of luma and alpha
     alpha: np.ndarray | None = None  # (H, W) float32 in [0, 1]
     coloured: bool = False
+    toned: bool = False  # coloured by one tint alone (sepia, ...): vidcolour/tint.py
     exif: bytes | None = None  # b"Exif\0\0..." without orientation and layout tags
     xmp: bytes | None = None  # orientation reset to upright
     icc: bytes | None = None  # the input's sRGB profile, or sRGB in place of another
@@ -168,19 +170,24 @@ def _deep_colour(path: Path) -> Still | None:
     values = pixels.astype(np.float32) / 65535
     b, g, r = values[..., 0], values[..., 1], values[..., 2]  # OpenCV orders BGR(A)
     spread = np.abs(values[..., :3] - values[..., :3].mean(axis=2, keepdims=True)).mean()
+    luma = 0.299 * r + 0.587 * g + 0.114 * b  # BT.601, as Pillow's convert("L")
     return Still(
-        luma=0.299 * r + 0.587 * g + 0.114 * b,  # BT.601, as Pillow's convert("L")
+        luma=luma,
         bits=16,
         alpha=values[..., 3] if pixels.shape[2] == 4 else None,
         coloured=bool(spread * 255 > 2.0),
+        toned=is_single_tint(b - luma, r - luma),
     )
 
 
 def _pixels(image: Image.Image) -> Still:
-    coloured = False
+    coloured = toned = False
     if image.mode not in ("L", "1", "I", "I;16", "I;16B", "I;16L", "F", "LA"):
         rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
         coloured = bool(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > 2.0)
+        if coloured:
+            y = rgb @ np.array([0.299, 0.587, 0.114])
+            toned = is_single_tint(rgb[..., 2] - y, rgb[..., 0] - y)
     alpha: np.ndarray | None = None
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
@@ -189,11 +196,11 @@ def _pixels(image: Image.Image) -> Still:
         if isinstance(key, int):  # a PNG colour key: that one grey is transparent
             alpha = (values != key).astype(np.float32)
         luma: np.ndarray = np.clip(values / top, 0, 1).astype(np.float32)
-        return Still(luma, 16 if top > 255 else 8, alpha, coloured)
+        return Still(luma, 16 if top > 255 else 8, alpha, coloured, toned)
     if image.has_transparency_data:
         alpha = np.asarray(image.convert("RGBA"))[..., 3].astype(np.float32) / 255
     luma = np.asarray(image.convert("L")).astype(np.float32) / 255
-    return Still(luma, 8, alpha, coloured)
+    return Still(luma, 8, alpha, coloured, toned)
 
 
 def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:

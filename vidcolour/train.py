@@ -46,6 +46,7 @@ from vidcolour.losses import d_loss, g_adv_loss
 from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
+from vidcolour.progress import PLAIN_EVERY_S, duration, make_console
 from vidcolour.weights import save_generator
 
 # --------------------------------------------------------------------------- runtime
@@ -382,14 +383,17 @@ def _checkpoint_state(
 
 
 class _Status:
-    """Progress for people: a live rich line on a terminal; a plain line per logging window
-    elsewhere (log files, CI), so a long job never looks silent."""
+    """Progress for people: a live rich line on a terminal; elsewhere (log files, CI) a plain
+    line per logging window and, between them, one at least every ``PLAIN_EVERY_S`` seconds,
+    so a long job never looks silent."""
 
     def __init__(self, console: Console, enabled: bool, total: int, step: int) -> None:
         self.console = console
         self.enabled = enabled
         self.live = enabled and console.is_terminal
         self.total = total
+        self.start_step, self.start = step, time.perf_counter()
+        self.last_line = self.start
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(bar_width=12),
@@ -412,8 +416,17 @@ class _Status:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
-    def advance(self, epoch: int) -> None:
+    def advance(self, epoch: int, step: int) -> None:
         self.progress.update(self.task, advance=1, epoch=epoch)
+        now = time.perf_counter()
+        if self.live or not self.enabled or now - self.last_line < PLAIN_EVERY_S:
+            return
+        self.last_line = now
+        rate = (step - self.start_step) / (now - self.start)
+        eta = duration((self.total - step) / rate) if rate > 0 else "?"
+        self.console.print(
+            f"epoch {epoch} step {step}/{self.total} {rate:.2f} steps/s ETA {eta}", highlight=False
+        )
 
     def report(self, record: dict[str, Any], steps_per_s: float) -> None:
         rate = f"{record['img_per_s']:.1f} img/s MFU {record['mfu']:.2f}" if "mfu" in record else ""
@@ -424,6 +437,7 @@ class _Status:
         if self.live:
             self.progress.update(self.task, rate=rate, losses=losses)
         elif self.enabled:
+            self.last_line = time.perf_counter()
             eta = (self.total - record["step"]) / max(steps_per_s, 1e-9)
             self.console.print(
                 f"epoch {record['epoch']} step {record['step']}/{self.total} {rate} "
@@ -440,7 +454,7 @@ def train(
 
     dry_run: check the data and print the plan (config, images, steps) without training.
     """
-    console = console or Console(stderr=True)
+    console = console or make_console()
     if config.train.malloc_tuning:
         keep_freed_memory()
     rt = setup_runtime(args.device, config.train.precision)
@@ -490,7 +504,9 @@ def _train(
         val_paths = val_report.usable
 
     if dry_run:
-        say(to_yaml(config), markup=False)
+        if rt.is_main:  # the plan itself on stdout, valid YAML: `train --dry-run ... > plan.yaml`
+            sys.stdout.write(to_yaml(config))
+            sys.stdout.flush()
         say(
             f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
             f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
@@ -565,6 +581,7 @@ def _train(
     skipped_files: set[str] = set()
     last: dict[str, Any] = {}
     saved_step = step
+    first_step, validated_step = step, step
     paused = 0.0  # seconds spent checkpointing and validating: not training throughput
 
     def checkpoint(next_epoch: int, next_in_epoch: int) -> None:
@@ -579,9 +596,10 @@ def _train(
         paused += time.perf_counter() - start
 
     def validate() -> None:
-        nonlocal paused
+        nonlocal paused, validated_step
         if not val_paths:
             return
+        validated_step = step
         start = time.perf_counter()
         grid = args.out / "samples" / f"step-{step:09d}.png"
         grid.parent.mkdir(exist_ok=True)
@@ -642,9 +660,10 @@ def _train(
                     window[key] = window.get(key, 0) + value
                 step += 1
                 in_epoch += 1
-                status.advance(epoch + 1)
+                status.advance(epoch + 1, step)
 
-                if step % tc.log_every == 0:
+                # the first and last steps too: a short run still leaves a record of its losses
+                if step % tc.log_every == 0 or step == first_step + 1 or step >= total:
                     record = {"kind": "train", "step": step, "epoch": epoch + 1}
                     # CPU-GPU sync point: once per logging window, not per step
                     record.update({k: float(v) / window_steps for k, v in window.items()})
@@ -677,6 +696,8 @@ def _train(
                     validate()
             elif step != saved_step:
                 checkpoint(epoch, in_epoch)  # stopped mid-epoch (--max-steps)
+        if step != validated_step:
+            validate()  # samples of the final weights, however short the run
 
     if rt.is_main:
         plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,15 @@ class Ledger:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
 
     # --------------------------------------------------------------------------- claims
+    def add_pending(self, rels: Iterable[str], shard: str) -> None:
+        """Record files a batch is about to work on and has no record of as ``pending``, so
+        that a batch stopped before reaching them still lists them (``vidcolour report``)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO files (rel, status, shard) VALUES (?, 'pending', ?)",
+                ((rel, shard) for rel in rels),
+            )
+
     def claim(self, rel: str, output: str, shard: str, seen: Row | None) -> tuple[str, Row | None]:
         """Mark ``rel`` as being worked on by this process, if its record is still ``seen``
         (what the caller decided on). Returns (outcome, the record before): "claimed"; "busy"

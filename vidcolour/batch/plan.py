@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vidcolour.errors import VidcolourError
-from vidcolour.run import output_name
+from vidcolour.errors import UsageError, VidcolourError
+from vidcolour.run import IMAGE_FORMATS, output_name
 from vidcolour.video.keyframes import SIDECAR_SUFFIX
 
 # What archives hold: the containers FFmpeg reads that carry film and tape transfers.
@@ -34,10 +34,10 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match:
-            raise VidcolourError(f"--shard takes K/N, e.g. 1/4, not '{text}'")
+            raise UsageError(f"--shard takes K/N, e.g. 1/4, not '{text}'")
         index, count = int(match.group(1)), int(match.group(2))
         if not 1 <= index <= count:
-            raise VidcolourError(f"--shard {text}: K must be from 1 to N")
+            raise UsageError(f"--shard {text}: K must be from 1 to N")
         return cls(index, count)
 
     def holds(self, rel: str) -> bool:
@@ -88,11 +88,13 @@ def check_dirs(src_dir: Path, dst_dir: Path) -> tuple[Path, Path]:
     return src, dst
 
 
-def matches(rel: str, patterns: tuple[str, ...]) -> bool:
-    """Default: any video container's extension. Patterns are globs matched from the right of
-    the relative path (``*.mkv``, ``reels/*.mov``), as ``PurePath.match`` does."""
+def matches(rel: str, patterns: tuple[str, ...], stills: bool = False) -> bool:
+    """Default: any video container's extension, and with ``stills`` any still image's that
+    ``vidcolour run`` writes. Patterns are globs matched from the right of the relative path
+    (``*.mkv``, ``reels/*.mov``), as ``PurePath.match`` does."""
     if not patterns:
-        return PurePosixPath(rel).suffix.lower() in VIDEO_EXTENSIONS
+        suffix = PurePosixPath(rel).suffix.lower()
+        return suffix in VIDEO_EXTENSIONS or (stills and suffix in IMAGE_FORMATS)
     return any(PurePosixPath(rel).match(p) for p in patterns)
 
 
@@ -102,6 +104,7 @@ def plan_batch(
     patterns: tuple[str, ...],
     codec: str,
     shard: Shard,
+    stills: bool = False,
 ) -> BatchPlan:
     src, dst = check_dirs(src_dir, dst_dir)
     plan = BatchPlan(src, dst, [], 0)
@@ -118,7 +121,7 @@ def plan_batch(
         dirs[:] = sorted(d for d in dirs if not d.endswith(SIDECAR_SUFFIX))  # keyframes
         for name in files:
             rel = _rel(here / name, src)
-            if matches(rel, patterns):
+            if matches(rel, patterns, stills):
                 found.append(rel)
             else:
                 plan.unmatched += 1

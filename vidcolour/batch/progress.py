@@ -1,5 +1,6 @@
 """What a running batch shows: a line per settled file (for logs, with files done / total and
-the overall ETA) and, on a terminal, live bars for the whole job and each file in hand.
+the overall ETA) and, on a terminal, live bars for the whole job and each file in hand; in a log
+file, plain progress lines for each file in hand instead (vidcolour/progress.py).
 
 The overall ETA is by input bytes: colourising time grows with a file's size far more than with
 its count. Files settled without work (already done, left failed, skipped) leave the total
@@ -25,6 +26,7 @@ from rich.progress import (
 
 from vidcolour.batch.plan import Item
 from vidcolour.batch.runner import Outcome
+from vidcolour.progress import PlainMeter, say
 
 _WORKLESS = (Outcome.ALREADY_DONE, Outcome.LEFT_FAILED, Outcome.SKIPPED, Outcome.BUSY)
 
@@ -41,6 +43,7 @@ class BatchProgress:
         self._done_bytes = 0
         self._first_start: float | None = None  # when the first file that needed work began
         self._tasks: dict[str, tuple[TaskID, float]] = {}
+        self._plain: dict[str, PlainMeter] = {}  # files in hand, when not on a terminal
         self._lock = threading.Lock()
         self._bars = Progress(
             TextColumn("{task.description}"),
@@ -52,6 +55,7 @@ class BatchProgress:
             TimeRemainingColumn(),
             console=console,
             transient=True,
+            disable=not console.is_terminal,  # a disabled bar writes nothing, not even a newline
         )
         self._overall = self._bars.add_task(
             f"files 0/{self.total_files}", total=self._remaining_bytes or 1, rate=""
@@ -71,6 +75,8 @@ class BatchProgress:
             self._tasks[item.rel] = (task, time.perf_counter())
             if self._first_start is None:
                 self._first_start = time.perf_counter()
+            if not self.console.is_terminal:
+                self._plain[item.rel] = PlainMeter(lambda line: say(self.console, line), item.rel)
 
     def frames(self, item: Item, done: int, expected: int | None) -> None:
         with self._lock:
@@ -82,6 +88,8 @@ class BatchProgress:
             self._bars.update(
                 self._overall, completed=self._done_bytes + share * self._sizes[item.rel]
             )
+            if item.rel in self._plain:
+                self._plain[item.rel].update(done, expected)
 
     def finished(self, item: Item, outcome: Outcome, message: str) -> None:
         with self._lock:
@@ -89,6 +97,7 @@ class BatchProgress:
             size = self._sizes[item.rel]
             if item.rel in self._tasks:
                 self._bars.remove_task(self._tasks.pop(item.rel)[0])
+            self._plain.pop(item.rel, None)
             self._remaining_bytes -= size
             if outcome not in _WORKLESS:
                 self._done_bytes += size

@@ -30,6 +30,7 @@ from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser, file_sha256
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.metrics import colourfulness
+from vidcolour.progress import plural
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.keyframes import find_keyframes, keyframes_digest, sidecar
@@ -62,12 +63,17 @@ class Settings:
     precision: str
     stabilise: bool = True
     strength: float = DEFAULT_STRENGTH
+    saturation: float = 1.0
 
     def key(self, keyframes: str | None = None) -> str:
         """The ledger's record of these settings; ``keyframes``: the digest of a file's
         keyframes (video/keyframes.py), which shape its output too."""
-        extra = {} if keyframes is None else {"keyframes": keyframes}
-        return json.dumps(asdict(self) | extra, sort_keys=True)
+        settings = asdict(self)
+        if settings["saturation"] == 1.0:
+            del settings["saturation"]  # so that ledgers from before --saturation still match
+        if keyframes is not None:
+            settings["keyframes"] = keyframes
+        return json.dumps(settings, sort_keys=True)
 
 
 class Events(Protocol):
@@ -129,6 +135,7 @@ class Batch:
             if row.output:
                 remove_temps(self.plan.dst_dir / row.output)
             ledger.reset_dead(row, "interrupted: the process working on it stopped")
+        ledger.add_pending((i.rel for i in self.plan.items if i.problem is None), str(self.shard))
         result = BatchResult()
         fatal: BaseException | None = None
         ledger.start_heartbeat()
@@ -215,7 +222,8 @@ class Batch:
         if record.status == "done":
             return (
                 Outcome.DONE,
-                message or f"{record.frames} frames in {record.colourise_seconds:.1f} s",
+                message
+                or f"{plural(record.frames or 0, 'frame')} in {record.colourise_seconds:.1f} s",
             )
         return Outcome(record.status), record.error or record.status
 
@@ -277,10 +285,7 @@ class Batch:
 
         events.started(item)
         if is_image(item.src):
-            clock = time.perf_counter()
-            colourise_image_file(self.colouriser, item.src, item.dst, options.overwrite, _ignore)
-            record.frames, record.colourise_seconds = 1, time.perf_counter() - clock
-            record.colourfulness = _image_colourfulness(item.dst)
+            self._colourise_still(item, options, record)
         else:
             self._colourise_video(item, options, record, progress)
         after = item.src.stat()
@@ -291,6 +296,30 @@ class Batch:
         record.output_sha256 = file_sha256(item.dst)
         record.status, record.error = "done", None
         return None
+
+    def _colourise_still(self, item: Item, options: VideoOptions, record: Row) -> None:
+        """As ``vidcolour run`` does: size, lightness, transparency, precision and metadata
+        kept where the format holds them; what is not, and any colour already there, go into
+        the record's notices."""
+        notices: list[str] = []
+        clock = time.perf_counter()
+        size = colourise_image_file(
+            self.colouriser, item.src, item.dst, options.overwrite, notices.append
+        )
+        record.frames, record.colourise_seconds = 1, time.perf_counter() - clock
+        record.notices = "; ".join(notices).replace(str(item.src), item.rel) or None
+        clock = time.perf_counter()
+        try:
+            with Image.open(item.dst) as image:
+                found = image.size
+                record.colourfulness = _image_colourfulness(image)
+        except OSError as exc:
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError(f"output check failed: cannot read it back ({exc})") from None
+        record.verify_seconds = time.perf_counter() - clock
+        if found != size:
+            item.dst.unlink(missing_ok=True)
+            raise VidcolourError(f"output check failed: {size} written, {found} read back")
 
     def _colourise_video(
         self, item: Item, options: VideoOptions, record: Row, progress: Progress
@@ -373,9 +402,8 @@ def _output_intact(dst_dir: Path, row: Row) -> bool:
         return False
 
 
-def _image_colourfulness(path: Path) -> float:
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+def _image_colourfulness(image: Image.Image) -> float:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     return float(colourfulness(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0])
 
 
@@ -394,7 +422,3 @@ def _one_line(exc: BaseException) -> str:
 
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def _ignore(message: str) -> None:
-    pass

@@ -35,6 +35,8 @@ import torch
 
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import atomic_path
+from vidcolour.progress import plural
+from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.keyframes import (
     REACH,
@@ -44,10 +46,18 @@ from vidcolour.video.keyframes import (
     count_frames,
 )
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
-from vidcolour.video.planes import chroma_spread
+from vidcolour.video.planes import chroma_spread, is_toned
 from vidcolour.video.shots import mark_cuts
-from vidcolour.video.sink import CODECS, Plan, Sink, container_for, default_codec, plan_output
-from vidcolour.video.source import Chunk, DecodeStats, Source
+from vidcolour.video.sink import (
+    CODECS,
+    Plan,
+    Sink,
+    check_encoder_options,
+    container_for,
+    default_codec,
+    plan_output,
+)
+from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
 from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
 
 if TYPE_CHECKING:
@@ -72,6 +82,9 @@ class VideoOptions:
     strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
     keyframes: Mapping[int, Path] | None = None  # painted frames: frame number -> image file
     keyframe_reach: int = REACH  # frames colour is carried back from a keyframe
+    compare: bool = False  # write the input and the colour side by side, for review
+    start: float = 0.0  # seconds: colourise a stretch of the film (a preview) from here
+    duration: float | None = None  # seconds of it; None: to the end
 
 
 @dataclass
@@ -99,9 +112,13 @@ class VideoReport:
         if self.read_error:
             damage.append(f"reading stopped early: {self.read_error}")
         tail = f"; {', '.join(damage)}" if damage else ""
-        shots = f", {len(self.cuts) + 1} shots" if self.cuts is not None and self.frames else ""
+        shots = (
+            f", {plural(len(self.cuts) + 1, 'shot')}"
+            if self.cuts is not None and self.frames
+            else ""
+        )
         return (
-            f"{self.dst}: {self.frames} frames{shots} in {self.seconds:.1f} s "
+            f"{self.dst}: {plural(self.frames, 'frame')}{shots} in {self.seconds:.1f} s "
             f"({self.fps:.1f} fps){tail}"
         )
 
@@ -144,8 +161,7 @@ def colourise_video(
     codec = CODECS[name]
     if not 0.0 <= options.strength < 1.0:
         raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
-    if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {name}")
+    check_encoder_options(name, options.crf, options.preset, options.tune)
     container_format = container_for(dst, name)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
@@ -156,14 +172,19 @@ def colourise_video(
             notify(message)
 
     start = time.perf_counter()
-    with Source(src) as source:
+    stretch = None
+    if options.start or options.duration is not None:
+        if options.start < 0 or (options.duration is not None and options.duration <= 0):
+            raise VidcolourError("a stretch needs start >= 0 and duration > 0")
+        stretch = Stretch(options.start, options.duration)
+    with Source(src, stretch) as source:
         report.expected_frames = source.expected_frames
         chunks = source.chunks(options.batch_size)
         first_chunk = _first_frames(chunks, src)
         first = first_chunk.frames[0]
         plan = plan_output(first, codec, source.stream.codec_context.field_order)
         if chroma_spread(first, plan.source) > COLOUR_SPREAD:
-            tell(f"{src} already has colour; colourising from its luma alone")
+            tell(colour_notice(src, is_toned(first, plan.source)))
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
         orientation = _orientation(first, src, container_format, tell)
@@ -187,6 +208,7 @@ def colourise_video(
                     tune=options.tune,
                     tag=colouriser.tag,
                     notify=tell,
+                    compare=options.compare,
                 )
                 try:
                     _run_stages(

@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from vidcolour.colour import YCbCrCoding
+from vidcolour.tint import is_single_tint
 
 # Planar luma(+chroma) formats the pipeline works on directly; anything else (RGB, packed,
 # paletted, big-endian) is converted to one of these when decoded.
@@ -85,6 +86,18 @@ def chroma_spread(frame: av.VideoFrame, layout: Layout) -> float:
         for i in (1, 2)
     ]
     return float(max(spread)) / scale
+
+
+def is_toned(frame: av.VideoFrame, layout: Layout) -> bool:
+    """Whether the frame's chroma is one tint (sepia, ...), not colour (vidcolour/tint.py)."""
+    if layout.gray:
+        return False
+    h, w = layout.chroma_size
+    mid = 2 ** (layout.bits - 1)
+    u, v = (
+        plane_array(frame.planes[i], h, w, layout.dtype).astype(np.float32) - mid for i in (1, 2)
+    )
+    return is_single_tint(u, v)
 
 
 def coding_of(frame: av.VideoFrame, layout: Layout) -> YCbCrCoding:

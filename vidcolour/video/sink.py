@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from vidcolour.colour import YCbCrCoding
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.video.orientation import IDENTITY, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
@@ -93,6 +93,41 @@ _NOT_COPIED = {"mp4": ("pcm_",), "mov": ("flac", "opus")}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
 
 
+# x264's and x265's names (x264 --fullhelp, x265 --help), checked before any work: the encoder
+# itself would refuse a wrong one only at the first frame, after the model loaded and decoding
+# began, as "cannot write ...: Invalid argument".
+PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+    "veryslow", "placebo",
+)  # fmt: skip
+TUNES = {
+    "h264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode",
+             "zerolatency"),
+    "h265": ("psnr", "ssim", "grain", "zerolatency", "fastdecode", "animation"),
+}  # fmt: skip
+
+
+def check_encoder_options(
+    codec: str, crf: int | None, preset: str | None, tune: str | None
+) -> None:
+    """Refuse --crf, --preset and --tune values that ``codec``'s encoder would not take."""
+    if CODECS[codec].crf is None:
+        if (crf, preset, tune) != (None, None, None):
+            raise UsageError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
+        return
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown --preset '{preset}' (choose from {', '.join(PRESETS)})")
+    if tune is not None and tune != "none":
+        # x264 takes several at once ("film,fastdecode"); x265 one
+        parts = tune.split(",") if codec == "h264" else [tune]
+        bad = [part for part in parts if part not in TUNES[codec]]
+        if bad:
+            raise UsageError(
+                f"unknown --tune '{bad[0]}' for {codec} (choose from none, "
+                f"{', '.join(TUNES[codec])})"
+            )
+
+
 def default_codec(dst: Path) -> str:
     """The codec for the output ``dst`` when none is asked for: h264, or mpeg4 for .avi."""
     return _DEFAULT_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
@@ -102,12 +137,12 @@ def container_for(dst: Path, codec: str) -> str:
     """The container format an output named ``dst`` gets; an error if it cannot hold ``codec``."""
     ext = dst.suffix.lower()
     if ext not in CONTAINERS:
-        raise VidcolourError(
+        raise UsageError(
             f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
         )
     if codec not in CONTAINER_CODECS[ext]:
         fits = ", ".join(e for e, codecs in CONTAINER_CODECS.items() if codec in codecs)
-        raise VidcolourError(f"{codec} cannot go into {ext} (use {fits})")
+        raise UsageError(f"{codec} cannot go into {ext} (use {fits})")
     return CONTAINERS[ext]
 
 
@@ -190,8 +225,10 @@ class Sink:
         tune: str | None,
         tag: str,
         notify: Callable[[str], None],
+        compare: bool = False,
     ) -> None:
         self.plan = plan
+        self.compare = compare  # the input (grey) left of the colour, for review
         options = {"movflags": "+use_metadata_tags"} if container_format in _MP4_LIKE else {}
         self.container = av.open(str(path), "w", format=container_format, options=options)
         try:
@@ -202,7 +239,8 @@ class Sink:
             self.carried = self._add_carried(source, notify)
             tags = _content_tags(source.container.metadata)
             self.container.metadata.update(with_provenance(tags, container_format, tag))
-            chapters = source.container.chapters()
+            # a stretch's chapters would point at the wrong times: it is a preview, without them
+            chapters = source.container.chapters() if source.stretch is None else []
             if chapters:
                 if container_format == "avi":
                     notify(
@@ -245,6 +283,8 @@ class Sink:
             self.container.add_stream(codec.encoder, rate=rate, options=options),
         )
         stream.width, stream.height = self.plan.target.width, self.plan.target.height
+        if self.compare:
+            stream.width *= 2
         stream.pix_fmt = self.plan.target.pix_fmt
         if self.slots is not None:
             stream.time_base = 1 / self.slots.rate
@@ -312,6 +352,12 @@ class Sink:
         """Encode ``frame`` with new chroma. luma: its (H, W) Y' codes; cb, cr: (h, w) codes."""
         plan = self.plan
         target = plan.target
+        if self.compare:
+            out = side_by_side(frame, luma, cb, cr, plan)
+            if self.slots is not None:
+                out.pts, out.time_base = self.slots.place(frame), 1 / self.slots.rate
+            self._mux(self.video.encode(out))
+            return
         if plan.same_format:
             frame.make_writable()  # the decoder may still reference its buffers
             out = frame
@@ -361,6 +407,30 @@ class Sink:
     def abort(self) -> None:
         with contextlib.suppress(av.FFmpegError, OSError):
             self.container.close()
+
+
+def side_by_side(
+    frame: av.VideoFrame, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, plan: Plan
+) -> av.VideoFrame:
+    """A frame twice as wide: ``frame`` as it came in (its luma, neutral chroma) on the left,
+    with the new chroma on the right; same times. luma: (H, W) Y' codes of the input's depth;
+    cb, cr: (h, w) codes at the output's. With an odd width and subsampled chroma the right
+    half's chroma sits half a sample off its luma: this is a copy to look at, not a master."""
+    target = plan.target
+    out = av.VideoFrame(2 * target.width, target.height, target.pix_fmt)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    y = luma.astype(target.dtype) << (target.bits - plan.source.bits)
+    plane_array(out.planes[0], target.height, 2 * target.width, target.dtype)[:] = np.hstack([y, y])
+    h, w = target.chroma_size
+    both = out.planes[1].width  # chroma samples across both halves
+    neutral = 2 ** (target.bits - 1)
+    for i, chroma in ((1, cb), (2, cr)):
+        plane = plane_array(out.planes[i], h, both, target.dtype)
+        plane[:] = neutral
+        plane[:, both - w :] = chroma
+    out.color_range = RANGE_JPEG if plan.target_coding.full_range else RANGE_MPEG
+    out.colorspace = plan.colorspace
+    return out
 
 
 @dataclass

@@ -8,6 +8,7 @@ has exactly the frames and times a player of the input would show.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -40,11 +41,28 @@ class DecodeStats:
     corrupt_frames: int = 0  # decoded, but flagged as damaged by the decoder
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """A part of a film, in seconds from its start: what ``--start`` and ``--duration`` ask for.
+
+    Its frames and other streams' packets are delivered alone, every timestamp moved ``start``
+    earlier, so that the output is a clip of its own that begins at (about) 0 with picture and
+    sound still together. Sound and subtitles are cut at packet boundaries."""
+
+    start: float = 0.0
+    duration: float | None = None  # None: to the end
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration if self.duration is not None else float("inf")
+
+
 class Source:
     """An opened input video. Close it (or use it as a context manager) when done."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stretch: Stretch | None = None) -> None:
         self.path = path
+        self.stretch = stretch
         if not path.exists():
             raise VidcolourError(f"{path}: no such file")
         if path.is_dir():
@@ -57,6 +75,15 @@ class Source:
             raise VidcolourError(f"{path}: permission denied") from None
         except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise VidcolourError(f"{path} is not a video PyAV can read ({_reason(exc)})") from None
+        if self.container.format.name.endswith("_pipe"):  # FFmpeg's single-image demuxers
+            # A still under a video's name (a JPEG named .mp4) would become a one-frame video;
+            # as a still it keeps its size, precision and metadata.
+            kind = self.container.format.name.removesuffix("_pipe").upper()
+            self.container.close()
+            raise VidcolourError(
+                f"{path} is a still image ({kind}), not a video: give it an image extension "
+                "(.jpg, .png, .tif, ...) to colourise it as a still"
+            )
         if not self.container.streams.video:
             self.container.close()
             raise VidcolourError(f"{path} has no video stream")
@@ -64,11 +91,31 @@ class Source:
         self.stream.thread_type = "AUTO"
         self.stats = DecodeStats()
         self.read_error: str | None = None  # why demuxing stopped early, if it did
+        self._origin = (self.container.start_time or 0) / av.time_base  # seconds
+        length = (self.container.duration or 0) / av.time_base
+        if stretch is not None and length and stretch.start >= length:
+            self.container.close()
+            raise VidcolourError(
+                f"{path}: --start {stretch.start:g} s is past its end ({length:.1f} s)"
+            )
 
     # ----------------------------------------------------------------------------- description
     @property
     def expected_frames(self) -> int | None:
-        """The container's frame count, or one estimated from its duration; None if unknown."""
+        """The container's frame count, or one estimated from its duration (of the stretch,
+        when there is one); None if unknown."""
+        whole = self._whole_frames()
+        if self.stretch is None:
+            return whole
+        rate = self.rate
+        if rate is None:
+            return None
+        left = whole - round(self.stretch.start * rate) if whole is not None else None
+        asked = round(self.stretch.duration * rate) if self.stretch.duration else None
+        counts = [n for n in (left, asked) if n is not None]
+        return max(1, min(counts)) if counts else None
+
+    def _whole_frames(self) -> int | None:
         if self.stream.frames:
             return int(self.stream.frames)
         rate = self.stream.average_rate or self.stream.guessed_rate
@@ -92,7 +139,40 @@ class Source:
 
     # ---------------------------------------------------------------------------------- frames
     def frames(self) -> Iterator[av.VideoFrame | av.Packet]:
-        """Decoded video frames (planar Y'CbCr) and other streams' packets, in file order."""
+        """Decoded video frames (planar Y'CbCr) and other streams' packets, in file order
+        (of the stretch alone, when there is one)."""
+        if self.stretch is None:
+            yield from self._all_frames()
+        else:
+            yield from self._stretch_frames(self.stretch)
+
+    def _stretch_frames(self, stretch: Stretch) -> Iterator[av.VideoFrame | av.Packet]:
+        start, end = self._origin + stretch.start, self._origin + stretch.end
+        if stretch.start > 0:
+            with contextlib.suppress(av.FFmpegError):  # not seekable: decode up to the start
+                self.container.seek(round(start * av.time_base), backward=True)
+        waiting = {s.index for s in self.other_streams()}  # streams not yet past the end
+        video_done = False
+        for item in self._all_frames():
+            time = _seconds(item)
+            if isinstance(item, av.VideoFrame):
+                if video_done or (time is not None and time < start):
+                    continue
+                if time is not None and time >= end:
+                    video_done = True
+                    if not waiting:
+                        return
+                    continue
+            elif time is None or time < start:
+                continue
+            elif time >= end:
+                waiting.discard(item.stream.index)
+                if video_done and not waiting:
+                    return
+                continue
+            yield _moved(item, stretch.start)
+
+    def _all_frames(self) -> Iterator[av.VideoFrame | av.Packet]:
         carried = {s.index for s in self.other_streams()}
         wanted = [self.stream, *(s for s in self.container.streams if s.index in carried)]
         try:
@@ -163,6 +243,23 @@ def _chunk(frames: list[av.VideoFrame], layout: Layout | None, packets: list[av.
     if not frames or layout is None:
         return Chunk([], np.zeros((0, 0, 0), np.uint8), packets)
     return Chunk(frames, np.stack([luma_view(f, layout) for f in frames]), packets)  # a copy
+
+
+def _seconds(item: av.VideoFrame | av.Packet) -> float | None:
+    if item.pts is None or item.time_base is None:
+        return None
+    return float(item.pts * item.time_base)
+
+
+def _moved(item: av.VideoFrame | av.Packet, seconds: float) -> av.VideoFrame | av.Packet:
+    """``item`` with its timestamps ``seconds`` earlier."""
+    if seconds and item.time_base is not None:
+        shift = round(seconds / item.time_base)
+        if item.pts is not None:
+            item.pts -= shift
+        if isinstance(item, av.Packet) and item.dts is not None:
+            item.dts -= shift
+    return item
 
 
 def _describe(layout: Layout) -> str:
