@@ -1,7 +1,6 @@
 """vidcolour: colourise black-and-white film and video with a conditional GAN."""
 
-__version__ = "0.1.0"
-
+from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 
 __all__ = ["Colouriser", "__version__"]

@@ -21,10 +21,11 @@ from typing import Any
 import av
 import torch
 
-from vidcolour import __version__
+from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.video.colourise import ColourStage
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
 from vidcolour.video.source import Source
@@ -144,18 +145,13 @@ def _bench(
     log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame)")
 
     codes = []
+    stage = ColourStage(
+        colouriser, plan.source_coding, plan.target_coding, plan.target.chroma_size, plan.fields
+    )
 
     def colour() -> int:
         for chunk in chunks:
-            codes.append(
-                colouriser.video_chroma(
-                    chunk.luma,
-                    plan.source_coding,
-                    plan.target_coding,
-                    plan.target.chroma_size,
-                    plan.fields,
-                )
-            )
+            codes.append(stage(chunk.luma))
         return frames
 
     colour_fps = _timed(colour)

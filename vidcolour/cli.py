@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from vidcolour import __version__
+from vidcolour._version import __version__
 from vidcolour.config import Config, Resize, load_config, to_yaml
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
@@ -250,7 +250,7 @@ def export_command(checkpoint: Path, output: Path, half: bool) -> None:
     Example:
       vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
     """
-    from vidcolour.train import export_generator
+    from vidcolour.model_files import export_generator
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.stills import read_still, write_still
-from vidcolour.video.pipeline import check_destination, write_error
 from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for, default_codec
 
 IMAGE_FORMATS = {

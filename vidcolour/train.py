@@ -32,10 +32,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidcolour import __version__
-from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_checkpoint
+from vidcolour._version import __version__
+from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
 from vidcolour.colour import rgb_to_model
-from vidcolour.colouriser import working_predict
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
 from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
@@ -46,7 +45,7 @@ from vidcolour.losses import d_loss, g_adv_loss
 from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
-from vidcolour.weights import save_generator
+from vidcolour.predict import working_predict
 
 # --------------------------------------------------------------------------- runtime
 
@@ -685,20 +684,3 @@ def _train(
             + (f", {len(skipped_files)} files skipped" if skipped_files else "")
         )
     return last
-
-
-# --------------------------------------------------------------------------- export
-
-
-def export_generator(checkpoint: Path, out: Path, half: bool = False) -> dict[str, Any]:
-    """The generator of a training checkpoint, SN and BN folded, as a weights file."""
-    generator, config, step = checkpoint_generator(checkpoint)
-    name = f"{config.name}-step{step}"
-    save_generator(
-        out,
-        generator,
-        name=name,
-        half=half,
-        metadata={"train_config": json.dumps(to_dict(config)), "step": str(step)},
-    )
-    return {"name": name, "step": step}

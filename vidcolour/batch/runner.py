@@ -27,8 +27,9 @@ from PIL import Image
 
 from vidcolour.batch.ledger import Ledger, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
-from vidcolour.colouriser import Colouriser, file_sha256
+from vidcolour.colouriser import Colouriser
 from vidcolour.errors import DiskFullError, VidcolourError
+from vidcolour.fsutil import file_sha256
 from vidcolour.metrics import colourfulness
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks

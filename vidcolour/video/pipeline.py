@@ -5,11 +5,12 @@ a decode thread (PyAV releases the GIL while decoding), a model thread (torch re
 during its kernels) and the encoder on the calling thread, which also owns the output file and
 so is the one place that handles interruption and cleanup.
 
-    Source.chunks -> shots.mark_cuts --q--> Colouriser.video_chroma + Stabiliser --q--> Sink.write
+    Source.chunks -> shots.mark_cuts --q--> ColourStage.predict -> StabiliseStage
+                                            -> ColourStage.chroma --q--> Sink.write
 
-The model sees every picture as it is displayed (upright, for a phone's rotated video) and
-the stabiliser steadies it there; the chroma planes go back on the coded grid
-(vidcolour/video/orientation.py).
+The colour comes from any ``ColourSource`` (``Colouriser`` is one). The model sees every
+picture as it is displayed (upright, for a phone's rotated video) and the stabiliser steadies
+it there; the chroma planes go back on the coded grid (vidcolour/video/orientation.py).
 
 With stabilisation (the default) the decode thread also finds the cuts, holding chunks back
 for a look-ahead of three frames, and the model thread steadies each batch's predicted colour
@@ -18,37 +19,41 @@ along the motion before it becomes chroma (docs/VIDEO.md).
 
 from __future__ import annotations
 
-import errno
 import itertools
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import av
-import torch
 
-from vidcolour.errors import DiskFullError, VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.colourise import AbPredictor, ColourStage
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import CODECS, Plan, Sink, container_for, default_codec, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
-from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
-
-if TYPE_CHECKING:
-    from vidcolour.colouriser import Colouriser, Smoother
+from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
 _END = object()
 _POLL_S = 0.1
+
+
+class ColourSource(AbPredictor, Protocol):
+    """What colours a video: a predictor of ab that can say what it is."""
+
+    @property
+    def tag(self) -> str:
+        """What the output's metadata says made it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -99,23 +104,8 @@ class VideoReport:
 Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
 
 
-def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse outputs that would destroy the input, clobber a file or cannot be written."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise VidcolourError(f"output {dst} is the input; choose another name")
-    if dst.is_dir():
-        raise VidcolourError(f"output {dst} is a directory")
-    if dst.exists() and not overwrite:
-        raise VidcolourError(f"{dst} exists (use --overwrite to replace it)")
-    parent = dst.parent
-    if not parent.is_dir():
-        raise VidcolourError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise VidcolourError(f"output directory {parent} is not writable")
-
-
 def colourise_video(
-    colouriser: Colouriser,
+    colouriser: ColourSource,
     src: Path,
     dst: Path,
     options: VideoOptions,
@@ -229,7 +219,7 @@ def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
 
 
 def _run_stages(
-    colouriser: Colouriser,
+    colouriser: ColourSource,
     plan: Plan,
     first_chunk: Chunk,
     chunks: Iterator[Chunk],
@@ -242,10 +232,18 @@ def _run_stages(
 ) -> None:
     stop = threading.Event()
     stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
-    stabilisers: list[Stabiliser] = []
+    colour = ColourStage(
+        colouriser,
+        plan.source_coding,
+        plan.target_coding,
+        plan.target.chroma_size,
+        plan.fields,
+        orientation,
+    )
+    stabilise = None
     if options.stabilise:
         stream = mark_cuts(stream, plan.source.bits)
-        stabilisers = [Stabiliser(options.strength) for _ in range(2 if plan.fields else 1)]
+        stabilise = StabiliseStage(2 if plan.fields else 1, options.strength)
         report.cuts = []
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
@@ -290,15 +288,10 @@ def _run_stages(
                     return
                 codes = None
                 if chunk.frames:
-                    codes = colouriser.video_chroma(
-                        chunk.luma,
-                        plan.source_coding,
-                        plan.target_coding,
-                        plan.target.chroma_size,
-                        plan.fields,
-                        _smoother(stabilisers, chunk.cuts) if stabilisers else None,
-                        orientation,
-                    )
+                    work = colour.predict(chunk.luma)
+                    if stabilise is not None:
+                        work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
+                    codes = colour.chroma(work)
                 if not put(coloured, (chunk, codes)):
                     return
         except BaseException as exc:
@@ -334,25 +327,3 @@ def _run_stages(
         stop.set()
         for worker in workers:
             worker.join()
-
-
-def _smoother(stabilisers: list[Stabiliser], cuts: list[bool]) -> Smoother:
-    """Stabilisation of one chunk's ab: one stabiliser per stream of pictures (two for
-    interlaced video, whose batches hold all top fields, then all bottom ones)."""
-
-    def smooth(ab: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        parts = zip(stabilisers, ab.chunk(len(stabilisers)), y.chunk(len(stabilisers)), strict=True)
-        return torch.cat([stabiliser.run(a, luma, cuts) for stabiliser, a, luma in parts])
-
-    return smooth
-
-
-def write_error(dst: Path, exc: BaseException) -> VidcolourError:
-    """The user-facing error for an output that could not be written."""
-    code = getattr(exc, "errno", None)
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"cannot write {dst}: the disk is full")
-    if code == errno.EFBIG:
-        reason = "file size limit reached"
-    return VidcolourError(f"cannot write {dst}: {reason}")
