@@ -455,16 +455,6 @@ def _train(
 ) -> dict[str, Any]:
     tc = config.train
     say = console.print if rt.is_main else (lambda *a, **k: None)
-    if not 0 <= config.loss.gan_from_epoch < tc.epochs:
-        raise VidcolourError(
-            f"loss.gan_from_epoch must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
-            f"not {config.loss.gan_from_epoch}"
-        )
-    if not 0 <= config.optim.freeze_encoder_epochs < tc.epochs:
-        raise VidcolourError(
-            f"optim.freeze_encoder_epochs must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
-            f"not {config.optim.freeze_encoder_epochs}"
-        )
     if rt.autocast_dtype == torch.bfloat16 and not bf16_is_fast(rt.device):
         say(
             "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
@@ -534,7 +524,8 @@ def _train(
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     if rt.is_main:
-        (args.out / "config.yaml").write_text(to_yaml(config))
+        with atomic_path(args.out / "config.yaml") as tmp:
+            tmp.write_text(to_yaml(config))
     peak = matmul_flops_per_s(rt.device, rt.autocast_dtype or torch.float32)
     if rt.is_main:
         run_info = {
