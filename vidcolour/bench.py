@@ -158,7 +158,7 @@ def _bench(
     log(f"colour stage: {colour_fps:.1f} fps")
 
     # Encode: what the encoder does (new chroma planes in, packets muxed to a file).
-    out = work / f"encode{_extension(codec_name)}"
+    out = work / f"encode{CODECS[codec_name].extension}"
 
     def encode() -> int:
         with Source(input_path) as source:
@@ -192,7 +192,9 @@ def _bench(
         e2e_input = work / f"head{input_path.suffix}"
         _copy_head(input_path, e2e_input, max_frames)
     options = VideoOptions(codec=codec_name, batch_size=batch_size, overwrite=True)
-    report = colourise_video(colouriser, e2e_input, work / f"e2e{_extension(codec_name)}", options)
+    report = colourise_video(
+        colouriser, e2e_input, work / f"e2e{CODECS[codec_name].extension}", options
+    )
     e2e_fps = report.fps
     log(f"end to end: {e2e_fps:.1f} fps")
 
@@ -224,10 +226,6 @@ def _bench(
         pipeline_efficiency=e2e_fps / stages[slowest],
         slowest_stage=slowest,
     )
-
-
-def _extension(codec: str) -> str:
-    return {"ffv1": ".mkv", "prores": ".mov", "mpeg4": ".avi"}.get(codec, ".mp4")
 
 
 def _copy_head(src: Path, dst: Path, frames: int) -> None:

@@ -38,6 +38,7 @@ from vidcolour.fsutil import atomic_path
 from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
 from vidcolour.perf import keep_freed_memory
 from vidcolour.resources import config_names, configs_dir, resolve_config
+from vidcolour.video.codecs import CODECS
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 if TYPE_CHECKING:
@@ -476,7 +477,7 @@ def _print_eval_table(result: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------- run
 CODEC_OPTION = click.option(
     "--codec",
-    type=click.Choice(["h264", "h265", "ffv1", "prores", "mpeg4"]),
+    type=click.Choice(list(CODECS)),
     help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters; "
     "mpeg4 (MPEG-4 Part 2) for .avi [default: h264; mpeg4 for .avi].",
 )

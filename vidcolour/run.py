@@ -10,7 +10,13 @@ from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.stills import read_still, write_still
-from vidcolour.video.sink import CONTAINER_CODECS, CONTAINERS, container_for, default_codec
+from vidcolour.video.codecs import (
+    CODECS,
+    CONTAINER_CODECS,
+    CONTAINERS,
+    container_for,
+    default_codec,
+)
 
 IMAGE_FORMATS = {
     ".jpg": "JPEG",
@@ -20,13 +26,6 @@ IMAGE_FORMATS = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
-}
-DEFAULT_CONTAINER = {
-    "h264": ".mp4",
-    "h265": ".mp4",
-    "ffv1": ".mkv",
-    "prores": ".mov",
-    "mpeg4": ".avi",
 }
 
 
@@ -72,7 +71,7 @@ def output_name(src: Path, codec: str | None) -> str:
         if codec is None:
             ext = ext if ext in CONTAINERS else ".mp4"
         elif codec not in CONTAINER_CODECS.get(ext, set()):
-            ext = DEFAULT_CONTAINER[codec]
+            ext = CODECS[codec].extension
     return src.stem + ext
 
 

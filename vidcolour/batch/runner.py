@@ -33,6 +33,7 @@ from vidcolour.fsutil import file_sha256
 from vidcolour.metrics import colourfulness
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.codecs import CODECS
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
@@ -63,8 +64,15 @@ class Settings:
     stabilise: bool = True
     strength: float = DEFAULT_STRENGTH
 
+    def resolved(self) -> Settings:
+        """The same settings with the codec's defaults filled in (``Codec.resolve``)."""
+        crf, preset, tune = CODECS[self.codec].resolve(self.crf, self.preset, self.tune)
+        return replace(self, crf=crf, preset=preset, tune=tune)
+
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """What the ledger records: the resolved settings, so that a changed default redoes
+        the files it would change."""
+        return json.dumps(asdict(self.resolved()), sort_keys=True)
 
 
 class Events(Protocol):
