@@ -1,6 +1,6 @@
-"""The package's structure: no import cycles.
+"""The package's structure: no import cycles, no overlong functions without a reason.
 
-The check reads the source with ``ast`` (nothing is imported), so every import counts: at
+Both checks read the source with ``ast`` (nothing is imported), so every import counts: at
 module level, inside functions and under ``if TYPE_CHECKING:``.
 """
 
@@ -10,6 +10,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vidcolour"
+MAX_LINES = 80  # a longer function needs a comment saying why it must be one piece
+ONE_PIECE = "one piece:"  # how that comment starts, within the function's first lines
 
 
 def _module_name(path: Path) -> str:
@@ -89,3 +91,20 @@ def test_the_graph_sees_every_kind_of_import() -> None:
 def test_no_import_cycle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+def long_functions() -> list[str]:
+    """Functions over MAX_LINES lines whose first lines do not say why they are one piece."""
+    found = []
+    for name, path in _sources().items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            head = "\n".join(lines[node.lineno - 1 : node.lineno + 15]).lower()
+            if length > MAX_LINES and ONE_PIECE not in head:
+                found.append(f"{name}.{node.name} ({length} lines, line {node.lineno})")
+    return found
+
+
+def test_no_long_function_without_a_reason() -> None:
+    assert long_functions() == []

@@ -96,6 +96,8 @@ def _bench(
     max_frames: int | None,
     log: Callable[[str], None],
 ) -> BenchResult:
+    # One piece: the stages are measured in turn on the same decoded chunks (the encode stage
+    # on the colour stage's output), and every figure goes into the one result at the end.
     # Decode: what the decode thread does (frames, luma planes, batching).
     chunks = []
 

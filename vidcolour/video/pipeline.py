@@ -33,11 +33,12 @@ import av
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.codecs import CODECS, Codec, container_for, default_codec
 from vidcolour.video.colourise import AbPredictor, ColourStage
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread
 from vidcolour.video.shots import mark_cuts
-from vidcolour.video.sink import CODECS, Plan, Sink, container_for, default_codec, plan_output
+from vidcolour.video.sink import Plan, Sink, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source
 from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage
 
@@ -118,15 +119,7 @@ def colourise_video(
     ``progress`` is called after every batch written (an exception it raises cancels the job
     cleanly); ``checks``, when given, sees every output frame.
     """
-    name = options.codec or default_codec(dst)
-    if name not in CODECS:
-        raise VidcolourError(f"unknown codec '{name}' (choose from {', '.join(CODECS)})")
-    codec = CODECS[name]
-    if not 0.0 <= options.strength < 1.0:
-        raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
-    if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
-        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {name}")
-    container_format = container_for(dst, name)
+    codec, container_format = _check_options(options, dst)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
 
@@ -187,6 +180,19 @@ def colourise_video(
     return report
 
 
+def _check_options(options: VideoOptions, dst: Path) -> tuple[Codec, str]:
+    """The codec and the container format of the output ``dst``, or an error saying why not."""
+    name = options.codec or default_codec(dst)
+    if name not in CODECS:
+        raise VidcolourError(f"unknown codec '{name}' (choose from {', '.join(CODECS)})")
+    codec = CODECS[name]
+    if not 0.0 <= options.strength < 1.0:
+        raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
+    if codec.crf is None and (options.crf, options.preset, options.tune) != (None, None, None):
+        raise VidcolourError(f"--crf, --preset and --tune apply to h264 and h265, not {name}")
+    return codec, container_for(dst, name)
+
+
 def _orientation(
     first: av.VideoFrame, src: Path, container_format: str, tell: Callable[[str], None]
 ) -> Orientation:
@@ -230,6 +236,8 @@ def _run_stages(
     progress: Progress | None,
     checks: TemporalChecks | None,
 ) -> None:
+    # One piece: the decode and model threads and the encoding loop share the stop event, the
+    # failure list and the two queues through put/get; apart, each would take all of them.
     stop = threading.Event()
     stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
     colour = ColourStage(
