@@ -91,6 +91,8 @@ def test_the_graph_sees_every_kind_of_import() -> None:
 def test_no_import_cycle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
 def long_functions() -> list[str]:
     """Functions over MAX_LINES lines whose first lines do not say why they are one piece."""
     found = []
