@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from tests.helpers import ALL_CONFIGS, OWN_RECIPES, PAPER_CONFIGS, TABLE_I
 from vidcolour.config import Config, ConfigError, from_dict, load_config, to_dict, to_yaml
@@ -133,3 +134,19 @@ def test_values_out_of_range_are_config_errors(override: str, message: str) -> N
 def test_every_shipped_config_is_in_range() -> None:
     for name in config_names():
         load_config(resolve_config(name))
+
+
+def test_every_shipped_config_writes_every_key() -> None:
+    """A shipped config is the whole recipe: no value left to the dataclasses' defaults."""
+
+    def keys(data: dict, prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            found |= keys(value, f"{path}.") if isinstance(value, dict) else {path}
+        return found
+
+    want = keys(to_dict(Config()))
+    for name in config_names():
+        written = keys(yaml.safe_load(resolve_config(name).read_text()))
+        assert want - written == set(), name
