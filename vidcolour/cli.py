@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 from rich import box
 from rich.console import Console
 from rich.progress import (
@@ -32,10 +31,10 @@ from rich.progress import (
 from rich.table import Table
 
 from vidcolour._version import __version__
-from vidcolour.config import Config, Resize, load_config, to_yaml
+from vidcolour.config import Resize, load_config, to_yaml
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
+from vidcolour.nets import model_costs
 from vidcolour.resources import config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
@@ -81,27 +80,6 @@ def main() -> None:
     """
 
 
-def _model_costs(config: Config, size: int) -> dict[str, float]:
-    """Parameter counts and FLOPs per size x size frame, measured on the meta device.
-
-    Spectral norm is left out: it adds no parameters, is folded away for inference, and its
-    power iterations are slow to trace on the meta device.
-    """
-    g_config = dataclasses.replace(config.model.generator, spectral_norm=False)
-    d_config = dataclasses.replace(config.model.discriminator, spectral_norm=False)
-    with torch.device("meta"):
-        gen = build_generator(g_config)
-        disc = build_discriminator(d_config)
-        l = torch.empty(1, 1, size, size)
-        ab = torch.empty(1, 2, size, size)
-        return {
-            "g_params": count_params(gen),
-            "g_flops": count_flops(gen, l),
-            "d_params": count_params(disc),
-            "d_flops": count_flops(disc, l, ab),
-        }
-
-
 @main.command()
 @click.option(
     "--size",
@@ -133,7 +111,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     for name in config_names():
         config = load_config(resolve_config(name), overrides)
         g, d = config.model.generator, config.model.discriminator
-        costs = _model_costs(config, size)
+        costs = model_costs(config.model, size)
         table.add_row(
             name,
             g.arch,
