@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma, site_lightness
-from vidcolour.colouriser import Colouriser, _resize
+from vidcolour.colouriser import Colouriser
 from vidcolour.perf import keep_freed_memory
+from vidcolour.predict import resize as _resize
 from vidcolour.video.stabilise import Stabiliser
 
 

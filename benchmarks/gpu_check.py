@@ -39,6 +39,7 @@ FULL = {
     "jobs_clips": ((576, 720), 250, 4),  # size, frames, files
     "jobs": (1, 2, 4),
     "train_seconds": 60,
+    "train_steps": 1000000,  # stopped by the clock
     "train": {"batch": 16, "size": 256, "log_every": 10},
     "limits_s": {"tests": 90, "bench": 90, "batch": 80, "train": 90},
 }
@@ -47,9 +48,10 @@ DRY = {
     "bench": {"1080p": ((72, 128), 16), "576p": ((64, 80), 16)},
     "jobs_clips": ((64, 80), 8, 2),
     "jobs": (1, 2),
-    "train_seconds": 12,
+    "train_seconds": 120,  # a bound only: the dry run stops after train_steps
+    "train_steps": 6,
     "train": {"batch": 2, "size": 128, "log_every": 2},  # 128: the generators' smallest input
-    "limits_s": {"tests": 120, "bench": 60, "batch": 60, "train": 60},
+    "limits_s": {"tests": 120, "bench": 60, "batch": 60, "train": 150},
 }
 
 
@@ -143,7 +145,7 @@ def step_train(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         run = out / f"train_{config}"
         cmd = [sys.executable, "-m", "vidcolour", "train", "--config", config,
                "--data", str(photos), "--out", str(run), "--device", cfg["device"],
-               "--max-steps", "1000000",
+               "--max-steps", str(cfg["train_steps"]),
                "--set", f"train.batch_size={cfg['train']['batch']}",
                "--set", f"train.image_size={cfg['train']['size']}",
                "--set", f"train.log_every={cfg['train']['log_every']}",

@@ -26,6 +26,7 @@ from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import DiskFullError
 from vidcolour.nets import build_generator
+from vidcolour.video import codecs
 from vidcolour.video.pipeline import VideoOptions
 from vidcolour.video.synth import write_clip
 from vidcolour.weights import save_generator
@@ -472,3 +473,16 @@ def test_needs_a_look_flags() -> None:
     assert why["damaged.mp4"] == "damaged input: 5.0% of frames"
     assert why["grey.mp4"] == "nearly grey output (colourfulness 1.0)"
     assert why["flicker.mp4"] == "flicker: CDC 0.0500, batch median 0.0100"
+
+
+def test_the_settings_key_is_of_the_resolved_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger keys on what the encoder gets: the codec's defaults filled in, so that a
+    changed default redoes the files it changes, and naming the default changes nothing."""
+    implicit = Settings("h264", None, None, None, 64, "auto")
+    explicit = Settings("h264", 18, "veryfast", "grain", 64, "auto")
+    assert implicit.key() == explicit.key()
+    assert Settings("ffv1", None, None, None, 64, "auto").resolved().crf is None
+    assert Settings("h264", None, None, "none", 64, "auto").key() != implicit.key()
+    before = implicit.key()
+    monkeypatch.setitem(codecs.CODECS, "h264", replace(codecs.CODECS["h264"], crf=20))
+    assert implicit.key() != before

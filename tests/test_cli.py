@@ -17,7 +17,7 @@ def test_models_lists_every_config_with_computed_costs() -> None:
     assert result.exit_code == 0, result.output
     for name in ALL_CONFIGS:
         assert f" {name} " in result.output
-    # The paper-size generator: 41.8 M parameters, 11.9 GFLOP per 256x256 frame (REFERENCE.md §4).
+    # The paper-size generator: 41.8 M parameters, 11.9 GFLOP per 256x256 frame.
     assert "41.83M" in result.output and "11.91" in result.output
 
 

@@ -1,8 +1,9 @@
 import pytest
+import yaml
 
 from tests.helpers import ALL_CONFIGS, OWN_RECIPES, PAPER_CONFIGS, TABLE_I
 from vidcolour.config import Config, ConfigError, from_dict, load_config, to_dict, to_yaml
-from vidcolour.resources import resolve_config
+from vidcolour.resources import config_names, resolve_config
 
 # Table I rows: (G/D norm, spectral norm, discriminator scales)
 LAYOUT = {
@@ -108,3 +109,44 @@ def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
     path.write_text(to_yaml(config))
     assert load_config(path) == config
     assert from_dict(Config, to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=0", r"train\.epochs must be at least 1"),
+        ("train.batch_size=0", r"train\.batch_size must be at least 1"),
+        ("train.ema=1", r"train\.ema must be in \[0, 1\)"),
+        ("optim.beta1=1.5", r"optim\.beta1 must be in \[0, 1\)"),
+        ("optim.lr_g=-1", r"optim\.lr_g must be at least 0"),
+        ("model.generator.dropout=1", r"model\.generator\.dropout must be in \[0, 1\)"),
+        ("model.discriminator.scales=0", r"model\.discriminator\.scales must be at least 1"),
+        ("data.workers=-1", r"data\.workers must be at least 0"),
+        ("loss.gan_from_epoch=200", r"loss\.gan_from_epoch must be from 0 to train\.epochs - 1"),
+        ("optim.freeze_encoder_epochs=-1", r"optim\.freeze_encoder_epochs must be at least 0"),
+    ],
+)
+def test_values_out_of_range_are_config_errors(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(resolve_config("bn"), [override])
+
+
+def test_every_shipped_config_is_in_range() -> None:
+    for name in config_names():
+        load_config(resolve_config(name))
+
+
+def test_every_shipped_config_writes_every_key() -> None:
+    """A shipped config is the whole recipe: no value left to the dataclasses' defaults."""
+
+    def keys(data: dict, prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            found |= keys(value, f"{path}.") if isinstance(value, dict) else {path}
+        return found
+
+    want = keys(to_dict(Config()))
+    for name in config_names():
+        written = keys(yaml.safe_load(resolve_config(name).read_text()))
+        assert want - written == set(), name

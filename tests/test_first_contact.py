@@ -213,7 +213,7 @@ def test_encoder_options_are_checked_before_any_work(clip: Path, tmp_path: Path)
 
 
 def test_every_listed_encoder_option_is_taken_by_the_encoder(tmp_path: Path) -> None:
-    from vidcolour.video.sink import PRESETS, TUNES
+    from vidcolour.video.codecs import PRESETS, TUNES
 
     for codec, encoder in (("h264", "libx264"), ("h265", "libx265")):
         for preset, tune in [*((p, None) for p in PRESETS), *(("fast", t) for t in TUNES[codec])]:

@@ -12,10 +12,11 @@ from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.colouriser import Colouriser
 from vidcolour.config import GeneratorConfig, load_config
 from vidcolour.errors import VidcolourError
+from vidcolour.model_files import export_generator
 from vidcolour.nets import GENERATORS, build_generator, fold_for_inference, init_pretrained
 from vidcolour.nets.efficientnet import VARIANTS, EfficientNetLite, imagenet_weights_path
 from vidcolour.resources import resolve_config
-from vidcolour.train import RunArgs, export_generator, train
+from vidcolour.train import RunArgs, train
 from vidcolour.weights import load_generator
 
 LITE = [name for name in GENERATORS if name != "unet"]

@@ -13,6 +13,7 @@ import torch
 from tests.video_helpers import frames, save_tiny_model
 from vidcolour import Colouriser
 from vidcolour.colour import YCbCrCoding
+from vidcolour.video.colourise import video_chroma
 from vidcolour.video.orientation import Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import Layout, luma_view, plane_array
 from vidcolour.video.synth import grey_picture
@@ -119,8 +120,12 @@ def test_rotated_clip_colourised_as_its_upright_twin(
 
     # The test can fail: the picture as coded, unturned, is colourised otherwise.
     coding = YCbCrCoding("bt601", False, 8)
-    sideways = colouriser.video_chroma(
-        np.stack([coded_for(ups[0], degrees, hflip)]), coding, coding, chroma(got[0]).shape[1:]
+    sideways = video_chroma(
+        colouriser,
+        np.stack([coded_for(ups[0], degrees, hflip)]),
+        coding,
+        coding,
+        chroma(got[0]).shape[1:],
     )
     as_coded = np.stack([shown(c[0], degrees, hflip) for c in sideways])
     assert np.abs(as_coded.astype(int) - want[0]).mean() > 1.0  # 4.9 to 6.2 measured
@@ -142,7 +147,7 @@ def test_fields_are_the_coded_rows_and_turned_apart(
     woven[:, 0::2], woven[:, 1::2] = 40, 200  # coded rows alternate: the two fields differ
     coding = YCbCrCoding("bt601", False, 8)
     turn = Orientation(transpose=True, flip_rows=True)  # 90 degrees counter-clockwise
-    cb, cr = colouriser.video_chroma(woven, coding, coding, (32, 48), True, None, turn)
+    cb, cr = video_chroma(colouriser, woven, coding, coding, (32, 48), True, turn)
     L = seen[0]
     assert L.shape == (2, 1, *colouriser.working_size(96, 64))  # both fields, upright
     assert float(L.amax() - L.amin()) > 10 and float((L - L[:, :, :1, :1]).abs().max()) < 1e-3

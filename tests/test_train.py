@@ -21,8 +21,9 @@ from vidcolour.config import Config, load_config
 from vidcolour.data import fit_to_size, imagenet_split, list_images
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
+from vidcolour.model_files import export_generator
 from vidcolour.resources import resolve_config
-from vidcolour.train import RunArgs, export_generator, lr_factor, train
+from vidcolour.train import RunArgs, lr_factor, train
 from vidcolour.weights import load_generator
 
 CPU = torch.device("cpu")

@@ -14,6 +14,7 @@ import torch
 from tests.video_helpers import frames, luma_psnr, packets, save_tiny_model, tags, times
 from vidcolour import Colouriser
 from vidcolour.colour import YCbCrCoding
+from vidcolour.video.colourise import video_chroma
 from vidcolour.video.synth import grey_copy, write_clip
 
 BIKES = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "bikes.mp4"
@@ -144,13 +145,13 @@ def test_fields_are_colourised_apart(
     woven = np.zeros((1, 64, 96), np.uint8)
     woven[:, 0::2], woven[:, 1::2] = 40, 200  # the two fields differ: a moving edge, say
     coding = YCbCrCoding("bt601", False, 8)
-    cb, cr = colouriser.video_chroma(woven, coding, coding, (32, 48), fields=True)
+    cb, cr = video_chroma(colouriser, woven, coding, coding, (32, 48), fields=True)
     L = seen[0]
     assert L.shape[0] == 2  # one picture per field
     assert float((L[:, :, 1:] - L[:, :, :-1]).abs().max()) < 1e-3  # each field is flat: no comb
     assert cb.shape == cr.shape == (1, 32, 48)
     seen.clear()
-    colouriser.video_chroma(woven, coding, coding, (32, 48), fields=False)
+    video_chroma(colouriser, woven, coding, coding, (32, 48), fields=False)
     assert float((seen[0][:, :, 1:] - seen[0][:, :, :-1]).abs().max()) > 10  # woven: combed
 
 

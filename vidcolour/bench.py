@@ -21,10 +21,11 @@ from typing import Any
 import av
 import torch
 
-from vidcolour import __version__
+from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.video.colourise import ColourStage
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
 from vidcolour.video.source import Source
@@ -95,6 +96,8 @@ def _bench(
     max_frames: int | None,
     log: Callable[[str], None],
 ) -> BenchResult:
+    # One piece: the stages are measured in turn on the same decoded chunks (the encode stage
+    # on the colour stage's output), and every figure goes into the one result at the end.
     # Decode: what the decode thread does (frames, luma planes, batching).
     chunks = []
 
@@ -144,25 +147,20 @@ def _bench(
     log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame)")
 
     codes = []
+    stage = ColourStage(
+        colouriser, plan.source_coding, plan.target_coding, plan.target.chroma_size, plan.fields
+    )
 
     def colour() -> int:
         for chunk in chunks:
-            codes.append(
-                colouriser.video_chroma(
-                    chunk.luma,
-                    plan.source_coding,
-                    plan.target_coding,
-                    plan.target.chroma_size,
-                    plan.fields,
-                )
-            )
+            codes.append(stage(chunk.luma))
         return frames
 
     colour_fps = _timed(colour)
     log(f"colour stage: {colour_fps:.1f} fps")
 
     # Encode: what the encoder does (new chroma planes in, packets muxed to a file).
-    out = work / f"encode{_extension(codec_name)}"
+    out = work / f"encode{CODECS[codec_name].extension}"
 
     def encode() -> int:
         with Source(input_path) as source:
@@ -196,7 +194,9 @@ def _bench(
         e2e_input = work / f"head{input_path.suffix}"
         _copy_head(input_path, e2e_input, max_frames)
     options = VideoOptions(codec=codec_name, batch_size=batch_size, overwrite=True)
-    report = colourise_video(colouriser, e2e_input, work / f"e2e{_extension(codec_name)}", options)
+    report = colourise_video(
+        colouriser, e2e_input, work / f"e2e{CODECS[codec_name].extension}", options
+    )
     e2e_fps = report.fps
     log(f"end to end: {e2e_fps:.1f} fps")
 
@@ -228,10 +228,6 @@ def _bench(
         pipeline_efficiency=e2e_fps / stages[slowest],
         slowest_stage=slowest,
     )
-
-
-def _extension(codec: str) -> str:
-    return {"ffv1": ".mkv", "prores": ".mov", "mpeg4": ".avi"}.get(codec, ".mp4")
 
 
 def _copy_head(src: Path, dst: Path, frames: int) -> None:

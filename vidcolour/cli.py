@@ -17,26 +17,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vidcolour import __version__
-from vidcolour.config import Config, Resize, load_config, to_yaml
-from vidcolour.entry import INTERRUPTED
-from vidcolour.errors import UsageError, VidcolourError
+from vidcolour._version import __version__
+from vidcolour.config import Resize, load_config, to_yaml
+from vidcolour.errors import INTERRUPTED, UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.nets import build_discriminator, build_generator, count_flops, count_params
-from vidcolour.perf import keep_freed_memory
+from vidcolour.nets import (
+    model_costs,
+)
 from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
+from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
 from vidcolour.video.keyframes import REACH
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 MAX_SATURATION = 4.0  # as vidcolour.colouriser.MAX_SATURATION, which imports torch's models
 
 if TYPE_CHECKING:
+    from vidcolour.batch.runner import Settings
     from vidcolour.colouriser import Colouriser
     from vidcolour.video.pipeline import VideoOptions
 
@@ -104,27 +105,6 @@ def main() -> None:
     """
 
 
-def _model_costs(config: Config, size: int) -> dict[str, float]:
-    """Parameter counts and FLOPs per size x size frame, measured on the meta device.
-
-    Spectral norm is left out: it adds no parameters, is folded away for inference, and its
-    power iterations are slow to trace on the meta device.
-    """
-    g_config = dataclasses.replace(config.model.generator, spectral_norm=False)
-    d_config = dataclasses.replace(config.model.discriminator, spectral_norm=False)
-    with torch.device("meta"):
-        gen = build_generator(g_config)
-        disc = build_discriminator(d_config)
-        l = torch.empty(1, 1, size, size)
-        ab = torch.empty(1, 2, size, size)
-        return {
-            "g_params": count_params(gen),
-            "g_flops": count_flops(gen, l),
-            "d_params": count_params(disc),
-            "d_flops": count_flops(disc, l, ab),
-        }
-
-
 @main.command()
 @click.option(
     "--size",
@@ -156,7 +136,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     for name in config_names():
         config = load_config(resolve_config(name), overrides)
         g, d = config.model.generator, config.model.discriminator
-        costs = _model_costs(config, size)
+        costs = model_costs(config.model, size)
         table.add_row(
             name,
             g.arch,
@@ -289,7 +269,7 @@ def export_command(checkpoint: Path, output: Path, half: bool) -> None:
       vidcolour export runs/a -o model.safetensors
     """
     from vidcolour.checkpoint import latest_checkpoint
-    from vidcolour.train import export_generator
+    from vidcolour.model_files import export_generator
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
@@ -518,7 +498,7 @@ def _print_eval_table(result: dict[str, Any], console: Console) -> None:
 # --------------------------------------------------------------------------------- run
 CODEC_OPTION = click.option(
     "--codec",
-    type=click.Choice(["h264", "h265", "ffv1", "prores", "mpeg4"]),
+    type=click.Choice(list(CODECS)),
     help="h264/h265 for viewing copies; ffv1 (lossless) or prores (10-bit) for masters; "
     "mpeg4 (MPEG-4 Part 2) for .avi [default: h264; mpeg4 for .avi].",
 )
@@ -621,16 +601,29 @@ class ColouriseArgs:
     def load(self) -> Colouriser:
         from vidcolour.colouriser import Colouriser
 
-        colouriser = Colouriser.load(
+        return Colouriser.load(
             self.model,
             self.device,
             precision=self.precision,
             resolution=self.resolution,
             saturation=self.saturation,
         )
-        if colouriser.device.type == "cpu":
-            keep_freed_memory()  # +3-15% on CPU: no page faults re-zeroing activations
-        return colouriser
+
+    def batch_settings(self) -> Settings:
+        """What the batch ledger records of these options (``codec`` resolved)."""
+        from vidcolour.batch.runner import Settings
+
+        return Settings(
+            self.codec or DEFAULT_CODEC,
+            self.crf,
+            self.preset,
+            self.tune,
+            self.resolution,
+            self.precision,
+            self.stabilise,
+            self.strength,
+            self.saturation,
+        )
 
     def video_options(self, overwrite: bool) -> VideoOptions:
         from vidcolour.video.pipeline import VideoOptions
@@ -969,8 +962,8 @@ def batch_command(
     from vidcolour.batch.ledger import LEDGER_NAME, open_existing
     from vidcolour.batch.plan import Shard, plan_batch
     from vidcolour.batch.progress import BatchProgress
-    from vidcolour.batch.runner import Batch, Outcome, Settings
-    from vidcolour.video.sink import DEFAULT_CODEC, check_encoder_options
+    from vidcolour.batch.runner import Batch, Outcome
+    from vidcolour.video.codecs import check_encoder_options
 
     # A batch's default stays h264 for every output (AVI inputs get .mp4 ones), so that the
     # settings recorded in the ledgers of earlier runs still match.
@@ -983,17 +976,7 @@ def batch_command(
         plan,
         c.load(),
         c.video_options(overwrite),
-        Settings(
-            codec,
-            c.crf,
-            c.preset,
-            c.tune,
-            c.resolution,
-            c.precision,
-            c.stabilise,
-            c.strength,
-            c.saturation,
-        ),
+        c.batch_settings(),
         shard=part,
         retry_failed=retry_failed,
         jobs=jobs,
@@ -1142,8 +1125,6 @@ def bench_command(
 
     _check_json_out(json_out)
     colouriser = Colouriser.load(model, device, precision=precision, resolution=resolution)
-    if colouriser.device.type == "cpu":
-        keep_freed_memory()  # as `run` does
     console = make_console()
     result = run_bench(
         colouriser,

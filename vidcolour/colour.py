@@ -6,7 +6,7 @@ module, so the conventions live in one place:
 - RGB is gamma-encoded sRGB, float in [0, 1], shape (B, 3, H, W).
 - Lab is CIE L*a*b* under D65: L in [0, 100], a and b roughly in [-110, 110].
 - The network sees ``l = L / 50 - 1`` in [-1, 1] and predicts ``ab / 110`` in [-1, 1]
-  (the official release's scaling, REFERENCE.md §2).
+  (the scaling of the paper's official Keras release).
 
 Colour maths always runs in float32, also inside a bf16 autocast region: the Lab transfer
 functions (cube roots, 2.4 powers) lose whole Lab units in bf16.

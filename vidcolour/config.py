@@ -33,6 +33,17 @@ class ConfigError(VidcolourError, ValueError):
     """A config file or override that cannot be used; the message is one line."""
 
 
+def _at_least(where: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise ConfigError(f"{where} must be at least {low}, not {value}")
+
+
+def _in_unit(where: str, value: float) -> None:
+    """value in [0, 1)."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"{where} must be in [0, 1), not {value}")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """The generator: ``unet``, the paper's U-Net (§IV-B), ``depth`` stride-2 encoder blocks and a
@@ -51,6 +62,11 @@ class GeneratorConfig:
     # path of an EfficientNet-Lite state dict. A weights file always carries every weight.
     encoder_weights: str = "imagenet"
 
+    def __post_init__(self) -> None:
+        _at_least("model.generator.ngf", self.ngf, 1)
+        _at_least("model.generator.depth", self.depth, 1)
+        _in_unit("model.generator.dropout", self.dropout)
+
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
@@ -60,6 +76,10 @@ class DiscriminatorConfig:
     norm: NormName = "bn"
     spectral_norm: bool = False
     scales: int = 1  # 1 = single PatchGAN; 3 = multi-scale (MD) at 1, 1/2, 1/4
+
+    def __post_init__(self) -> None:
+        _at_least("model.discriminator.ndf", self.ndf, 1)
+        _at_least("model.discriminator.scales", self.scales, 1)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,10 @@ class LossConfig:
     # A warm start: D first sees a generator that already has the gist (DeOldify's "NoGAN").
     gan_from_epoch: int = 0
 
+    def __post_init__(self) -> None:
+        _at_least("loss.l1_weight", self.l1_weight, 0)
+        _at_least("loss.gan_from_epoch", self.gan_from_epoch, 0)
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -90,6 +114,14 @@ class OptimConfig:
     # statistics) while the decoder learns, then trained with the rest, as DeOldify does.
     freeze_encoder_epochs: int = 0
 
+    def __post_init__(self) -> None:
+        _at_least("optim.lr_g", self.lr_g, 0)
+        _at_least("optim.lr_d", self.lr_d, 0)
+        _in_unit("optim.beta1", self.beta1)
+        _in_unit("optim.beta2", self.beta2)
+        _at_least("optim.decay_epochs", self.decay_epochs, 0)
+        _at_least("optim.freeze_encoder_epochs", self.freeze_encoder_epochs, 0)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -100,6 +132,10 @@ class DataConfig:
     hflip: bool = False  # random horizontal flips for training
     min_side: int = 32  # images with a shorter side are skipped
     workers: int = 2  # DataLoader worker processes per training process
+
+    def __post_init__(self) -> None:
+        _at_least("data.min_side", self.min_side, 1)
+        _at_least("data.workers", self.workers, 0)
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,17 @@ class TrainConfig:
     val_every: int = 0  # steps between validations; 0 = at each epoch end
     val_samples: int = 8  # images in the validation sample grid
 
+    def __post_init__(self) -> None:
+        _at_least("train.epochs", self.epochs, 1)
+        _at_least("train.batch_size", self.batch_size, 1)
+        _at_least("train.image_size", self.image_size, 1)
+        _at_least("train.log_every", self.log_every, 1)
+        _at_least("train.checkpoint_every", self.checkpoint_every, 0)
+        _at_least("train.keep_checkpoints", self.keep_checkpoints, 1)
+        _in_unit("train.ema", self.ema)
+        _at_least("train.val_every", self.val_every, 0)
+        _at_least("train.val_samples", self.val_samples, 0)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -130,6 +177,18 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # The epoch counts that must fall within the run.
+        last = self.train.epochs - 1
+        for where, value in (
+            ("loss.gan_from_epoch", self.loss.gan_from_epoch),
+            ("optim.freeze_encoder_epochs", self.optim.freeze_encoder_epochs),
+        ):
+            if not 0 <= value <= last:
+                raise ConfigError(
+                    f"{where} must be from 0 to train.epochs - 1 ({last}), not {value}"
+                )
 
 
 def _check_value(value: Any, kind: Any, where: str) -> Any:

@@ -10,7 +10,7 @@ import signal
 import sys
 from types import FrameType
 
-INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+from vidcolour.errors import INTERRUPTED
 
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:

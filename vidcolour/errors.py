@@ -13,3 +13,6 @@ class DiskFullError(VidcolourError):
 class UsageError(VidcolourError):
     """Options that cannot go together or a value an option does not take: the command line
     exits with 2, as click does for its own usage errors."""
+
+
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells say

@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vidcolour import __version__
+from vidcolour._version import __version__
 from vidcolour.colour import denormalise_ab, model_to_rgb, normalise_ab, rgb_to_lab, rgb_to_model
-from vidcolour.colouriser import open_model, working_predict
 from vidcolour.config import DataConfig, Resize
 from vidcolour.data import ImageDataset, ImageProblem, list_images, scan_images
 from vidcolour.devices import autocast_dtype
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.metrics import HIST_BINS, HIST_RANGE, ab_histograms, histogram_overlap, image_metrics
+from vidcolour.model_files import open_model
 from vidcolour.perceptual import (
     VGG19,
     EfficientNetLite0,
@@ -38,6 +38,7 @@ from vidcolour.perceptual import (
     frechet_distance,
 )
 from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
+from vidcolour.predict import working_predict
 
 SCHEMA = "vidcolour.eval/1"
 Predict = Callable[[torch.Tensor], torch.Tensor]  # l (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in [-1,1]

@@ -1,7 +1,10 @@
-"""Filesystem helpers: outputs appear whole or not at all; torch files load without running code."""
+"""Filesystem helpers: outputs are checked before they are written and appear whole or not at
+all; files are identified by their hash; torch files load without running code."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import pickle
 import tempfile
@@ -12,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.sniff import describe, model_file_kind
 
 # mkstemp creates files readable by their owner only; a finished output should get the mode any
@@ -43,6 +46,41 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse outputs that would destroy the input, clobber a file or cannot be written."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise VidcolourError(f"output {dst} is the input; choose another name")
+    if dst.is_dir():
+        raise VidcolourError(f"output {dst} is a directory")
+    if dst.exists() and not overwrite:
+        raise VidcolourError(f"{dst} exists (use --overwrite to replace it)")
+    parent = dst.parent
+    if not parent.is_dir():
+        raise VidcolourError(f"output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VidcolourError(f"output directory {parent} is not writable")
+
+
+def write_error(dst: Path, exc: BaseException) -> VidcolourError:
+    """The user-facing error for an output that could not be written."""
+    code = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"cannot write {dst}: the disk is full")
+    if code == errno.EFBIG:
+        reason = "file size limit reached"
+    return VidcolourError(f"cannot write {dst}: {reason}")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def torch_load(path: Path, what: str) -> Any:

@@ -12,11 +12,11 @@ import numpy as np
 
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import UsageError, VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.stills import read_still, write_still
 from vidcolour.tint import colour_notice
-from vidcolour.video.pipeline import check_destination, write_error
-from vidcolour.video.sink import (
+from vidcolour.video.codecs import (
+    CODECS,
     CONTAINER_CODECS,
     CONTAINERS,
     check_encoder_options,
@@ -32,13 +32,6 @@ IMAGE_FORMATS = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
-}
-DEFAULT_CONTAINER = {
-    "h264": ".mp4",
-    "h265": ".mp4",
-    "ffv1": ".mkv",
-    "prores": ".mov",
-    "mpeg4": ".avi",
 }
 
 
@@ -84,7 +77,7 @@ def output_name(src: Path, codec: str | None) -> str:
         if codec is None:
             ext = ext if ext in CONTAINERS else ".mp4"
         elif codec not in CONTAINER_CODECS.get(ext, set()):
-            ext = DEFAULT_CONTAINER[codec]
+            ext = CODECS[codec].extension
     return src.stem + ext
 
 

@@ -1,9 +1,11 @@
 """The paper's training recipe: pix2pix-style conditional GAN in Lab, resumable, DDP-ready.
 
 The loop is plain functions over explicit state: ``train_step`` takes the networks, their
-optimisers and a batch and returns the loss terms; ``validation_metrics`` measures the generator
-with the evaluator of ``vidcolour eval``; ``train`` wires data, checkpoints, logging and progress
-around them.
+optimisers and a batch and returns the loss terms; ``train_one_epoch`` runs it over an epoch's
+batches at the config's logging, checkpoint and validation cadence; ``validation_metrics``
+measures the generator with the evaluator of ``vidcolour eval``; ``train`` wires data, state and
+records around them. ``TrainingState`` is what a checkpoint holds (``state_dict`` /
+``load_state_dict``), ``ThroughputMeter`` the img/s and MFU of each logging window.
 
 Under torchrun every process trains on its shard of each epoch (DistributedSampler) with
 DistributedDataParallel; only rank 0 writes files.
@@ -16,9 +18,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,18 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidcolour import __version__
-from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint, save_checkpoint
+from vidcolour._version import __version__
+from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
 from vidcolour.colour import rgb_to_model
-from vidcolour.colouriser import working_predict
 from vidcolour.config import Config, to_dict, to_yaml
-from vidcolour.data import ImageDataset, SkipSampler, collate, list_images, scan_images
+from vidcolour.data import (
+    ImageDataset,
+    ScanReport,
+    SkipSampler,
+    collate,
+    list_images,
+    scan_images,
+)
 from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
@@ -46,8 +54,8 @@ from vidcolour.losses import d_loss, g_adv_loss
 from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
+from vidcolour.predict import working_predict
 from vidcolour.progress import PLAIN_EVERY_S, duration, make_console
-from vidcolour.weights import save_generator
 
 # --------------------------------------------------------------------------- runtime
 
@@ -357,29 +365,97 @@ def _set_rng_state(state: dict[str, Any], rt: Runtime) -> None:
         torch.cuda.set_rng_state(state["cuda"], rt.device)
 
 
-def _checkpoint_state(
-    nets: Nets,
-    optims: Optimisers,
-    config: Config,
-    step: int,
-    epoch: int,
-    in_epoch: int,
-    rt: Runtime,
-    average: WeightAverage | None = None,
-) -> dict[str, Any]:
-    return {
-        "generator": unwrap(nets.generator).state_dict(),
-        **({"generator_ema": average.module.state_dict()} if average else {}),
-        "discriminator": unwrap(nets.discriminator).state_dict(),
-        "opt_generator": optims.generator.state_dict(),
-        "opt_discriminator": optims.discriminator.state_dict(),
-        "step": step,
-        "epoch": epoch,  # the epoch to continue in
-        "step_in_epoch": in_epoch,  # batches of that epoch already done
-        "rng": _rng_state(rt),
-        "config": to_dict(config),
-        "vidcolour_version": __version__,
-    }
+@dataclass
+class TrainingState:
+    """Everything training changes, as one checkpoint dict: the networks, their optimisers, the
+    weight average and the position in training. ``load_state_dict`` mirrors ``state_dict``."""
+
+    nets: Nets
+    optims: Optimisers
+    average: WeightAverage | None = None
+    step: int = 0
+    epoch: int = 0  # the epoch to continue in
+    in_epoch: int = 0  # batches of that epoch already done
+
+    def state_dict(self, config: Config, rt: Runtime) -> dict[str, Any]:
+        average = self.average
+        return {
+            "generator": unwrap(self.nets.generator).state_dict(),
+            **({"generator_ema": average.module.state_dict()} if average else {}),
+            "discriminator": unwrap(self.nets.discriminator).state_dict(),
+            "opt_generator": self.optims.generator.state_dict(),
+            "opt_discriminator": self.optims.discriminator.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.in_epoch,
+            "rng": _rng_state(rt),
+            "config": to_dict(config),
+            "vidcolour_version": __version__,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], rt: Runtime) -> None:
+        """Restore a checkpoint's networks, optimisers, position and RNG; its weight average
+        too when this state has one (``load_average``)."""
+        unwrap(self.nets.generator).load_state_dict(state["generator"])
+        unwrap(self.nets.discriminator).load_state_dict(state["discriminator"])
+        self.optims.generator.load_state_dict(state["opt_generator"])
+        self.optims.discriminator.load_state_dict(state["opt_discriminator"])
+        self.step, self.epoch, self.in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        _set_rng_state(state["rng"], rt)
+        if self.average is not None:
+            self.load_average(state)
+
+    def load_average(self, state: dict[str, Any]) -> bool:
+        """The checkpoint's weight average into ``average``; False when it holds none."""
+        if self.average is None or "generator_ema" not in state:
+            return False
+        self.average.module.load_state_dict(state["generator_ema"])
+        return True
+
+
+class ThroughputMeter:
+    """One logging window's img/s and MFU: the steps timed since the window began, over its time
+    less the pauses (checkpoints, validation), at the FLOPs per image of the current phase (L1
+    alone, or with the discriminator), counted once per phase on an untimed step."""
+
+    def __init__(self, peak: float, images_per_step: int, world: int) -> None:
+        self.peak = peak  # matmul FLOP/s of one device
+        self.images_per_step = images_per_step  # over all processes
+        self.world = world
+        self.flops_per_image = 0.0
+        self.counted_adversarial: bool | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.timed_steps, self.paused, self.start = 0, 0.0, time.perf_counter()
+
+    def needs_count(self, adversarial: bool) -> bool:
+        return adversarial != self.counted_adversarial
+
+    def counted(self, adversarial: bool, flops_per_image: float) -> None:
+        """A new phase's FLOPs were counted: its window starts now."""
+        self.flops_per_image, self.counted_adversarial = flops_per_image, adversarial
+        self.timed_steps, self.start, self.paused = 0, time.perf_counter(), 0.0
+
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - start
+
+    def rates(self) -> tuple[dict[str, float], float]:
+        """The window's img_per_s and mfu (none when no step was timed), and its steps/s."""
+        elapsed = time.perf_counter() - self.start - self.paused
+        fields = {}
+        if self.timed_steps:
+            img_s = self.timed_steps * self.images_per_step / elapsed
+            fields = {
+                "img_per_s": img_s,
+                "mfu": self.flops_per_image * img_s / (self.peak * self.world),
+            }
+        return fields, self.timed_steps / elapsed
 
 
 class _Status:
@@ -470,16 +546,7 @@ def _train(
 ) -> dict[str, Any]:
     tc = config.train
     say = console.print if rt.is_main else (lambda *a, **k: None)
-    if not 0 <= config.loss.gan_from_epoch < tc.epochs:
-        raise VidcolourError(
-            f"loss.gan_from_epoch must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
-            f"not {config.loss.gan_from_epoch}"
-        )
-    if not 0 <= config.optim.freeze_encoder_epochs < tc.epochs:
-        raise VidcolourError(
-            f"optim.freeze_encoder_epochs must be from 0 to train.epochs - 1 ({tc.epochs - 1}), "
-            f"not {config.optim.freeze_encoder_epochs}"
-        )
+    # ------------------------------------------------------- the device, the data, the plan
     if rt.autocast_dtype == torch.bfloat16 and not bf16_is_fast(rt.device):
         say(
             "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
@@ -488,8 +555,80 @@ def _train(
     if not dry_run:
         _prepare_run_dir(args, rt)
 
+    report, dataset, per_epoch, val_paths = _scan_data(config, args, rt, say)
+
+    if dry_run:
+        if rt.is_main:  # the plan itself on stdout, valid YAML: `train --dry-run ... > plan.yaml`
+            sys.stdout.write(to_yaml(config))
+            sys.stdout.flush()
+        say(
+            f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
+            f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
+        )
+        return {}
+
+    # -------------------------------------------------------------- state, resumed or new
+    log = _Log(args.out / "metrics.jsonl", rt.is_main)
+    state = _start_state(config, args, rt, log, say)
+
+    # ------------------------------------------------------------------ the run's records
+    total = tc.epochs * per_epoch
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    peak = matmul_flops_per_s(rt.device, rt.autocast_dtype or torch.float32)
+    if rt.is_main:
+        _write_run_records(config, args, rt, peak, report)
+
+    # ---------------------------------------------------------------------- the epochs
+    sampler: DistributedSampler[int] = DistributedSampler(
+        dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=tc.seed, drop_last=True
+    )
+    meter = ThroughputMeter(peak, tc.batch_size * rt.world, rt.world)
+    run = _Run(config, args, rt, log, meter, say, val_paths, total, per_epoch, state.step)
+    run.first_step = run.validated_step = state.step
+    workers = config.data.workers
+    # One loader whose workers live across epochs (the sampler runs in this process, so
+    # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
+    loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, persistent=True)
+    with _Status(console, rt.is_main, total, state.step) as status:
+        while state.step < total and state.epoch < tc.epochs:
+            sampler.set_epoch(state.epoch)
+            if state.in_epoch:
+                skipping = SkipSampler(sampler, state.in_epoch * tc.batch_size)
+                batches: Iterator[Any] = iter(
+                    make_loader(dataset, skipping, tc.batch_size, workers, rt)
+                )
+            else:
+                batches = iter(loader)
+            train_one_epoch(state, batches, run, status)
+            if state.in_epoch >= per_epoch:  # a whole epoch: checkpoint and validate at its end
+                state.epoch, state.in_epoch = state.epoch + 1, 0
+                run.checkpoint(state)
+                if not tc.val_every:
+                    run.validate(state)
+            elif state.step != run.saved_step:
+                run.checkpoint(state)  # stopped mid-epoch (--max-steps)
+        if state.step != run.validated_step:
+            run.validate(state)  # samples of the final weights, however short the run
+
+    if rt.is_main:
+        plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")
+        skipped = run.skipped_files
+        say(
+            f"done: step {state.step}, run in {args.out}"
+            + (f", {len(skipped)} files skipped" if skipped else "")
+        )
+    return run.last
+
+
+def _scan_data(
+    config: Config, args: RunArgs, rt: Runtime, say: Callable[..., None]
+) -> tuple[ScanReport, ImageDataset, int, list[Path]]:
+    """The training images (scanned, the unusable ones named) as a dataset, its steps per
+    epoch, and the validation images (rank 0 only: it alone validates)."""
     report = scan_images(list_images(args.data), config.data.min_side)
     say(f"data {args.data}: {report.summary()}")
+    tc = config.train
     dataset = ImageDataset(report.usable, tc.image_size, config.data, train=True)
     per_epoch = len(dataset) // (tc.batch_size * rt.world)
     if per_epoch == 0:
@@ -502,224 +641,189 @@ def _train(
         val_report = scan_images(list_images(args.val), config.data.min_side)
         say(f"val {args.val}: {val_report.summary()}")
         val_paths = val_report.usable
+    return report, dataset, per_epoch, val_paths
 
-    if dry_run:
-        if rt.is_main:  # the plan itself on stdout, valid YAML: `train --dry-run ... > plan.yaml`
-            sys.stdout.write(to_yaml(config))
-            sys.stdout.flush()
-        say(
-            f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
-            f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
-        )
-        return {}
 
+def _start_state(
+    config: Config, args: RunArgs, rt: Runtime, log: _Log, say: Callable[..., None]
+) -> TrainingState:
+    """The networks and optimisers, new or resumed from the run's newest checkpoint (``log``
+    cut back to its step), the pretrained encoder loaded into a new run, and the random
+    streams seeded as a run of this rank and step expects."""
+    tc = config.train
     torch.manual_seed(tc.seed)  # the same initial weights on every rank (DDP also broadcasts)
-    nets, optims = build_nets(config, rt)
-    log = _Log(args.out / "metrics.jsonl", rt.is_main)
-    step, epoch, in_epoch = 0, 0, 0
-    resumed_ema: dict[str, torch.Tensor] | None = None
+    state = TrainingState(*build_nets(config, rt))
+    resumed: dict[str, Any] | None = None
     if args.resume:
         found = latest_checkpoint(args.out)
         if found is not None:
-            path, state = found
-            unwrap(nets.generator).load_state_dict(state["generator"])
-            unwrap(nets.discriminator).load_state_dict(state["discriminator"])
-            optims.generator.load_state_dict(state["opt_generator"])
-            optims.discriminator.load_state_dict(state["opt_discriminator"])
-            step, epoch, in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
-            _set_rng_state(state["rng"], rt)
+            path, resumed = found
+            state.load_state_dict(resumed, rt)
             if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream
-                torch.manual_seed(tc.seed + rt.rank + step)
-            log.truncate_after(step)
-            resumed_ema = state.get("generator_ema")
-            say(f"resumed from {path.name}: step {step}, epoch {epoch + 1}")
+                torch.manual_seed(tc.seed + rt.rank + state.step)
+            log.truncate_after(state.step)
+            say(f"resumed from {path.name}: step {state.step}, epoch {state.epoch + 1}")
         else:
             say(f"--resume: no checkpoint in {args.out}, starting from scratch")
-    if step == 0:
-        pretrained = init_pretrained(bare_generator(nets.generator))
+    if state.step == 0:
+        pretrained = init_pretrained(bare_generator(state.nets.generator))
         if pretrained:
             say(f"generator encoder initialised from {pretrained}", soft_wrap=True)
     if not args.resume:
         torch.manual_seed(tc.seed + rt.rank)  # different augmentation streams per rank
-
-    average = WeightAverage(unwrap(nets.generator), config, rt.device) if tc.ema != 0 else None
-    if average and resumed_ema is not None:
-        average.module.load_state_dict(resumed_ema)
-    elif average and step:
-        say(f"train.ema: no average in the checkpoint, starting it from the weights at step {step}")
-    total = tc.epochs * per_epoch
-    if args.max_steps is not None:
-        total = min(total, args.max_steps)
-    if rt.is_main:
-        (args.out / "config.yaml").write_text(to_yaml(config))
-    peak = matmul_flops_per_s(rt.device, rt.autocast_dtype or torch.float32)
-    if rt.is_main:
-        run_info = {
-            "vidcolour_version": __version__,
-            "torch_version": torch.__version__,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "device": str(rt.device)
-            if rt.device.type == "cpu"
-            else torch.cuda.get_device_name(rt.device),
-            "world_size": rt.world,
-            "precision": str(rt.autocast_dtype or torch.float32),
-            "matmul_flops_per_s": peak,
-            "data": {"source": args.data, **report.as_dict()},
-            "val": args.val,
-        }
-        with atomic_path(args.out / "run.json") as tmp:
-            tmp.write_text(json.dumps(run_info, indent=2))
-
-    sampler: DistributedSampler[int] = DistributedSampler(
-        dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=tc.seed, drop_last=True
-    )
-    flops_per_image = 0.0  # of the current phase (L1 alone, or with the discriminator)
-    counted_adversarial: bool | None = None
-    window: dict[str, torch.Tensor] = {}
-    window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
-    skipped_files: set[str] = set()
-    last: dict[str, Any] = {}
-    saved_step = step
-    first_step, validated_step = step, step
-    paused = 0.0  # seconds spent checkpointing and validating: not training throughput
-
-    def checkpoint(next_epoch: int, next_in_epoch: int) -> None:
-        nonlocal saved_step, paused
-        start = time.perf_counter()
-        if rt.is_main:
-            state = _checkpoint_state(
-                nets, optims, config, step, next_epoch, next_in_epoch, rt, average
+    if tc.ema != 0:  # built from the generator as restored, then given the saved average
+        state.average = WeightAverage(unwrap(state.nets.generator), config, rt.device)
+        restored = resumed is not None and state.load_average(resumed)
+        if not restored and state.step:
+            say(
+                "train.ema: no average in the checkpoint, starting it from the weights at "
+                f"step {state.step}"
             )
-            save_checkpoint(args.out, state, tc.keep_checkpoints)
-        saved_step = step
-        paused += time.perf_counter() - start
+    return state
 
-    def validate() -> None:
-        nonlocal paused, validated_step
-        if not val_paths:
-            return
-        validated_step = step
-        start = time.perf_counter()
-        grid = args.out / "samples" / f"step-{step:09d}.png"
-        grid.parent.mkdir(exist_ok=True)
-        shown = average.module if average else bare_generator(nets.generator)
-        values = validation_metrics(shown, val_paths, config, rt, grid)
-        record = {"kind": "val", "step": step, "epoch": epoch + 1}
-        record.update({f"val_{k}": v for k, v in values.items()})
-        log.write(record)
-        say(
-            f"val step {step}: ab-L1 {values['ab_l1']:.2f}, ab-PSNR {values['ab_psnr']:.2f} dB, "
-            f"colourfulness ratio {values['colourfulness_ratio']:.2f}, "
-            f"ab histogram overlap {values['dataset_hist_overlap']:.3f}"
-        )
-        paused += time.perf_counter() - start
 
-    workers = config.data.workers
-    # One loader whose workers live across epochs (the sampler runs in this process, so
-    # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
-    loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, persistent=True)
-    with _Status(console, rt.is_main, total, step) as status:
-        while step < total and epoch < tc.epochs:
-            sampler.set_epoch(epoch)
-            if in_epoch:
-                skipping = SkipSampler(sampler, in_epoch * tc.batch_size)
-                batches: Iterator[Any] = iter(
-                    make_loader(dataset, skipping, tc.batch_size, workers, rt)
+def _write_run_records(
+    config: Config, args: RunArgs, rt: Runtime, peak: float, report: ScanReport
+) -> None:
+    """config.yaml, the resolved config, and run.json, what the run ran on and with (rank 0)."""
+    with atomic_path(args.out / "config.yaml") as tmp:
+        tmp.write_text(to_yaml(config))
+    run_info = {
+        "vidcolour_version": __version__,
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(rt.device)
+        if rt.device.type == "cpu"
+        else torch.cuda.get_device_name(rt.device),
+        "world_size": rt.world,
+        "precision": str(rt.autocast_dtype or torch.float32),
+        "matmul_flops_per_s": peak,
+        "data": {"source": args.data, **report.as_dict()},
+        "val": args.val,
+    }
+    with atomic_path(args.out / "run.json") as tmp:
+        tmp.write_text(json.dumps(run_info, indent=2))
+
+
+@dataclass
+class _Run:
+    """What the epochs share that is not training state: where records go and the cadence's
+    bookkeeping (the last checkpointed step, the last train record, files skipped)."""
+
+    config: Config
+    args: RunArgs
+    rt: Runtime
+    log: _Log
+    meter: ThroughputMeter
+    say: Callable[..., None]
+    val_paths: list[Path]
+    total: int  # the step to stop at
+    per_epoch: int
+    saved_step: int
+    first_step: int = 0  # where this process began (a resumed run: the checkpoint's step)
+    validated_step: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+    skipped_files: set[str] = field(default_factory=set)
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # sums over the window
+    window_steps: int = 0
+
+    def checkpoint(self, state: TrainingState) -> None:
+        with self.meter.pause():
+            if self.rt.is_main:
+                save_checkpoint(
+                    self.args.out,
+                    state.state_dict(self.config, self.rt),
+                    self.config.train.keep_checkpoints,
                 )
-            else:
-                batches = iter(loader)
-            for rgb, problems in batches:
-                for path, reason in problems:
-                    if path not in skipped_files:
-                        skipped_files.add(path)
-                        say(f"skipped {path}: {reason}")
-                rgb = rgb.to(rt.device, non_blocking=True)
-                oc = config.optim
-                factor = lr_factor(step, per_epoch, tc.epochs, oc.decay_epochs)
-                for opt, base in ((optims.generator, oc.lr_g), (optims.discriminator, oc.lr_d)):
-                    for group in opt.param_groups:
-                        group["lr"] = base * factor
-                adversarial = adversarial_at(config, epoch)
-                # per step: validating the live generator puts every part back in train mode
-                freeze_pretrained(bare_generator(nets.generator), epoch < oc.freeze_encoder_epochs)
-                if adversarial != counted_adversarial:  # count per phase, not timed
-                    counter = FlopCounterMode(display=False)
-                    with counter:
-                        losses = train_step(nets, optims, rgb, config, rt, adversarial)
-                    flops_per_image = counter.get_total_flops() / rgb.shape[0]
-                    counted_adversarial = adversarial
-                    timed_steps, window_start, paused = 0, time.perf_counter(), 0.0
-                else:
-                    losses = train_step(nets, optims, rgb, config, rt, adversarial)
-                    timed_steps += 1
-                if average:
-                    average.update(unwrap(nets.generator))
-                window_steps += 1
-                for key, value in losses.items():
-                    window[key] = window.get(key, 0) + value
-                step += 1
-                in_epoch += 1
-                status.advance(epoch + 1, step)
+            self.saved_step = state.step
 
-                # the first and last steps too: a short run still leaves a record of its losses
-                if step % tc.log_every == 0 or step == first_step + 1 or step >= total:
-                    record = {"kind": "train", "step": step, "epoch": epoch + 1}
-                    # CPU-GPU sync point: once per logging window, not per step
-                    record.update({k: float(v) / window_steps for k, v in window.items()})
-                    elapsed = time.perf_counter() - window_start - paused
-                    if timed_steps:
-                        img_s = timed_steps * tc.batch_size * rt.world / elapsed
-                        record.update(
-                            img_per_s=img_s, mfu=flops_per_image * img_s / (peak * rt.world)
-                        )
-                    record.update(
-                        lr_g=optims.generator.param_groups[0]["lr"],
-                        lr_d=optims.discriminator.param_groups[0]["lr"],
-                        skipped_files=len(skipped_files),
-                    )
-                    log.write(record)
-                    last = record
-                    status.report(record, timed_steps / elapsed)
-                    window, window_steps, timed_steps, paused = {}, 0, 0, 0.0
-                    window_start = time.perf_counter()
-                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                    checkpoint(epoch, in_epoch)
-                if tc.val_every and step % tc.val_every == 0:
-                    validate()
-                if step >= total:
-                    break
-            if in_epoch >= per_epoch:  # a whole epoch: checkpoint and validate at its end
-                epoch, in_epoch = epoch + 1, 0
-                checkpoint(epoch, in_epoch)
-                if not tc.val_every:
-                    validate()
-            elif step != saved_step:
-                checkpoint(epoch, in_epoch)  # stopped mid-epoch (--max-steps)
-        if step != validated_step:
-            validate()  # samples of the final weights, however short the run
+    def validate(self, state: TrainingState) -> None:
+        if not self.val_paths:
+            return
+        self.validated_step = state.step
+        with self.meter.pause():
+            step = state.step
+            grid = self.args.out / "samples" / f"step-{step:09d}.png"
+            grid.parent.mkdir(exist_ok=True)
+            shown = state.average.module if state.average else bare_generator(state.nets.generator)
+            values = validation_metrics(shown, self.val_paths, self.config, self.rt, grid)
+            record = {"kind": "val", "step": step, "epoch": state.epoch + 1}
+            record.update({f"val_{k}": v for k, v in values.items()})
+            self.log.write(record)
+            self.say(
+                f"val step {step}: ab-L1 {values['ab_l1']:.2f}, "
+                f"ab-PSNR {values['ab_psnr']:.2f} dB, "
+                f"colourfulness ratio {values['colourfulness_ratio']:.2f}, "
+                f"ab histogram overlap {values['dataset_hist_overlap']:.3f}"
+            )
 
-    if rt.is_main:
-        plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")
-        say(
-            f"done: step {step}, run in {args.out}"
-            + (f", {len(skipped_files)} files skipped" if skipped_files else "")
+    def log_window(self, state: TrainingState, status: _Status) -> None:
+        """The window's train record: mean losses, throughput, learning rates."""
+        record: dict[str, Any] = {"kind": "train", "step": state.step, "epoch": state.epoch + 1}
+        # CPU-GPU sync point: once per logging window, not per step
+        record.update({k: float(v) / self.window_steps for k, v in self.losses.items()})
+        rates, steps_per_s = self.meter.rates()
+        record.update(rates)
+        record.update(
+            lr_g=state.optims.generator.param_groups[0]["lr"],
+            lr_d=state.optims.discriminator.param_groups[0]["lr"],
+            skipped_files=len(self.skipped_files),
         )
-    return last
+        self.log.write(record)
+        self.last = record
+        status.report(record, steps_per_s)
+        self.losses, self.window_steps = {}, 0
+        self.meter.reset()
 
 
-# --------------------------------------------------------------------------- export
+def train_one_epoch(
+    state: TrainingState, batches: Iterator[Any], run: _Run, status: _Status
+) -> None:
+    """Train on ``batches`` (the rest of epoch ``state.epoch``) until they or the run's steps
+    run out, logging, checkpointing and validating at the config's cadence."""
+    config, rt, tc, oc = run.config, run.rt, run.config.train, run.config.optim
+    nets, optims = state.nets, state.optims
+    for rgb, problems in batches:
+        for path, reason in problems:
+            if path not in run.skipped_files:
+                run.skipped_files.add(path)
+                run.say(f"skipped {path}: {reason}")
+        rgb = rgb.to(rt.device, non_blocking=True)
+        factor = lr_factor(state.step, run.per_epoch, tc.epochs, oc.decay_epochs)
+        for opt, base in ((optims.generator, oc.lr_g), (optims.discriminator, oc.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        adversarial = adversarial_at(config, state.epoch)
+        # per step: validating the live generator puts every part back in train mode
+        freeze_pretrained(bare_generator(nets.generator), state.epoch < oc.freeze_encoder_epochs)
+        if run.meter.needs_count(adversarial):  # count per phase, not timed
+            counter = FlopCounterMode(display=False)
+            with counter:
+                losses = train_step(nets, optims, rgb, config, rt, adversarial)
+            run.meter.counted(adversarial, counter.get_total_flops() / rgb.shape[0])
+        else:
+            losses = train_step(nets, optims, rgb, config, rt, adversarial)
+            run.meter.timed_steps += 1
+        if state.average:
+            state.average.update(unwrap(nets.generator))
+        run.window_steps += 1
+        for key, value in losses.items():
+            run.losses[key] = run.losses.get(key, 0) + value
+        state.step += 1
+        state.in_epoch += 1
+        status.advance(state.epoch + 1, state.step)
 
-
-def export_generator(checkpoint: Path, out: Path, half: bool = False) -> dict[str, Any]:
-    """The generator of a training checkpoint, SN and BN folded, as a weights file."""
-    generator, config, step = checkpoint_generator(checkpoint)
-    name = f"{config.name}-step{step}"
-    save_generator(
-        out,
-        generator,
-        name=name,
-        half=half,
-        metadata={"train_config": json.dumps(to_dict(config)), "step": str(step)},
-    )
-    return {"name": name, "step": step}
+        # the first and last steps too: a short run still leaves a record of its losses
+        if (
+            state.step % tc.log_every == 0
+            or state.step == run.first_step + 1
+            or state.step >= run.total
+        ):
+            run.log_window(state, status)
+        if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
+            run.checkpoint(state)
+        if tc.val_every and state.step % tc.val_every == 0:
+            run.validate(state)
+        if state.step >= run.total:
+            break

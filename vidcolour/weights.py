@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from vidcolour import __version__
+from vidcolour._version import __version__
 from vidcolour.config import ConfigError, GeneratorConfig, from_dict, to_dict
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path

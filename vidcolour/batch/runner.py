@@ -27,12 +27,14 @@ from PIL import Image
 
 from vidcolour.batch.ledger import Ledger, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
-from vidcolour.colouriser import Colouriser, file_sha256
+from vidcolour.colouriser import Colouriser
 from vidcolour.errors import DiskFullError, VidcolourError
+from vidcolour.fsutil import file_sha256
 from vidcolour.metrics import colourfulness
 from vidcolour.progress import plural
 from vidcolour.run import colourise_image_file, is_image
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.codecs import CODECS
 from vidcolour.video.keyframes import find_keyframes, keyframes_digest, sidecar
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
@@ -65,10 +67,16 @@ class Settings:
     strength: float = DEFAULT_STRENGTH
     saturation: float = 1.0
 
+    def resolved(self) -> Settings:
+        """The same settings with the codec's defaults filled in (``Codec.resolve``)."""
+        crf, preset, tune = CODECS[self.codec].resolve(self.crf, self.preset, self.tune)
+        return replace(self, crf=crf, preset=preset, tune=tune)
+
     def key(self, keyframes: str | None = None) -> str:
-        """The ledger's record of these settings; ``keyframes``: the digest of a file's
-        keyframes (video/keyframes.py), which shape its output too."""
-        settings = asdict(self)
+        """What the ledger records: the resolved settings, so that a changed default redoes
+        the files it would change; ``keyframes``: the digest of a file's keyframes
+        (video/keyframes.py), which shape its output too."""
+        settings = asdict(self.resolved())
         if settings["saturation"] == 1.0:
             del settings["saturation"]  # so that ledgers from before --saturation still match
         if keyframes is not None:

@@ -5,6 +5,7 @@ the contract of ``nets.base.Generator``."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidcolour.config import DiscriminatorConfig, GeneratorConfig
+from vidcolour.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from vidcolour.nets.base import Generator
 from vidcolour.nets.discriminator import MultiScaleDiscriminator, PatchDiscriminator
 from vidcolour.nets.fold import fold_batch_norm, fold_for_inference, fold_spectral_norm
@@ -37,6 +38,7 @@ __all__ = [
     "fold_for_inference",
     "fold_spectral_norm",
     "init_pretrained",
+    "model_costs",
     "pad_to_fit",
 ]
 
@@ -90,3 +92,25 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
         module(*inputs)
     module.train(was_training)
     return counter.get_total_flops()
+
+
+def model_costs(config: ModelConfig, size: int) -> dict[str, float]:
+    """Parameter counts and FLOPs per size x size frame of a config's generator and
+    discriminator, measured on the meta device (no memory, no weights).
+
+    Spectral norm is left out: it adds no parameters, is folded away for inference, and its
+    power iterations are slow to trace on the meta device.
+    """
+    g_config = dataclasses.replace(config.generator, spectral_norm=False)
+    d_config = dataclasses.replace(config.discriminator, spectral_norm=False)
+    with torch.device("meta"):
+        gen = build_generator(g_config)
+        disc = build_discriminator(d_config)
+        l = torch.empty(1, 1, size, size)
+        ab = torch.empty(1, 2, size, size)
+        return {
+            "g_params": count_params(gen),
+            "g_flops": count_flops(gen, l),
+            "d_params": count_params(disc),
+            "d_flops": count_flops(disc, l, ab),
+        }

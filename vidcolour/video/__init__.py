@@ -1,2 +1,3 @@
-"""The video path, one module per stage: source (decode) -> colouriser (luma to L, generator,
-chroma) -> sink (encode), chained with bounded queues in ``pipeline``."""
+"""The video path, one module per stage: source (decode) -> colourise (luma to L, a predictor
+of ab, chroma) -> stabilise (colour steadied along the motion, within shots) -> sink (encode),
+chained with bounded queues in ``pipeline``."""

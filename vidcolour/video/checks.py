@@ -2,7 +2,7 @@
 
 - colourfulness: Hasler and Suesstrunk's M3 of each output frame (``metrics.colourfulness``),
   averaged over frames. About 0 for a grey picture; 30-60 for typical colour photographs.
-- CDC, colour distribution consistency (REFERENCE.md §3): the Jensen-Shannon divergence
+- CDC, colour distribution consistency (Liu et al., 2021): the Jensen-Shannon divergence
   (base 2, so in [0, 1]) between the per-channel colour histograms of frames t and t + k, averaged
   over the three sRGB channels and over t, for k = 1, 2 and 4; CDC is the mean of the three.
   0 for a video whose colour distribution never changes; flicker raises it.
@@ -105,7 +105,7 @@ class Consistency:
 class TemporalChecks:
     """Running colourfulness and CDC over a stream of frames, in display order.
 
-    ``cdc`` is on sRGB histograms (REFERENCE.md); ``cdc_ab``, with ``chroma=True``, the same
+    ``cdc`` is on sRGB histograms, as CDC is defined; ``cdc_ab``, with ``chroma=True``, the same
     on Lab a and b (219 bins over [-110, 110], as metrics.ab_histograms), which sees only the
     colour a colouriser made: the luma, the same for every colourisation of one film, moves the
     sRGB histograms too.

@@ -3,7 +3,7 @@
 A phone's portrait video is coded lying on its side (272x640, say) with a display matrix that
 turns it upright. The model must see the picture as it is displayed, so the colour stage
 turns L upright, predicts ab, and turns ab back onto the coded grid where the chroma planes
-are (``Colouriser.video_chroma``); the output keeps the coded planes and the input's matrix.
+are (``video.colourise.ColourStage``); the output keeps the coded planes and the input's matrix.
 
 FFmpeg's display matrix (libavutil/display.h, nine int32, row-major; the 2x2 part 16.16
 fixed point) maps a coded pixel (x, y), y pointing down, to the displayed one:

@@ -5,11 +5,12 @@ a decode thread (PyAV releases the GIL while decoding), a model thread (torch re
 during its kernels) and the encoder on the calling thread, which also owns the output file and
 so is the one place that handles interruption and cleanup.
 
-    Source.chunks -> shots.mark_cuts --q--> Colouriser.video_chroma + Stabiliser --q--> Sink.write
+    Source.chunks -> shots.mark_cuts --q--> ColourStage.predict -> StabiliseStage
+                                            -> ColourStage.chroma --q--> Sink.write
 
-The model sees every picture as it is displayed (upright, for a phone's rotated video) and
-the stabiliser steadies it there; the chroma planes go back on the coded grid
-(vidcolour/video/orientation.py).
+The colour comes from any ``ColourSource`` (``Colouriser`` is one). The model sees every
+picture as it is displayed (upright, for a phone's rotated video) and the stabiliser steadies
+it there; the chroma planes go back on the coded grid (vidcolour/video/orientation.py).
 
 With stabilisation (the default) the decode thread also finds the cuts, holding chunks back
 for a look-ahead of three frames, and the model thread steadies each batch's predicted colour
@@ -18,26 +19,33 @@ along the motion before it becomes chroma (docs/VIDEO.md).
 
 from __future__ import annotations
 
-import errno
+import dataclasses
 import itertools
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
 import torch
 
-from vidcolour.errors import DiskFullError, VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.errors import VidcolourError
+from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.progress import plural
 from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
+from vidcolour.video.codecs import (
+    CODECS,
+    Codec,
+    check_encoder_options,
+    container_for,
+    default_codec,
+)
+from vidcolour.video.colourise import AbPredictor, ColourStage, WorkingColour
 from vidcolour.video.keyframes import (
     REACH,
     KeyframeGuide,
@@ -48,25 +56,23 @@ from vidcolour.video.keyframes import (
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread, is_toned
 from vidcolour.video.shots import mark_cuts
-from vidcolour.video.sink import (
-    CODECS,
-    Plan,
-    Sink,
-    check_encoder_options,
-    container_for,
-    default_codec,
-    plan_output,
-)
+from vidcolour.video.sink import Plan, Sink, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
-from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
-
-if TYPE_CHECKING:
-    from vidcolour.colouriser import Colouriser, Smoother
+from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
 _END = object()
 _POLL_S = 0.1
+
+
+class ColourSource(AbPredictor, Protocol):
+    """What colours a video: a predictor of ab that can say what it is."""
+
+    @property
+    def tag(self) -> str:
+        """What the output's metadata says made it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -126,23 +132,8 @@ class VideoReport:
 Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
 
 
-def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse outputs that would destroy the input, clobber a file or cannot be written."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise VidcolourError(f"output {dst} is the input; choose another name")
-    if dst.is_dir():
-        raise VidcolourError(f"output {dst} is a directory")
-    if dst.exists() and not overwrite:
-        raise VidcolourError(f"{dst} exists (use --overwrite to replace it)")
-    parent = dst.parent
-    if not parent.is_dir():
-        raise VidcolourError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise VidcolourError(f"output directory {parent} is not writable")
-
-
 def colourise_video(
-    colouriser: Colouriser,
+    colouriser: ColourSource,
     src: Path,
     dst: Path,
     options: VideoOptions,
@@ -155,14 +146,7 @@ def colourise_video(
     ``progress`` is called after every batch written (an exception it raises cancels the job
     cleanly); ``checks``, when given, sees every output frame.
     """
-    name = options.codec or default_codec(dst)
-    if name not in CODECS:
-        raise VidcolourError(f"unknown codec '{name}' (choose from {', '.join(CODECS)})")
-    codec = CODECS[name]
-    if not 0.0 <= options.strength < 1.0:
-        raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
-    check_encoder_options(name, options.crf, options.preset, options.tune)
-    container_format = container_for(dst, name)
+    codec, container_format = _check_options(options, dst)
     check_destination(src, dst, options.overwrite)
     report = VideoReport(src, dst)
 
@@ -172,12 +156,7 @@ def colourise_video(
             notify(message)
 
     start = time.perf_counter()
-    stretch = None
-    if options.start or options.duration is not None:
-        if options.start < 0 or (options.duration is not None and options.duration <= 0):
-            raise VidcolourError("a stretch needs start >= 0 and duration > 0")
-        stretch = Stretch(options.start, options.duration)
-    with Source(src, stretch) as source:
+    with Source(src, _stretch(options)) as source:
         report.expected_frames = source.expected_frames
         chunks = source.chunks(options.batch_size)
         first_chunk = _first_frames(chunks, src)
@@ -188,12 +167,7 @@ def colourise_video(
         if plan.fields:
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
         orientation = _orientation(first, src, container_format, tell)
-        keyframes = None
-        if options.keyframes:
-            if plan.fields:
-                raise VidcolourError(f"{src} is interlaced: keyframes work on progressive video")
-            displayed = orientation.turned((first.height, first.width))
-            keyframes = check_keyframes(options.keyframes, displayed, count_frames(src), tell)
+        keyframes = _keyframes(options, src, plan, orientation, first, tell)
         try:
             with atomic_path(dst) as tmp:
                 sink = Sink(
@@ -236,6 +210,44 @@ def colourise_video(
     return report
 
 
+def _check_options(options: VideoOptions, dst: Path) -> tuple[Codec, str]:
+    """The codec and the container format of the output ``dst``, or an error saying why not."""
+    name = options.codec or default_codec(dst)
+    if name not in CODECS:
+        raise VidcolourError(f"unknown codec '{name}' (choose from {', '.join(CODECS)})")
+    codec = CODECS[name]
+    if not 0.0 <= options.strength < 1.0:
+        raise VidcolourError(f"stabilisation strength must be in [0, 1), got {options.strength}")
+    check_encoder_options(name, options.crf, options.preset, options.tune)
+    return codec, container_for(dst, name)
+
+
+def _stretch(options: VideoOptions) -> Stretch | None:
+    """The part of the film ``options`` ask for (--start, --duration); None: all of it."""
+    if not options.start and options.duration is None:
+        return None
+    if options.start < 0 or (options.duration is not None and options.duration <= 0):
+        raise VidcolourError("a stretch needs start >= 0 and duration > 0")
+    return Stretch(options.start, options.duration)
+
+
+def _keyframes(
+    options: VideoOptions,
+    src: Path,
+    plan: Plan,
+    orientation: Orientation,
+    first: av.VideoFrame,
+    tell: Callable[[str], None],
+) -> Keyframes | None:
+    """The checked keyframes of ``options``, if any: refused before any frame is written."""
+    if not options.keyframes:
+        return None
+    if plan.fields:
+        raise VidcolourError(f"{src} is interlaced: keyframes work on progressive video")
+    displayed = orientation.turned((first.height, first.width))
+    return check_keyframes(options.keyframes, displayed, count_frames(src), tell)
+
+
 def _orientation(
     first: av.VideoFrame, src: Path, container_format: str, tell: Callable[[str], None]
 ) -> Orientation:
@@ -268,7 +280,7 @@ def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
 
 
 def _run_stages(
-    colouriser: Colouriser,
+    colouriser: ColourSource,
     plan: Plan,
     first_chunk: Chunk,
     chunks: Iterator[Chunk],
@@ -280,14 +292,24 @@ def _run_stages(
     checks: TemporalChecks | None,
     keyframes: Keyframes | None = None,
 ) -> None:
+    # One piece: the decode and model threads and the encoding loop share the stop event, the
+    # failure list and the two queues through put/get; apart, each would take all of them.
     stop = threading.Event()
     stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
-    stabilisers: list[Stabiliser] = []
+    colour = ColourStage(
+        colouriser,
+        plan.source_coding,
+        plan.target_coding,
+        plan.target.chroma_size,
+        plan.fields,
+        orientation,
+    )
+    stabilise = None
     if options.stabilise or keyframes is not None:
         stream = mark_cuts(stream, plan.source.bits)
         report.cuts = []
     if options.stabilise:
-        stabilisers = [Stabiliser(options.strength) for _ in range(2 if plan.fields else 1)]
+        stabilise = StabiliseStage(2 if plan.fields else 1, options.strength)
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []
@@ -325,7 +347,7 @@ def _run_stages(
     def colourise() -> None:
         try:
             if keyframes is not None:
-                guided = _guided(colouriser, plan, orientation, stabilisers, keyframes, options)
+                guided = _guided(colour, stabilise, keyframes, options)
                 for item in guided(lambda: get(decoded)):
                     if not put(coloured, item):
                         return
@@ -337,15 +359,10 @@ def _run_stages(
                     return
                 codes = None
                 if chunk.frames:
-                    codes = colouriser.video_chroma(
-                        chunk.luma,
-                        plan.source_coding,
-                        plan.target_coding,
-                        plan.target.chroma_size,
-                        plan.fields,
-                        _smoother(stabilisers, chunk.cuts) if stabilisers else None,
-                        orientation,
-                    )
+                    work = colour.predict(chunk.luma)
+                    if stabilise is not None:
+                        work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
+                    codes = colour.chroma(work)
                 if not put(coloured, (chunk, codes)):
                     return
         except BaseException as exc:
@@ -384,10 +401,8 @@ def _run_stages(
 
 
 def _guided(
-    colouriser: Colouriser,
-    plan: Plan,
-    orientation: Orientation,
-    stabilisers: list[Stabiliser],
+    colour: ColourStage,
+    stabilise: StabiliseStage | None,
     keyframes: Keyframes,
     options: VideoOptions,
 ) -> Callable[[Callable[[], Any]], Iterator[Any]]:
@@ -397,36 +412,34 @@ def _guided(
     guide = KeyframeGuide(keyframes, options.keyframe_reach)
 
     def stage(next_chunk: Callable[[], Any]) -> Iterator[Any]:
-        waiting: list[tuple[Chunk, int, list[np.ndarray | None]]] = []  # chunk, first frame, ab
+        # chunk, its first frame's display index, its colour stage state, each frame's ab
+        waiting: list[tuple[Chunk, int, WorkingColour | None, list[np.ndarray | None]]] = []
         frames = 0  # display index of the next chunk's first frame
         while True:
             chunk = next_chunk()
-            if chunk is _END:
-                resolved = guide.flush()
-            else:
-                waiting.append((chunk, frames, [None] * len(chunk.frames)))
-                resolved = []
-            if chunk is not _END and chunk.frames:
-                y_work, ab = colouriser.video_ab(chunk.luma, plan.source_coding, orientation)
-                if stabilisers:
-                    ab = stabilisers[0].run(ab, y_work, chunk.cuts)
-                lumas = (y_work[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
-                autos = ab.float().cpu().numpy()
-                for i in range(len(chunk.frames)):
-                    resolved += guide.push(frames + i, chunk.cuts[i], lumas[i], autos[i])
+            resolved = guide.flush() if chunk is _END else []
+            if chunk is not _END:
+                work = None
+                if chunk.frames:
+                    work = colour.predict(chunk.luma)
+                    if stabilise is not None:
+                        work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
+                    lumas = (work.y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+                    autos = work.ab.float().cpu().numpy()
+                    for i in range(len(chunk.frames)):
+                        resolved += guide.push(frames + i, chunk.cuts[i], lumas[i], autos[i])
+                    work = dataclasses.replace(work, ab=work.ab[:0])  # held: not needed again
+                waiting.append((chunk, frames, work, [None] * len(chunk.frames)))
                 frames += len(chunk.frames)
             for index, ab_frame in resolved:
-                _, first, slots = next(w for w in waiting if w[1] + len(w[2]) > index)
+                _, first, _, slots = next(w for w in waiting if w[1] + len(w[3]) > index)
                 slots[index - first] = ab_frame
-            while waiting and all(s is not None for s in waiting[0][2]):
-                done, _, slots = waiting.pop(0)
+            while waiting and all(s is not None for s in waiting[0][3]):
+                done, _, work, slots = waiting.pop(0)
                 codes = None
-                if slots:
-                    ab = torch.from_numpy(np.stack(slots))  # type: ignore[arg-type]
-                    codes = colouriser.chroma_from_ab(
-                        done.luma, ab, plan.source_coding, plan.target_coding,
-                        plan.target.chroma_size, orientation,
-                    )  # fmt: skip
+                if work is not None:
+                    ab = torch.from_numpy(np.stack(slots)).to(work.y.device)  # type: ignore[arg-type]
+                    codes = colour.chroma(work.with_ab([ab]))
                 yield done, codes
             if chunk is _END:
                 if guide.missed:
@@ -438,25 +451,3 @@ def _guided(
                 return
 
     return stage
-
-
-def _smoother(stabilisers: list[Stabiliser], cuts: list[bool]) -> Smoother:
-    """Stabilisation of one chunk's ab: one stabiliser per stream of pictures (two for
-    interlaced video, whose batches hold all top fields, then all bottom ones)."""
-
-    def smooth(ab: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        parts = zip(stabilisers, ab.chunk(len(stabilisers)), y.chunk(len(stabilisers)), strict=True)
-        return torch.cat([stabiliser.run(a, luma, cuts) for stabiliser, a, luma in parts])
-
-    return smooth
-
-
-def write_error(dst: Path, exc: BaseException) -> VidcolourError:
-    """The user-facing error for an output that could not be written."""
-    code = getattr(exc, "errno", None)
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"cannot write {dst}: the disk is full")
-    if code == errno.EFBIG:
-        reason = "file size limit reached"
-    return VidcolourError(f"cannot write {dst}: {reason}")

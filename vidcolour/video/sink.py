@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -21,58 +21,30 @@ import av
 import numpy as np
 
 from vidcolour.colour import YCbCrCoding
-from vidcolour.errors import UsageError, VidcolourError
+from vidcolour.errors import VidcolourError
+from vidcolour.video.codecs import (  # re-exported: the registry, as the encoder's callers use it
+    CODECS,
+    CONTAINER_CODECS,
+    CONTAINERS,
+    DEFAULT_CODEC,
+    Codec,
+    container_for,
+    default_codec,
+)
 from vidcolour.video.orientation import IDENTITY, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
+__all__ = [
+    "CODECS",
+    "CONTAINERS",
+    "CONTAINER_CODECS",
+    "DEFAULT_CODEC",
+    "Codec",
+    "container_for",
+    "default_codec",
+]
 
-@dataclass(frozen=True)
-class Codec:
-    encoder: str
-    options: dict[str, str] = field(default_factory=dict)
-    crf: int | None = None  # default constant rate factor; None: the codec has none
-    preset: str | None = None
-    tune: str | None = None
-    depth: int | None = None  # forces this bit depth (ProRes is 10-bit)
-
-
-CODECS = {
-    # Film scans are grainy: x264's and x265's default psychovisual tuning smooths grain away,
-    # and tune=grain keeps it (on bikes.mp4: +1.8 dB luma PSNR for +19% size, docs/VIDEO.md).
-    "h264": Codec("libx264", crf=18, preset="veryfast", tune="grain"),
-    "h265": Codec(
-        "libx265", {"x265-params": "log-level=error"}, crf=20, preset="fast", tune="grain"
-    ),
-    "ffv1": Codec("ffv1", {"level": "3", "slicecrc": "1", "g": "1"}),
-    "prores": Codec("prores_ks", {"profile": "3"}, depth=10),  # ProRes 422 HQ / 4444
-    # MPEG-4 Part 2 (DivX/Xvid), AVI's own lossy codec, for .avi: AVI stores no presentation
-    # times, and FFmpeg reads H.264 from AVI one frame late, B-frames or not, while this codec
-    # without B-frames reads back at its exact times. Fixed quantiser 2 (the finest FFmpeg
-    # allows by default) with rate-distortion macroblock decisions and trellis quantisation: on
-    # a greyscale copy of bikes.mp4, 47.5 dB luma PSNR at 1.3x the size of h264's default
-    # (46.4 dB; docs/VIDEO.md).
-    "mpeg4": Codec(
-        "mpeg4",
-        {
-            "flags": "+qscale",
-            "global_quality": str(2 * 118),
-            "mbd": "rd",
-            "trellis": "1",
-            "bf": "0",
-        },
-    ),
-}
-CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
-# Which codecs each container holds (as FFmpeg muxes them and common players play them).
-CONTAINER_CODECS = {
-    ".mp4": {"h264", "h265"},
-    ".mkv": {"h264", "h265", "ffv1", "prores"},
-    ".mov": {"h264", "h265", "prores"},
-    ".avi": {"mpeg4", "ffv1"},
-}
-# The codec an output gets when none is asked for.
-DEFAULT_CODEC, _DEFAULT_CODECS = "h264", {".avi": "mpeg4"}
 _MP4_LIKE = ("mp4", "mov")
 # The provenance tag's key in each container's own metadata. AVI's INFO list holds only its
 # fixed fields (and Lavf writes its own name into ISFT, "software"), so there it is a line of
@@ -91,59 +63,6 @@ _INTERLACED = {2, 3, 4, 5}  # AVFieldOrder tt, bb, tb, bt
 # and Opus only in MP4 mode).
 _NOT_COPIED = {"mp4": ("pcm_",), "mov": ("flac", "opus")}
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 6: "5.1", 8: "7.1"}
-
-
-# x264's and x265's names (x264 --fullhelp, x265 --help), checked before any work: the encoder
-# itself would refuse a wrong one only at the first frame, after the model loaded and decoding
-# began, as "cannot write ...: Invalid argument".
-PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
-    "veryslow", "placebo",
-)  # fmt: skip
-TUNES = {
-    "h264": ("film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode",
-             "zerolatency"),
-    "h265": ("psnr", "ssim", "grain", "zerolatency", "fastdecode", "animation"),
-}  # fmt: skip
-
-
-def check_encoder_options(
-    codec: str, crf: int | None, preset: str | None, tune: str | None
-) -> None:
-    """Refuse --crf, --preset and --tune values that ``codec``'s encoder would not take."""
-    if CODECS[codec].crf is None:
-        if (crf, preset, tune) != (None, None, None):
-            raise UsageError(f"--crf, --preset and --tune apply to h264 and h265, not {codec}")
-        return
-    if preset is not None and preset not in PRESETS:
-        raise UsageError(f"unknown --preset '{preset}' (choose from {', '.join(PRESETS)})")
-    if tune is not None and tune != "none":
-        # x264 takes several at once ("film,fastdecode"); x265 one
-        parts = tune.split(",") if codec == "h264" else [tune]
-        bad = [part for part in parts if part not in TUNES[codec]]
-        if bad:
-            raise UsageError(
-                f"unknown --tune '{bad[0]}' for {codec} (choose from none, "
-                f"{', '.join(TUNES[codec])})"
-            )
-
-
-def default_codec(dst: Path) -> str:
-    """The codec for the output ``dst`` when none is asked for: h264, or mpeg4 for .avi."""
-    return _DEFAULT_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
-
-
-def container_for(dst: Path, codec: str) -> str:
-    """The container format an output named ``dst`` gets; an error if it cannot hold ``codec``."""
-    ext = dst.suffix.lower()
-    if ext not in CONTAINERS:
-        raise UsageError(
-            f"{dst}: unknown output type '{dst.suffix}' (video: {', '.join(CONTAINERS)})"
-        )
-    if codec not in CONTAINER_CODECS[ext]:
-        fits = ", ".join(e for e, codecs in CONTAINER_CODECS.items() if codec in codecs)
-        raise UsageError(f"{codec} cannot go into {ext} (use {fits})")
-    return CONTAINERS[ext]
 
 
 @dataclass(frozen=True)
@@ -272,10 +191,10 @@ class Sink:
         src = source.stream
         options = dict(codec.options)
         if codec.crf is not None:
-            options["crf"] = str(codec.crf if crf is None else crf)
-            options["preset"] = preset or codec.preset or "medium"
-            tune = codec.tune if tune is None else tune
-            if tune and tune != "none":
+            crf, preset, tune = codec.resolve(crf, preset, tune)
+            options["crf"] = str(crf)
+            options["preset"] = str(preset)
+            if tune:
                 options["tune"] = tune
         rate = self.slots.rate if self.slots is not None else source.rate
         stream = cast(

@@ -76,3 +76,19 @@ class Stabiliser:
         preds = ab.float().cpu().numpy()
         outs = [self.step(lumas[i], preds[i], cuts[i]) for i in range(ab.shape[0])]
         return torch.from_numpy(np.stack(outs)).to(ab.device, ab.dtype)
+
+
+class StabiliseStage:
+    """The pipeline's stabilisation stage: one ``Stabiliser`` per stream of pictures (two for
+    interlaced video, one per field), steadying each batch's predicted colour in turn."""
+
+    def __init__(self, streams: int, strength: float = DEFAULT_STRENGTH) -> None:
+        self.stabilisers = [Stabiliser(strength) for _ in range(streams)]
+
+    def __call__(
+        self, streams: list[tuple[torch.Tensor, torch.Tensor]], cuts: list[bool]
+    ) -> list[torch.Tensor]:
+        """streams: (ab, y) of each stream's B consecutive pictures, as ``Stabiliser.run``
+        takes them; cuts: B flags, the same for every stream. Returns each stream's ab."""
+        parts = zip(self.stabilisers, streams, strict=True)
+        return [stabiliser.run(ab, y, cuts) for stabiliser, (ab, y) in parts]

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from av.container.core import Chapter
 
 
 def grey_picture(index: int, height: int, width: int) -> np.ndarray:
@@ -67,25 +70,7 @@ def write_clip(
         )
     out.metadata.update(metadata or {})
     if chapters:
-        half = stamps[len(stamps) // 2]
-        out.set_chapters(
-            [
-                {
-                    "id": 1,
-                    "start": 0,
-                    "end": half,
-                    "time_base": time_base,
-                    "metadata": {"title": "One"},
-                },
-                {
-                    "id": 2,
-                    "start": half,
-                    "end": stamps[-1],
-                    "time_base": time_base,
-                    "metadata": {"title": "Two"},
-                },
-            ]
-        )
+        out.set_chapters(_two_chapters(stamps, time_base))
     tone = _Tone(out, sound) if sound is not None else None
     for i, stamp in enumerate(stamps):
         grey = grey_picture(i, height, width)
@@ -194,6 +179,21 @@ def grey_copy(
         for packet in video.encode(None):
             out.mux(packet)
     return dst
+
+
+def _two_chapters(stamps: list[int], time_base: Fraction) -> list[Chapter]:
+    """Chapters "One" and "Two", split at the middle frame."""
+    half = stamps[len(stamps) // 2]
+    return [
+        {"id": 1, "start": 0, "end": half, "time_base": time_base, "metadata": {"title": "One"}},
+        {
+            "id": 2,
+            "start": half,
+            "end": stamps[-1],
+            "time_base": time_base,
+            "metadata": {"title": "Two"},
+        },
+    ]
 
 
 def _neutral_chroma(frame: av.VideoFrame) -> None:
