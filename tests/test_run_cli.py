@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from PIL import Image
 from tests.video_helpers import save_tiny_model
 from vidcolour.cli import main
 from vidcolour.video.synth import grey_picture, write_clip
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +240,12 @@ def test_bench_reports_every_stage(model: Path, clip: Path, tmp_path: Path) -> N
     slowest = min(figures[k] for k in ("decode_fps", "colour_stage_fps", "encode_fps"))
     assert figures["pipeline_efficiency"] == pytest.approx(figures["end_to_end_fps"] / slowest)
     assert 0 < figures["model_flops_utilisation"] < 2
+    assert figures["end_to_end_over_model"] == pytest.approx(
+        figures["end_to_end_fps"] / figures["model_fps"]
+    )
+    shares = figures["stage_shares"]
+    assert list(shares) == ["decode", "predict", "stabilise", "chroma", "encode"]
+    assert all(0 < share < 1 for share in shares.values()), shares  # each thread's busy share
+    # the keys docs/BENCHMARKS.md documents, and no others: `bench --json` is read by scripts
+    documented = (ROOT / "docs" / "BENCHMARKS.md").read_text().split("bench --json keys:")[1]
+    assert set(figures) == set(re.findall(r"`(\w+)`", documented.split("\n\n")[1]))

@@ -58,6 +58,11 @@ class BenchResult:
     model_flops_utilisation: float  # model FLOP/s / matmul FLOP/s
     pipeline_efficiency: float  # end-to-end fps / slowest stage's fps
     slowest_stage: str
+    end_to_end_over_model: float  # end-to-end fps / the generator alone's
+    # Share of the end-to-end run's wall time each stage was busy, in its own thread (decode,
+    # predict: L and the generator, stabilise, chroma: Lab -> Cb/Cr, encode): overlapped
+    # stages can sum to more than 1, up to the cores they share.
+    stage_shares: dict[str, float]
 
 
 def _timed(work: Callable[[], int]) -> float:
@@ -198,6 +203,9 @@ def _bench(
         colouriser, e2e_input, work / f"e2e{CODECS[codec_name].extension}", options
     )
     e2e_fps = report.fps
+    shares = {k: v / report.seconds for k, v in report.stage_seconds.items()}
+    log("end to end, share of the time each stage was busy: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))  # fmt: skip
     log(f"end to end: {e2e_fps:.1f} fps")
 
     matmul_dtype = colouriser.dtype or torch.float32
@@ -227,6 +235,8 @@ def _bench(
         model_flops_utilisation=model_flops / matmul,
         pipeline_efficiency=e2e_fps / stages[slowest],
         slowest_stage=slowest,
+        end_to_end_over_model=e2e_fps / model_fps,
+        stage_shares=shares,
     )
 
 

@@ -63,6 +63,7 @@ from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
 _END = object()
+STAGES = ("decode", "predict", "stabilise", "chroma", "encode")
 _POLL_S = 0.1
 
 
@@ -104,6 +105,10 @@ class VideoReport:
     notices: list[str] = field(default_factory=list)
     read_error: str | None = None
     cuts: list[int] | None = None  # frames that start a shot, when stabilised
+    # Seconds each stage was busy in the overlapped run (STAGES; each thread times its own):
+    # their shares of ``seconds`` show where the time went (`vidcolour bench`). With keyframes
+    # the model thread's three stages are not timed apart and stay 0.
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @property
     def fps(self) -> float:
@@ -334,12 +339,19 @@ def _run_stages(
                     raise RuntimeError("pipeline stopped") from None  # failures says why
                 continue
 
+    busy = report.stage_seconds
+
     def decode() -> None:
         try:
-            for chunk in stream:
-                if not put(decoded, chunk):
-                    return
-            put(decoded, _END)
+            chunks = iter(stream)
+            while True:
+                clock = time.perf_counter()
+                chunk = next(chunks, None)
+                busy["decode"] += time.perf_counter() - clock
+                if chunk is None or not put(decoded, chunk):
+                    break
+            if chunk is None:
+                put(decoded, _END)
         except BaseException as exc:
             failures.append(exc)
             stop.set()
@@ -359,10 +371,14 @@ def _run_stages(
                     return
                 codes = None
                 if chunk.frames:
+                    clock = time.perf_counter()
                     work = colour.predict(chunk.luma)
+                    busy["predict"] += (now := time.perf_counter()) - clock
                     if stabilise is not None:
                         work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
+                    busy["stabilise"] += (clock := time.perf_counter()) - now
                     codes = colour.chroma(work)
+                    busy["chroma"] += time.perf_counter() - clock
                 if not put(coloured, (chunk, codes)):
                     return
         except BaseException as exc:
@@ -381,10 +397,12 @@ def _run_stages(
             if item is _END:
                 break
             chunk, codes = item
+            clock = time.perf_counter()
             for packet in chunk.packets:
                 sink.carry(packet)
             for i, frame in enumerate(chunk.frames):
                 sink.write(frame, chunk.luma[i], codes[0][i], codes[1][i])
+            busy["encode"] += time.perf_counter() - clock
             if report.cuts is not None:
                 report.cuts += [report.frames + i for i, cut in enumerate(chunk.cuts) if cut]
             report.frames += len(chunk.frames)
