@@ -251,7 +251,7 @@ def _run_stages(
     stabilise = None
     if options.stabilise:
         stream = mark_cuts(stream, plan.source.bits)
-        stabilise = StabiliseStage(2 if plan.fields else 1, options.strength)
+        stabilise = StabiliseStage(colour.streams, options.strength)
         report.cuts = []
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
