@@ -23,7 +23,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 from vidcolour.model_files import export_generator
 from vidcolour.resources import resolve_config
-from vidcolour.train import RunArgs, lr_factor, train
+from vidcolour.train import DEFAULT_CONFIG, RunArgs, lr_factor, run_config_path, train
 from vidcolour.weights import load_generator
 
 CPU = torch.device("cpu")
@@ -424,3 +424,12 @@ def test_dry_run_prints_the_plan_and_trains_nothing(photos: Path, tmp_path: Path
     assert "3 steps per epoch of 2 x 1 images" in result.output
     assert "norm: ibn" in result.output
     assert not run.exists()
+
+
+def test_run_config_path(tmp_path: Path) -> None:
+    """--config, else a resumed run's own config.yaml, else the default recipe."""
+    assert run_config_path("bn", tmp_path, resume=True) == resolve_config("bn")
+    assert run_config_path(None, tmp_path, resume=True) == resolve_config(DEFAULT_CONFIG)
+    (tmp_path / "config.yaml").write_text("name: saved\n")
+    assert run_config_path(None, tmp_path, resume=True) == tmp_path / "config.yaml"
+    assert run_config_path(None, tmp_path, resume=False) == resolve_config(DEFAULT_CONFIG)

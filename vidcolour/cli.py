@@ -226,14 +226,9 @@ def train_command(
       vidcolour train --data photos/train --out runs/a --resume
       torchrun --nproc-per-node 4 -m vidcolour train --data list.txt --out runs/b
     """
-    from vidcolour.train import RunArgs, train
+    from vidcolour.train import RunArgs, run_config_path, train
 
-    if config_name is None:
-        saved = out / "config.yaml"
-        config_path = saved if resume and saved.is_file() else resolve_config("ibn_sn_md")
-    else:
-        config_path = resolve_config(config_name)
-    config = load_config(config_path, overrides)
+    config = load_config(run_config_path(config_name, out, resume), overrides)
     args = RunArgs(data=data, out=out, val=val, resume=resume, max_steps=max_steps, device=device)
     train(config, args, dry_run=dry_run)
 

@@ -56,6 +56,7 @@ from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
 from vidcolour.predict import working_predict
 from vidcolour.progress import PLAIN_EVERY_S, duration, make_console
+from vidcolour.resources import resolve_config
 
 # --------------------------------------------------------------------------- runtime
 
@@ -521,6 +522,18 @@ class _Status:
                 markup=False,
                 soft_wrap=True,  # one line per record in log files
             )
+
+
+DEFAULT_CONFIG = "ibn_sn_md"  # the paper's best row of Table I
+
+
+def run_config_path(name: str | None, out: Path, resume: bool) -> Path:
+    """The config file a run trains with: the shipped config or YAML file ``name``; without
+    one, a resumed run's own saved config (``out``/config.yaml), else ``DEFAULT_CONFIG``."""
+    if name is not None:
+        return resolve_config(name)
+    saved = out / "config.yaml"
+    return saved if resume and saved.is_file() else resolve_config(DEFAULT_CONFIG)
 
 
 def train(

@@ -87,6 +87,11 @@ class ColourStage:
         self.orientation = orientation or Orientation()
 
     @property
+    def streams(self) -> int:
+        """Runs of consecutive pictures in each batch: 2 for fields (``WorkingColour``)."""
+        return 2 if self.fields else 1
+
+    @property
     def _picture_chroma_size(self) -> tuple[int, int]:
         """The chroma size of one picture the predictor sees: a field is half a frame."""
         h, w = self.chroma_size
@@ -107,7 +112,7 @@ class ColourStage:
         L_chroma = site_lightness(y, self.source, self._picture_chroma_size)
         y_work = self.orientation.upright(resize(y, self.orientation.turned(size)))
         ab = self.predictor.predict_ab(grey_to_l(y_work), size)
-        return WorkingColour(ab, y_work, L_chroma, 2 if self.fields else 1)
+        return WorkingColour(ab, y_work, L_chroma, self.streams)
 
     @torch.inference_mode()
     def chroma(self, work: WorkingColour) -> tuple[np.ndarray, np.ndarray]:

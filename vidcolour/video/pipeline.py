@@ -314,7 +314,7 @@ def _run_stages(
         stream = mark_cuts(stream, plan.source.bits)
         report.cuts = []
     if options.stabilise:
-        stabilise = StabiliseStage(2 if plan.fields else 1, options.strength)
+        stabilise = StabiliseStage(colour.streams, options.strength)
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []

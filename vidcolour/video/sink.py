@@ -22,7 +22,7 @@ import numpy as np
 
 from vidcolour.colour import YCbCrCoding
 from vidcolour.errors import VidcolourError
-from vidcolour.video.codecs import (  # re-exported: the registry, as the encoder's callers use it
+from vidcolour.video.codecs import (
     CODECS,
     CONTAINER_CODECS,
     CONTAINERS,
@@ -35,14 +35,22 @@ from vidcolour.video.orientation import IDENTITY, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
+# The codec registry's names are re-exported: callers of the encoder take them from here.
 __all__ = [
     "CODECS",
     "CONTAINERS",
     "CONTAINER_CODECS",
     "DEFAULT_CODEC",
+    "PROVENANCE_KEY",
     "Codec",
+    "Plan",
+    "Sink",
     "container_for",
     "default_codec",
+    "output_format",
+    "plan_output",
+    "read_provenance",
+    "with_provenance",
 ]
 
 _MP4_LIKE = ("mp4", "mov")
