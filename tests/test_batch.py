@@ -486,3 +486,20 @@ def test_the_settings_key_is_of_the_resolved_settings(monkeypatch: pytest.Monkey
     before = implicit.key()
     monkeypatch.setitem(codecs.CODECS, "h264", replace(codecs.CODECS["h264"], crf=20))
     assert implicit.key() != before
+
+
+def test_a_ledger_of_unresolved_keys_is_not_redone(model: Path, tmp_path: Path) -> None:
+    """Ledgers written before keys were resolved hold the settings as asked for: their done
+    files stay done (an archive's days of work are not redone for a key format)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mkv", frames=5)
+    batch(src, "-o", dst, "--model", model)
+    db = sqlite3.connect(dst / LEDGER_NAME)
+    settings = Settings("h264", None, "ultrafast", None, 64, "auto")  # FAST, as asked for
+    with db:
+        db.execute("UPDATE files SET settings = ?", (settings.key(resolved=False),))
+    db.close()
+    assert settings.key(resolved=False) != settings.key()
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0 and "0 done now, 1 already done" in output, output

@@ -72,11 +72,12 @@ class Settings:
         crf, preset, tune = CODECS[self.codec].resolve(self.crf, self.preset, self.tune)
         return replace(self, crf=crf, preset=preset, tune=tune)
 
-    def key(self, keyframes: str | None = None) -> str:
+    def key(self, keyframes: str | None = None, resolved: bool = True) -> str:
         """What the ledger records: the resolved settings, so that a changed default redoes
         the files it would change; ``keyframes``: the digest of a file's keyframes
-        (video/keyframes.py), which shape its output too."""
-        settings = asdict(self.resolved())
+        (video/keyframes.py), which shape its output too. ``resolved=False``: the key ledgers
+        written before resolved keys hold (crf, preset and tune as asked for)."""
+        settings = asdict(self.resolved() if resolved else self)
         if settings["saturation"] == 1.0:
             del settings["saturation"]  # so that ledgers from before --saturation still match
         if keyframes is not None:
@@ -193,13 +194,14 @@ class Batch:
             return Outcome.SKIPPED, item.problem
         output = item.dst.relative_to(self.plan.dst_dir).as_posix()
         key = self._key(item)
+        keys = (key, self._key(item, resolved=False))  # the second: an older ledger's
         for _ in range(_LOOKS):
             row = ledger.get(item.rel)
             try:
                 stat: os.stat_result | None = item.src.stat()
             except OSError as exc:
                 stat, reason = None, _read_error(exc)
-            if row is not None and stat is not None and self._unchanged(row, stat, key):
+            if row is not None and stat is not None and self._unchanged(row, stat, keys):
                 if row.status == "done" and _output_intact(self.plan.dst_dir, row):
                     return Outcome.ALREADY_DONE, "already done"
                 if row.status == "failed" and not self.retry_failed:
@@ -235,24 +237,27 @@ class Batch:
             )
         return Outcome(record.status), record.error or record.status
 
-    def _unchanged(self, row: Row, stat: os.stat_result, key: str) -> bool:
-        """Same input file (size and mtime), model and settings as the row records."""
+    def _unchanged(self, row: Row, stat: os.stat_result, keys: tuple[str, str]) -> bool:
+        """Same input file (size and mtime), model and settings as the row records. A row of
+        a ledger from before resolved keys matches on the settings as asked for: an archive's
+        finished files are not all redone because the ledger's key format changed."""
         return (
             (row.input_size, row.input_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
             and row.model_sha256 == self.colouriser.sha256
-            and row.settings == key
+            and row.settings in keys
         )
 
-    def _key(self, item: Item) -> str:
+    def _key(self, item: Item, resolved: bool = True) -> str:
         """The settings key of one file: the batch's, and its keyframes' content if it has a
         sidecar folder (an unreadable one keys on its listing; colourising then says why)."""
         folder = sidecar(item.src)
         if not folder.is_dir():
-            return self.settings.key()
+            return self.settings.key(resolved=resolved)
         try:
-            return self.settings.key(keyframes_digest(find_keyframes(folder)))
+            digest = keyframes_digest(find_keyframes(folder))
         except (VidcolourError, OSError):
-            return self.settings.key("unreadable: " + ",".join(sorted(os.listdir(folder))))
+            digest = "unreadable: " + ",".join(sorted(os.listdir(folder)))
+        return self.settings.key(digest, resolved)
 
     def _colourise(
         self, item: Item, stat: os.stat_result, before: Row | None, record: Row, events: Events
