@@ -47,15 +47,19 @@ DEVICE_OPTION = click.option(
 SET_HELP = "Override a config value, e.g. --set model.generator.ngf=32 (repeatable)."
 
 
+class _UsageFailure(click.ClickException):
+    """A usage error: exit 2, as click's own (exit_code is a class attribute in click 8.5)."""
+
+    exit_code = 2
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except VidcolourError as exc:
-            error = click.ClickException(str(exc))  # one line: "Error: ..."
-            if isinstance(exc, UsageError):
-                error.exit_code = 2
-            raise error from None
+            failure = _UsageFailure if isinstance(exc, UsageError) else click.ClickException
+            raise failure(str(exc)) from None  # one line: "Error: ..."
         except KeyboardInterrupt:  # click's own handler says "Aborted!" and exits 1
             click.echo("Error: interrupted", err=True)
             raise SystemExit(INTERRUPTED) from None
