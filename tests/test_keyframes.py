@@ -244,13 +244,32 @@ def test_resized_keyframe_of_the_same_aspect_is_scaled_with_a_notice(
     assert "scaled to the film's 128x96" in output
 
 
-def test_keyframes_need_one_video_input(model: Path, tmp_path: Path) -> None:
+def test_keyframes_need_one_video_input(
+    clip: tuple[Path, Path, list[np.ndarray]], model: Path, tmp_path: Path
+) -> None:
     with pytest.raises(VidcolourError, match="no keyframe images"):
         find_keyframes(tmp_path)
+    colour, grey, rgb = clip
+    folder = tmp_path / "kf"
+    paint(folder, rgb, [2])
+    out = tmp_path / "out"
+    out.mkdir()
     result = CliRunner().invoke(
-        main, ["run", "a.mp4", "b.mp4", "-o", str(tmp_path), "--keyframes", str(tmp_path)]
+        main,
+        [
+            "run",
+            str(colour),
+            str(grey),
+            "-o",
+            str(out),
+            "--model",
+            str(model),
+            "--keyframes",
+            str(folder),
+        ],
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2 and "give a single video input" in result.output
+    assert list(out.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- vidcolour frames

@@ -58,7 +58,7 @@ from vidcolour.video.planes import chroma_spread, is_toned
 from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import Plan, Sink, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
-from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage
+from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage, flow_luma
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
@@ -442,7 +442,7 @@ def _guided(
                     work = colour.predict(chunk.luma)
                     if stabilise is not None:
                         work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
-                    lumas = (work.y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+                    lumas = flow_luma(work.y)
                     autos = work.ab.float().cpu().numpy()
                     for i in range(len(chunk.frames)):
                         resolved += guide.push(frames + i, chunk.cuts[i], lumas[i], autos[i])

@@ -28,6 +28,11 @@ TAU = 24.0  # luma mismatch (8-bit codes, blurred) at which trust falls to 1/e
 _SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
 
 
+def flow_luma(y: torch.Tensor) -> np.ndarray:
+    """(B, 1, h, w) luma in [0, 1] -> (B, h, w) uint8 codes on the CPU: what the flow sees."""
+    return (y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+
+
 def trust(current: np.ndarray, before: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """c of the formula above: how far colour carried along the flow can be trusted, per pixel.
 
@@ -72,7 +77,7 @@ class Stabiliser:
     def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
         """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
         [0, 1] at the same size; cuts: B flags. Returns ab like the input, on its device."""
-        lumas = (y[:, 0] * 255).round().clamp(0, 255).byte().cpu().numpy()
+        lumas = flow_luma(y)
         preds = ab.float().cpu().numpy()
         outs = [self.step(lumas[i], preds[i], cuts[i]) for i in range(ab.shape[0])]
         return torch.from_numpy(np.stack(outs)).to(ab.device, ab.dtype)
