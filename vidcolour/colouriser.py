@@ -102,6 +102,13 @@ class Colouriser:
         digest = f"; sha256 {self.sha256}" if self.sha256 else ""
         return f"vidcolour {__version__}; model {self.name}{digest}"
 
+    @property
+    def identity(self) -> str:
+        """The tag and every setting that changes the colour: what a film's finished segments
+        are made with (video/segments.py). Not the device: a job may move to another node."""
+        settings = f"resolution {self.resolution}; {self.dtype}; saturation {self.saturation}"
+        return f"{self.tag}; {settings}"
+
     # ---------------------------------------------------------------------- the prediction
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         g = self.generator

@@ -48,6 +48,19 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_temps(dst: Path) -> None:
+    """Delete temp files an earlier, killed attempt at ``dst`` left (``atomic_path``'s
+    names). Only called by the holder of ``dst``'s claim (a batch's, or a `run --resume`), so
+    no live writer owns them."""
+    if dst.parent.is_dir():
+        for temp in dst.parent.glob(f".{_glob_escape(dst.name)}.*.tmp"):
+            temp.unlink(missing_ok=True)
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse outputs that would destroy the input, clobber a file or cannot be written."""
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():

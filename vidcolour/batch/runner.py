@@ -29,7 +29,7 @@ from vidcolour.batch.ledger import Ledger, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import DiskFullError, VidcolourError
-from vidcolour.fsutil import file_sha256
+from vidcolour.fsutil import file_sha256, remove_temps
 from vidcolour.metrics import colourfulness
 from vidcolour.progress import plural
 from vidcolour.run import colourise_image_file, is_image
@@ -380,14 +380,6 @@ _RESULT_COLUMNS = (
 )
 
 
-def remove_temps(dst: Path) -> None:
-    """Delete temp files an earlier, killed attempt at ``dst`` left (fsutil.atomic_path's
-    names). Only called by the holder of ``dst``'s claim, so no live writer owns them."""
-    if dst.parent.is_dir():
-        for temp in dst.parent.glob(f".{_glob_escape(dst.name)}.*.tmp"):
-            temp.unlink(missing_ok=True)
-
-
 def verify_video(path: Path) -> tuple[int, float | None]:
     """(video frames, duration in seconds) of a written file, read back by demuxing it."""
     with av.open(str(path)) as container:
@@ -431,7 +423,3 @@ def _one_line(exc: BaseException) -> str:
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"unexpected {type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

@@ -15,6 +15,7 @@ what an SD one does. Histograms: 256 bins of 8-bit sRGB per channel. docs/METRIC
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +95,24 @@ class Consistency:
                     self._js_count[k] += 1
             self._history.append(hist)
 
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        """The running sums and the histograms kept, as arrays named ``prefix``_*."""
+        state = {
+            f"{prefix}_js_sum": np.array([self._js_sum[k] for k in CDC_STEPS], np.float64),
+            f"{prefix}_js_count": np.array([self._js_count[k] for k in CDC_STEPS], np.int64),
+        }
+        if self._history:
+            state[f"{prefix}_history"] = torch.stack(list(self._history)).numpy()
+        return state
+
+    def restore(self, state: Mapping[str, np.ndarray], prefix: str) -> None:
+        """Carry on from ``state`` (from ``state``)."""
+        for i, k in enumerate(CDC_STEPS):
+            self._js_sum[k] = float(state[f"{prefix}_js_sum"][i])
+            self._js_count[k] = int(state[f"{prefix}_js_count"][i])
+        self._history.clear()
+        self._history.extend(torch.from_numpy(h) for h in state.get(f"{prefix}_history", ()))
+
     @property
     def value(self) -> float | None:
         """None before two frames."""
@@ -136,6 +155,23 @@ class TemporalChecks:
     ) -> None:
         """Frames as Y'CbCr codes: see ``codes_to_rgb``."""
         self.add_rgb(codes_to_rgb(luma, cb, cr, coding, luma_bits))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything the checks carry, as named arrays: a film made in segments
+        (video/segments.py) resumes its checks where the last finished segment left them."""
+        return {
+            "checks_frames": np.array(self.frames),
+            "checks_colourfulness_sum": np.array(self.colourfulness_sum),
+            **self.rgb.state("checks_rgb"),
+            **self.ab.state("checks_ab"),
+        }
+
+    def restore(self, state: Mapping[str, np.ndarray]) -> None:
+        """Carry on from ``state`` (from ``state``)."""
+        self.frames = int(state["checks_frames"])
+        self.colourfulness_sum = float(state["checks_colourfulness_sum"])
+        self.rgb.restore(state, "checks_rgb")
+        self.ab.restore(state, "checks_ab")
 
     @property
     def colourfulness(self) -> float | None:

@@ -286,6 +286,7 @@ class KeyframeGuide:
 
     keyframes: Keyframes
     reach: int = REACH
+    start: int = 0  # the first frame pushed: a film resumed mid-way (video/segments.py)
     _flow: Flow = field(default_factory=Flow)
     _forward: _Carry | None = None
     _held: list[_Held] = field(default_factory=list)
@@ -295,7 +296,7 @@ class KeyframeGuide:
     def __post_init__(self) -> None:
         if self.reach < 0:
             raise VidcolourError(f"keyframe reach must be at least 0 frames, got {self.reach}")
-        self._ahead = sorted(self.keyframes.paths, reverse=True)
+        self._ahead = sorted((n for n in self.keyframes.paths if n >= self.start), reverse=True)
 
     def push(
         self, index: int, cut: bool, luma: np.ndarray, auto: np.ndarray

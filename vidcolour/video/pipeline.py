@@ -19,8 +19,10 @@ along the motion before it becomes chroma (docs/VIDEO.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import json
 import queue
 import threading
 import time
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import atomic_path, check_destination, write_error
+from vidcolour.fsutil import atomic_path, check_destination, remove_temps, write_error
 from vidcolour.progress import plural
 from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
@@ -52,9 +54,20 @@ from vidcolour.video.keyframes import (
     Keyframes,
     check_keyframes,
     count_frames,
+    keyframes_digest,
 )
 from vidcolour.video.orientation import IDENTITY, Orientation, display_matrix, orientation_of
 from vidcolour.video.planes import chroma_spread, is_toned
+from vidcolour.video.segments import (
+    CAP_FACTOR,
+    SegmentWriter,
+    WorkFolder,
+    fingerprint,
+    fresh_detector,
+    join,
+    segment_chunks,
+)
+from vidcolour.video.segments import DEFAULT_SECONDS as SEGMENT_SECONDS
 from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import Plan, Sink, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
@@ -65,6 +78,7 @@ _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
 _END = object()
 STAGES = ("decode", "predict", "stabilise", "chroma", "encode")
 _POLL_S = 0.1
+_GUESSED_RATE = 25.0  # frames per second, where the input does not say
 
 
 class ColourSource(AbPredictor, Protocol):
@@ -92,6 +106,10 @@ class VideoOptions:
     compare: bool = False  # write the input and the colour side by side, for review
     start: float = 0.0  # seconds: colourise a stretch of the film (a preview) from here
     duration: float | None = None  # seconds of it; None: to the end
+    # Seconds of film per segment (video/segments.py); None or 0: one piece. A film is made in
+    # one piece anyway as a stretch (start, duration) or as AVI, which has no timestamps.
+    segment_seconds: float | None = SEGMENT_SECONDS
+    resume: bool = False  # go on from an earlier run's finished segments
 
 
 @dataclass
@@ -145,14 +163,20 @@ def colourise_video(
     progress: Progress | None = None,
     notify: Callable[[str], None] | None = None,
     checks: TemporalChecks | None = None,
+    on_segment: Callable[[int, int], None] | None = None,
+    keep_work: bool = False,
 ) -> VideoReport:
     """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all).
 
-    ``progress`` is called after every batch written (an exception it raises cancels the job
-    cleanly); ``checks``, when given, sees every output frame.
+    ``progress`` is called once before the first frame and after every batch written (an
+    exception it raises cancels the job cleanly); ``checks``, when given, sees every output
+    frame. A film made in segments calls ``on_segment(finished segments, frames in them)``
+    after each, and on resuming; ``keep_work`` leaves the finished segments' work folder for
+    the caller to remove (``segments.work_path``) once the output is recorded.
     """
     codec, container_format = _check_options(options, dst)
     check_destination(src, dst, options.overwrite)
+    in_segments = _in_segments(options, container_format)
     report = VideoReport(src, dst)
 
     def tell(message: str) -> None:
@@ -173,46 +197,184 @@ def colourise_video(
             tell(f"{src} is interlaced ({source.field_order}); colourising each field on its own")
         orientation = _orientation(first, src, container_format, tell)
         keyframes = _keyframes(options, src, plan, orientation, first, tell)
+        job = _Job(colouriser, plan, options, orientation, report, progress, checks, keyframes)
+
+        def open_sink(path: Path, **kwargs: Any) -> Sink:
+            return Sink(
+                path,
+                container_format,
+                source,
+                first,
+                plan,
+                codec,
+                crf=options.crf,
+                preset=options.preset,
+                tune=options.tune,
+                tag=colouriser.tag,
+                notify=tell,
+                compare=options.compare,
+                **kwargs,
+            )
+
+        stream = itertools.chain([first_chunk], chunks)
         try:
-            with atomic_path(dst) as tmp:
-                sink = Sink(
-                    tmp,
-                    container_format,
-                    source,
-                    first,
-                    plan,
-                    codec,
-                    crf=options.crf,
-                    preset=options.preset,
-                    tune=options.tune,
-                    tag=colouriser.tag,
-                    notify=tell,
-                    compare=options.compare,
-                )
-                try:
-                    _run_stages(
-                        colouriser,
-                        plan,
-                        first_chunk,
-                        chunks,
-                        sink,
-                        options,
-                        orientation,
-                        report,
-                        progress,
-                        checks,
-                        keyframes,
-                    )
-                    sink.close()
-                except BaseException:
-                    sink.abort()
-                    raise
+            if in_segments:
+                _colourise_in_segments(job, source, stream, open_sink, on_segment, keep_work, tell)
+            else:
+                with atomic_path(dst) as tmp:
+                    sink = open_sink(tmp)
+                    try:
+                        _run_stages(job, _marked(job, stream), sink)
+                        sink.close()
+                    except BaseException:
+                        sink.abort()
+                        raise
+                report.stats, report.read_error = source.stats, source.read_error
         except (av.FFmpegError, OSError) as exc:
             raise write_error(dst, exc) from None
-        report.stats = source.stats
-        report.read_error = source.read_error
     report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every stage of one film's colourising shares."""
+
+    colouriser: ColourSource
+    plan: Plan
+    options: VideoOptions
+    orientation: Orientation
+    report: VideoReport
+    progress: Progress | None
+    checks: TemporalChecks | None
+    keyframes: Keyframes | None
+
+
+def _colourise_in_segments(
+    job: _Job,
+    source: Source,
+    stream: Iterator[Chunk],
+    open_sink: Callable[..., Sink],
+    on_segment: Callable[[int, int], None] | None,
+    keep_work: bool,
+    tell: Callable[[str], None],
+) -> None:
+    """The film in segments, then joined into ``job.report.dst``: the output's temp file is
+    taken first, so an output that cannot be written fails before any work."""
+    options, dst = job.options, job.report.dst
+    if options.resume:
+        remove_temps(dst)  # of a killed run: whoever resumes owns the output
+    with atomic_path(dst) as tmp:
+        work = WorkFolder(dst, _work_key(job.colouriser, source.path, options), dst.suffix)
+        work.open(options.resume, options.overwrite, tell)
+        try:
+            _in_pieces(job, work, source, stream, open_sink, on_segment)
+        except BaseException:
+            if not work.segments:
+                work.remove()  # nothing finished: nothing to resume from
+            else:
+                tell(
+                    f"{plural(len(work.segments), 'finished segment')} kept in {work.path}: "
+                    "run again with --resume to go on from there"
+                )
+            raise
+        with Source(source.path) as whole:
+            join(work, lambda template: open_sink(tmp, template=template), whole)
+    if not keep_work:
+        work.remove()
+
+
+def _in_segments(options: VideoOptions, container_format: str) -> bool:
+    """Whether the film is made in segments (``VideoOptions.segment_seconds``)."""
+    wanted = bool(options.segment_seconds and options.segment_seconds > 0)
+    whole = container_format == "avi" or _stretch(options) is not None
+    if options.resume and (not wanted or whole):
+        raise VidcolourError(
+            "--resume needs a film made in segments: not with --segment-seconds 0, "
+            "--start/--duration, or AVI output"
+        )
+    if options.segment_seconds is not None and options.segment_seconds < 0:
+        raise VidcolourError(f"--segment-seconds must be >= 0, got {options.segment_seconds:g}")
+    return wanted and not whole
+
+
+def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str:
+    """What a film's segments depend on: the input, the model and every option that shapes
+    the output (the keyframes by content)."""
+    shaping = dataclasses.asdict(options)
+    for name in ("overwrite", "queue_chunks", "resume", "keyframes"):
+        del shaping[name]
+    if options.keyframes:
+        shaping["keyframes"] = keyframes_digest({n: Path(p) for n, p in options.keyframes.items()})
+    identity = getattr(colouriser, "identity", colouriser.tag)
+    return json.dumps(
+        {"input": fingerprint(src), "model": identity, "options": shaping}, sort_keys=True
+    )
+
+
+def _in_pieces(
+    job: _Job,
+    work: WorkFolder,
+    probe: Source,
+    fresh: Iterator[Chunk],
+    open_sink: Callable[..., Sink],
+    on_segment: Callable[[int, int], None] | None,
+) -> None:
+    """Colourise what the finished segments of ``work`` do not hold yet, segment by segment.
+    ``probe``: the input, opened; ``fresh``: its chunks from the start."""
+    with contextlib.ExitStack() as stack:
+        _pieces(job, work, probe, fresh, open_sink, on_segment, stack)
+
+
+def _pieces(
+    job: _Job,
+    work: WorkFolder,
+    probe: Source,
+    fresh: Iterator[Chunk],
+    open_sink: Callable[..., Sink],
+    on_segment: Callable[[int, int], None] | None,
+    stack: contextlib.ExitStack,
+) -> None:
+    report = job.report
+    report.frames = work.next_frame
+    if job.options.stabilise or job.keyframes is not None:  # as in one piece: cuts used, told
+        report.cuts = [c for segment in work.segments for c in segment.cuts]
+    report.stats.bad_packets = sum(s.bad_packets for s in work.segments)
+    report.stats.corrupt_frames = sum(s.corrupt_frames for s in work.segments)
+    if on_segment is not None and work.segments:
+        on_segment(len(work.segments), work.next_frame)
+    if work.complete:
+        return
+    source = probe
+    if work.segments:  # on from where the last finished segment stopped
+        source = stack.enter_context(Source(probe.path))
+        source.resume_at(work.next_frame, work.next_pts)
+        fresh = source.chunks(job.options.batch_size)
+    state = work.state()
+    if job.checks is not None and "checks_frames" in state:
+        job.checks.restore(state)
+    seconds = job.options.segment_seconds or SEGMENT_SECONDS
+    target = max(1, round(seconds * float(probe.rate or _GUESSED_RATE)))
+    cap = None if job.keyframes is not None else CAP_FACTOR * target  # see _guided
+    stream = segment_chunks(
+        fresh, job.plan.source.bits, job.options.batch_size, target, cap, fresh_detector(state)
+    )
+    writer = SegmentWriter(
+        work,
+        lambda path: open_sink(path, video_only=True),
+        lambda: source.stats,
+        job.checks,
+        on_segment,
+    )
+    try:
+        _run_stages(job, stream, writer, state)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    report.stats.bad_packets += source.stats.bad_packets
+    report.stats.corrupt_frames += source.stats.corrupt_frames
+    report.read_error = source.read_error
 
 
 def _check_options(options: VideoOptions, dst: Path) -> tuple[Codec, str]:
@@ -284,37 +446,39 @@ def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
     raise VidcolourError(f"{src}: no video frame could be decoded")
 
 
+def _marked(job: _Job, stream: Iterable[Chunk]) -> Iterable[Chunk]:
+    """The chunks of a film made in one piece, with their cuts found where they are used."""
+    if not job.options.stabilise and job.keyframes is None:
+        return stream
+    job.report.cuts = []
+    return mark_cuts(stream, job.plan.source.bits)
+
+
 def _run_stages(
-    colouriser: ColourSource,
-    plan: Plan,
-    first_chunk: Chunk,
-    chunks: Iterator[Chunk],
-    sink: Sink,
-    options: VideoOptions,
-    orientation: Orientation,
-    report: VideoReport,
-    progress: Progress | None,
-    checks: TemporalChecks | None,
-    keyframes: Keyframes | None = None,
+    job: _Job,
+    stream: Iterable[Chunk],
+    sink: Sink | SegmentWriter,
+    carried: Mapping[str, np.ndarray] | None = None,
 ) -> None:
+    """Colourise ``stream`` (from film frame ``job.report.frames`` on) into ``sink``.
+    ``carried``: the stabiliser's state to start from (a resumed film's)."""
     # One piece: the decode and model threads and the encoding loop share the stop event, the
     # failure list and the two queues through put/get; apart, each would take all of them.
+    options, plan, report, keyframes = job.options, job.plan, job.report, job.keyframes
+    progress, checks = job.progress, job.checks
     stop = threading.Event()
-    stream: Iterable[Chunk] = itertools.chain([first_chunk], chunks)
     colour = ColourStage(
-        colouriser,
+        job.colouriser,
         plan.source_coding,
         plan.target_coding,
         plan.target.chroma_size,
         plan.fields,
-        orientation,
+        job.orientation,
     )
     stabilise = None
-    if options.stabilise or keyframes is not None:
-        stream = mark_cuts(stream, plan.source.bits)
-        report.cuts = []
     if options.stabilise:
         stabilise = StabiliseStage(colour.streams, options.strength)
+        stabilise.restore(carried or {})
     decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []
@@ -359,7 +523,7 @@ def _run_stages(
     def colourise() -> None:
         try:
             if keyframes is not None:
-                guided = _guided(colour, stabilise, keyframes, options)
+                guided = _guided(colour, stabilise, keyframes, options, report.frames)
                 for item in guided(lambda: get(decoded)):
                     if not put(coloured, item):
                         return
@@ -369,7 +533,9 @@ def _run_stages(
                 if chunk is _END:
                     put(coloured, _END)
                     return
-                codes = None
+                codes, state = None, {}
+                if stabilise is not None and chunk.segment_state is not None:
+                    state = stabilise.state()  # what the segment starting here carries in
                 if chunk.frames:
                     clock = time.perf_counter()
                     work = colour.predict(chunk.luma)
@@ -379,7 +545,7 @@ def _run_stages(
                     busy["stabilise"] += (clock := time.perf_counter()) - now
                     codes = colour.chroma(work)
                     busy["chroma"] += time.perf_counter() - clock
-                if not put(coloured, (chunk, codes)):
+                if not put(coloured, (chunk, codes, state)):
                     return
         except BaseException as exc:
             failures.append(exc)
@@ -392,19 +558,26 @@ def _run_stages(
     for worker in workers:
         worker.start()
     try:
+        if progress is not None:
+            progress(report.frames, report.expected_frames)
         while True:
             item = get(coloured)
             if item is _END:
                 break
-            chunk, codes = item
+            chunk, codes, state = item
             clock = time.perf_counter()
+            if chunk.segment_state is not None and isinstance(sink, SegmentWriter):
+                sink.begin(report.frames, chunk.frames[0].pts, {**chunk.segment_state, **state})
             for packet in chunk.packets:
                 sink.carry(packet)
             for i, frame in enumerate(chunk.frames):
                 sink.write(frame, chunk.luma[i], codes[0][i], codes[1][i])
             busy["encode"] += time.perf_counter() - clock
             if report.cuts is not None:
-                report.cuts += [report.frames + i for i, cut in enumerate(chunk.cuts) if cut]
+                cuts = [report.frames + i for i, cut in enumerate(chunk.cuts) if cut]
+                report.cuts += cuts
+                if isinstance(sink, SegmentWriter):
+                    sink.cuts += cuts
             report.frames += len(chunk.frames)
             if checks is not None and chunk.frames:
                 checks.add_codes(
@@ -423,16 +596,19 @@ def _guided(
     stabilise: StabiliseStage | None,
     keyframes: Keyframes,
     options: VideoOptions,
+    start: int,
 ) -> Callable[[Callable[[], Any]], Iterator[Any]]:
-    """The model stage with keyframes: each chunk's automatic (stabilised) ab goes through the
-    keyframe guide, and a chunk moves on once all its frames' colour is known, so chunks wait
-    here for a keyframe ahead (at most ``keyframe_reach`` frames' worth)."""
-    guide = KeyframeGuide(keyframes, options.keyframe_reach)
+    """The model stage with keyframes, from film frame ``start`` on: each chunk's automatic
+    (stabilised) ab goes through the keyframe guide, and a chunk moves on once all its frames'
+    colour is known, so chunks wait here for a keyframe ahead (at most ``keyframe_reach``
+    frames' worth). The guide holds frames across a shot, so with keyframes a film's segments
+    start only at cuts, where nothing is carried."""
+    guide = KeyframeGuide(keyframes, options.keyframe_reach, start)
 
     def stage(next_chunk: Callable[[], Any]) -> Iterator[Any]:
         # chunk, its first frame's display index, its colour stage state, each frame's ab
         waiting: list[tuple[Chunk, int, WorkingColour | None, list[np.ndarray | None]]] = []
-        frames = 0  # display index of the next chunk's first frame
+        frames = start  # film index of the next chunk's first frame
         while True:
             chunk = next_chunk()
             resolved = guide.flush() if chunk is _END else []
@@ -458,7 +634,7 @@ def _guided(
                 if work is not None:
                     ab = torch.from_numpy(np.stack(slots)).to(work.y.device)  # type: ignore[arg-type]
                     codes = colour.chroma(work.with_ab([ab]))
-                yield done, codes
+                yield done, codes, {}
             if chunk is _END:
                 if guide.missed:
                     raise VidcolourError(

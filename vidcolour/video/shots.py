@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -87,6 +87,37 @@ class ShotDetector:
         while self._pending:
             decided.append(self._decide())
         return decided
+
+    @property
+    def pending(self) -> int:
+        """Frames pushed and not yet decided."""
+        return len(self._pending)
+
+    def flush_one(self) -> bool:
+        """The decision for the oldest pending frame, at the end of the stream."""
+        return self._decide()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What decides the next frame besides the frames themselves: with ``resumed`` and the
+        same frames pushed again, a detector decides them as this one does (long films are
+        made in segments, video/segments.py). Arrays only, so it is saved without pickle."""
+        state = {
+            "shot_history": np.array(self._shot, np.float64),
+            "shot_armed": np.array(self._armed),
+            "shot_frames": np.array(self.frames),
+        }
+        if self._reference is not None:
+            state["shot_reference"] = self._reference
+        return state
+
+    @classmethod
+    def resumed(cls, state: Mapping[str, np.ndarray]) -> ShotDetector:
+        """A detector in ``state`` (from ``state``), with nothing pending."""
+        detector = cls(frames=int(state["shot_frames"]))
+        detector._reference = state.get("shot_reference")
+        detector._shot.extend(float(d) for d in state["shot_history"])
+        detector._armed = bool(state["shot_armed"])
+        return detector
 
     def _decide(self) -> bool:
         sig = self._pending[0]

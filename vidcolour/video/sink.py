@@ -153,17 +153,28 @@ class Sink:
         tag: str,
         notify: Callable[[str], None],
         compare: bool = False,
+        video_only: bool = False,
+        template: av.video.stream.VideoStream | None = None,
     ) -> None:
+        """``video_only``: the colourised video alone (a segment of a long film,
+        video/segments.py); ``template``: a segment's video stream, whose packets are then
+        copied in (``copy``) instead of frames encoded."""
         self.plan = plan
         self.compare = compare  # the input (grey) left of the colour, for review
+        self.copying = template is not None
         options = {"movflags": "+use_metadata_tags"} if container_format in _MP4_LIKE else {}
         self.container = av.open(str(path), "w", format=container_format, options=options)
         try:
             self.slots = (
                 _FrameSlots.for_avi(source, first, notify) if container_format == "avi" else None
             )
-            self.video = self._add_video(source, first, codec, crf, preset, tune)
-            self.carried = self._add_carried(source, notify)
+            if template is None:
+                self.video = self._add_video(source, first, codec, crf, preset, tune)
+            else:
+                self.video = self._copied_video(template, source, first)
+            self.carried = {} if video_only else self._add_carried(source, notify)
+            if video_only:
+                return
             tags = _content_tags(source.container.metadata)
             self.container.metadata.update(with_provenance(tags, container_format, tag))
             # a stretch's chapters would point at the wrong times: it is a preview, without them
@@ -237,6 +248,19 @@ class Sink:
         stream.metadata.update(_content_tags(src.metadata))
         return stream
 
+    def _copied_video(
+        self, template: av.video.stream.VideoStream, source: Source, first: av.VideoFrame
+    ) -> av.video.stream.VideoStream:
+        stream = cast(
+            av.video.stream.VideoStream, self.container.add_stream_from_template(template)
+        )
+        stream.time_base = template.time_base
+        matrix = display_matrix(first)
+        if matrix is not None and matrix != IDENTITY:
+            stream.set_display_matrix(matrix)
+        stream.metadata.update(_content_tags(source.stream.metadata))
+        return stream
+
     def _add_carried(self, source: Source, notify: Callable[[str], None]) -> dict[int, _Carried]:
         carried: dict[int, _Carried] = {}
         supported = self.container.supported_codecs
@@ -303,6 +327,11 @@ class Sink:
             out.pts, out.time_base = self.slots.place(frame), 1 / self.slots.rate
         self._mux(self.video.encode(out))
 
+    def copy(self, packet: av.Packet) -> None:
+        """Mux a packet of a segment's video stream (``template``) as this file's video."""
+        packet.stream = self.video
+        self.container.mux(packet)
+
     def carry(self, packet: av.Packet) -> None:
         """Copy (or, where the container needs it, re-encode) another stream's packet."""
         carried = self.carried.get(packet.stream.index)
@@ -323,7 +352,8 @@ class Sink:
         """Flush every encoder and finish the file."""
         if self.slots is not None:
             self.slots.report()
-        self._mux(self.video.encode(None))
+        if not self.copying:
+            self._mux(self.video.encode(None))
         for carried in self.carried.values():
             if carried.reencode:  # the decoder's delayed frames, then the encoder's
                 for frame in carried.input.decode(None):

@@ -9,6 +9,7 @@ has exactly the frames and times a player of the input would show.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -33,6 +34,9 @@ class Chunk:
     luma: np.ndarray  # (B, H, W) Y' codes, uint8 or uint16
     packets: list[av.Packet] = field(default_factory=list)
     cuts: list[bool] = field(default_factory=list)  # per frame: starts a shot (shots.mark_cuts)
+    # Set on the first chunk of a long film's segment (video/segments.py): the shot detector's
+    # state before its first frame, which the next run needs to start there.
+    segment_state: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Source:
             raise VidcolourError(f"{path} has no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        self.resume: tuple[int, int | None] | None = None  # (frame, its pts): see resume_at
         self.stats = DecodeStats()
         self.read_error: str | None = None  # why demuxing stopped early, if it did
         self._origin = (self.container.start_time or 0) / av.time_base  # seconds
@@ -141,10 +146,46 @@ class Source:
     def frames(self) -> Iterator[av.VideoFrame | av.Packet]:
         """Decoded video frames (planar Y'CbCr) and other streams' packets, in file order
         (of the stretch alone, when there is one)."""
-        if self.stretch is None:
+        if self.resume is not None:
+            yield from self._resumed_frames(*self.resume)
+        elif self.stretch is None:
             yield from self._all_frames()
         else:
             yield from self._stretch_frames(self.stretch)
+
+    def resume_at(self, frame: int, pts: int | None) -> None:
+        """Deliver the video frames from display index ``frame`` on (whose timestamp is
+        ``pts``, in the stream's time base), without the other streams' packets: a long film's
+        next segment (video/segments.py). The input is sought to the key frame before it and
+        what comes before is dropped; where it cannot seek, or the seek does not land on that
+        timestamp, it is decoded from the start and ``frame`` frames are dropped."""
+        self.resume = (frame, pts)
+
+    def _resumed_frames(self, index: int, pts: int | None) -> Iterator[av.VideoFrame]:
+        if pts is not None and index:
+            with contextlib.suppress(av.FFmpegError):
+                self.container.seek(pts, backward=True, stream=self.stream)
+                frames = self._video_frames()
+                for frame in frames:
+                    if frame.pts is None or frame.pts > pts:
+                        break  # landed past it, or no timestamps to go by: count instead
+                    if frame.pts == pts:
+                        self.stats = DecodeStats()  # what lies before belongs to earlier runs
+                        yield frame
+                        yield from frames
+                        return
+        self.container.close()
+        self.container = av.open(str(self.path), metadata_errors="ignore")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        frames = self._video_frames()
+        for _ in itertools.islice(frames, index):
+            pass
+        self.stats = DecodeStats()
+        yield from frames
+
+    def _video_frames(self) -> Iterator[av.VideoFrame]:
+        return (item for item in self._all_frames() if isinstance(item, av.VideoFrame))
 
     def _stretch_frames(self, stretch: Stretch) -> Iterator[av.VideoFrame | av.Packet]:
         start, end = self._origin + stretch.start, self._origin + stretch.end

@@ -17,6 +17,8 @@ the warped luma does not match) takes the fresh prediction. At the first frame o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 import torch
@@ -74,6 +76,15 @@ class Stabiliser:
         self._planes = [out[0], out[1], current]
         return out
 
+    def state(self) -> list[np.ndarray]:
+        """The carried state: the previous frame's luma (uint8) and output a, b and luma
+        (float32); empty before the first frame. The arrays are never changed in place."""
+        return [] if self._luma is None else [self._luma, *self._planes]
+
+    def restore(self, state: list[np.ndarray]) -> None:
+        """Carry on from ``state`` (from ``state``), as if its frame had just been stepped."""
+        self._luma, self._planes = (state[0], list(state[1:])) if state else (None, [])
+
     def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
         """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
         [0, 1] at the same size; cuts: B flags. Returns ab like the input, on its device."""
@@ -97,3 +108,17 @@ class StabiliseStage:
         takes them; cuts: B flags, the same for every stream. Returns each stream's ab."""
         parts = zip(self.stabilisers, streams, strict=True)
         return [stabiliser.run(ab, y, cuts) for stabiliser, (ab, y) in parts]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every stream's carried state (``Stabiliser.state``), as named arrays."""
+        return {
+            f"stabiliser{i}_{k}": part
+            for i, stabiliser in enumerate(self.stabilisers)
+            for k, part in enumerate(stabiliser.state())
+        }
+
+    def restore(self, state: Mapping[str, np.ndarray]) -> None:
+        """Carry on from ``state`` (from ``state``)."""
+        for i, stabiliser in enumerate(self.stabilisers):
+            parts = [state[f"stabiliser{i}_{k}"] for k in range(4) if f"stabiliser{i}_{k}" in state]
+            stabiliser.restore(parts)
