@@ -3,6 +3,7 @@ predicted chroma, before stabilisation) and --compare (input and colour side by 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -106,14 +107,104 @@ def test_start_and_duration_make_a_preview_of_that_stretch(model: Path, tmp_path
     assert code == 0, output
     assert ": 25 frames" in output  # 1.52 s to 2.48 s at 25 fps
     source, preview = frames(src), frames(out)
-    assert [round(float(f.time), 2) for f in preview] == [
-        round(float(f.time) - 1.5, 2) for f in source[38:63]
+    # Matroska has no negative times: the sound's lead-in before 1.5 s (part of a FLAC packet
+    # of 96 ms) starts the file, and the picture follows it, in sync.
+    first, lead = float(preview[0].time), sound(out).start
+    assert lead == 0 and 0.02 <= first < 0.02 + 0.096 + 1e-3
+    assert [round(float(f.time) - first, 3) for f in preview] == [
+        round(float(f.time) - 1.52, 3) for f in source[38:63]
     ]
     for a, b in zip(source[38:63], preview, strict=True):
         assert (planes(a)[0] == planes(b)[0]).all()  # the same pictures
+    heard = len(sound(out).samples)  # from 1.5 s less the lead-in to 2.5 s: DiscardPadding
+    assert abs(heard - 48000 * (1 + first - 0.02)) <= 48
+
+
+@dataclass
+class Sound:
+    start: float  # the first decoded sample's time, seconds
+    samples: np.ndarray  # (n,) the left channel, float
+    rate: int
+    packet: int  # samples in the first packet
+
+
+def sound(path: Path) -> Sound:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        decoded = list(container.decode(stream))
+    left = [f.to_ndarray().reshape(-1, f.samples)[0] if f.format.is_planar else
+            f.to_ndarray().reshape(f.samples, -1)[:, 0] for f in decoded]  # fmt: skip
+    scale = 32768.0 if left[0].dtype == np.int16 else 1.0
+    data = np.concatenate(left).astype(np.float64) / scale
+    return Sound(float(decoded[0].time), data, stream.sample_rate, decoded[0].samples)
+
+
+def lag(preview: Sound, source: Sound, source_start: float) -> int:
+    """How many samples the preview's sound lies late against the source's, where the
+    preview's time 0 is ``source_start`` in the source: 0 when in sync."""
+    rate = source.rate
+    window = preview.samples[round(0.3 * rate) : round(0.7 * rate)]  # away from both cuts
+    at = round((source_start + preview.start + 0.3) * rate)
+    reach = round(0.03 * rate)  # look for it 30 ms either side
+    errors = [
+        np.abs(source.samples[at + k : at + k + len(window)] - window).mean()
+        for k in range(-reach, reach + 1)
+    ]
+    assert min(errors) < 0.01  # the same sound, found
+    return reach - int(np.argmin(errors))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_a_preview_s_sound_covers_its_stretch_in_sync(
+    model: Path, tmp_path: Path, ext: str
+) -> None:
+    """AAC packets of 1024 samples (21.3 ms); the stretch 1.52 s + 1 s starts and ends inside
+    one (at sample 72960 = 71.25 packets) and on a frame (38 at 25 fps)."""
+    src = write_clip(tmp_path / "reel.mp4", frames=100, size=(48, 64), audio="aac", chirp=True)
+    out = tmp_path / f"preview{ext}"
+    code, output = cli("run", src, "-o", out, "--model", model, "--resolution", "32",
+                       "--start", "1.52", "--duration", "1")  # fmt: skip
+    assert code == 0, output
+    picture, heard, whole = float(frames(out)[0].time), sound(out), sound(src)
+    rate, packet = heard.rate, 1024
+    if ext == ".mp4":  # an edit list trims the first packet to the stretch exactly
+        assert abs(heard.start - picture) <= 1e-3 and abs(picture) <= 1e-3
+        lead = 0
+    else:  # the first packet's lead-in plays before the picture; DiscardPadding trims the end
+        lead = round((picture - heard.start) * rate)
+        assert 0 < lead < packet and abs(lead - 256) <= 48  # 1.52 s is 256 samples in
+    extra = len(heard.samples) - lead - rate  # samples past the stretch's end
+    if ext == ".mp4":  # FFmpeg decodes the last packet whole: up to one packet more
+        assert 0 <= extra < packet
+    else:
+        assert abs(extra) <= 48
+    assert abs(lag(heard, whole, 1.52 - picture)) <= 48  # in sync, within 1 ms
+
+
+def test_a_preview_keeps_the_subtitle_showing_at_its_start(model: Path, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "reel.mkv", frames=75, size=(48, 64), codec="ffv1")
+    srt = tmp_path / "lines.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nOne\n\n2\n00:00:01,000 --> "
+                   "00:00:02,000\nTwo\n\n3\n00:00:02,000 --> 00:00:02,900\nThree\n")  # fmt: skip
+    src = tmp_path / "subs.mkv"
+    with av.open(str(clip)) as inp, av.open(str(srt)) as text, av.open(str(src), "w") as dst:
+        video, lines = dst.add_stream_from_template(inp.streams.video[0]), None
+        lines = dst.add_stream_from_template(text.streams[0])
+        for packet in [*inp.demux(), *text.demux()]:
+            if packet.size:
+                packet.stream = video if packet.stream.type == "video" else lines
+                dst.mux(packet)
+    out = tmp_path / "preview.mkv"
+    code, output = cli("run", src, "-o", out, "--model", model, "--resolution", "32",
+                       "--codec", "ffv1", "--start", "1.5", "--duration", "1")  # fmt: skip
+    assert code == 0, output
     with av.open(str(out)) as container:
-        sound = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.pts is not None]
-    assert sound and 0 <= min(sound) < 0.1 and max(sound) < 1.0  # that stretch's sound only
+        shown = [
+            (round(float(p.pts * p.time_base), 3), round(float(p.duration * p.time_base), 3))
+            for p in container.demux(subtitles=0)
+            if p.size
+        ]
+    assert shown == [(0.0, 0.5), (0.5, 0.9)]  # "Two" from 1.5 s, clipped; "Three"
 
 
 def test_stretch_errors(model: Path, tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ class Sink:
             self.slots = (
                 _FrameSlots.for_avi(source, first, notify) if container_format == "avi" else None
             )
+            self.stretch_in_avi = self.slots is not None and source.stretch is not None
             if template is None:
                 self.video = self._add_video(source, first, codec, crf, preset, tune)
             else:
@@ -338,6 +339,8 @@ class Sink:
         if carried is None:
             return
         if not carried.reencode:
+            if self.stretch_in_avi and _mostly_before_zero(packet):
+                return  # AVI plays sound from the picture's start: the nearer packet starts it
             packet.stream = carried.output
             self.container.mux(packet)
             return
@@ -451,6 +454,13 @@ class _FrameSlots:
                 f"{self.placed} frames are more than half a frame off their times (by up to "
                 f"{self.worst * 1000:.0f} ms); use .mkv or .mp4 to keep variable frame timing"
             )
+
+
+def _mostly_before_zero(packet: av.Packet) -> bool:
+    """A stretch's first sound packet with more than half of it before the stretch's start."""
+    if packet.pts is None or packet.pts >= 0 or not packet.duration:
+        return False
+    return -packet.pts > packet.duration / 2
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,6 +24,7 @@ from vidcolour.video.planes import Layout, is_planar_yuv, luma_view
 
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 MAX_CARRIED = 512  # other streams' packets per chunk: bounds memory on badly interleaved files
+SUBTITLE_REACH = 10.0  # seconds before a stretch searched for the subtitle showing at its start
 _PLANAR_FALLBACK = "yuv444p"  # RGB, packed and paletted input is converted to this when decoded
 
 
@@ -51,7 +53,14 @@ class Stretch:
 
     Its frames and other streams' packets are delivered alone, every timestamp moved ``start``
     earlier, so that the output is a clip of its own that begins at (about) 0 with picture and
-    sound still together. Sound and subtitles are cut at packet boundaries."""
+    sound still together. The frames are those whose time lies in the stretch. Sound keeps the
+    packets that overlap it, the first one starting up to one packet before ``start`` (so at a
+    negative time) and the last ending up to one packet after the end; each of those two
+    carries AV_PKT_DATA_SKIP_SAMPLES side data saying how many of its samples lie outside, and
+    the last one's duration is cut to the end. What a container makes of that
+    (docs/VIDEO.md, "A stretch"): .mp4/.mov write an edit list that trims the start exactly,
+    .mkv writes DiscardPadding that trims the end exactly; a re-encoded stream is trimmed
+    exactly at both. A subtitle showing at ``start`` is kept, its time clipped to it."""
 
     start: float = 0.0
     duration: float | None = None  # None: to the end
@@ -190,8 +199,11 @@ class Source:
     def _stretch_frames(self, stretch: Stretch) -> Iterator[av.VideoFrame | av.Packet]:
         start, end = self._origin + stretch.start, self._origin + stretch.end
         if stretch.start > 0:
+            # a subtitle line showing at the start began before it: reach back for it
+            subtitles = any(s.type == "subtitle" for s in self.other_streams())
+            target = max(self._origin, start - SUBTITLE_REACH) if subtitles else start
             with contextlib.suppress(av.FFmpegError):  # not seekable: decode up to the start
-                self.container.seek(round(start * av.time_base), backward=True)
+                self.container.seek(round(target * av.time_base), backward=True)
         waiting = {s.index for s in self.other_streams()}  # streams not yet past the end
         video_done = False
         for item in self._all_frames():
@@ -204,14 +216,15 @@ class Source:
                     if not waiting:
                         return
                     continue
-            elif time is None or time < start:
+                yield _moved(item, stretch.start)
                 continue
-            elif time >= end:
+            if time is not None and time >= end:
                 waiting.discard(item.stream.index)
                 if video_done and not waiting:
                     return
                 continue
-            yield _moved(item, stretch.start)
+            if time is not None and _cut(item, time, start, end):
+                yield _moved(item, stretch.start)
 
     def _all_frames(self) -> Iterator[av.VideoFrame | av.Packet]:
         carried = {s.index for s in self.other_streams()}
@@ -290,6 +303,52 @@ def _seconds(item: av.VideoFrame | av.Packet) -> float | None:
     if item.pts is None or item.time_base is None:
         return None
     return float(item.pts * item.time_base)
+
+
+def _cut(packet: av.Packet, time: float, start: float, end: float) -> bool:
+    """Whether ``packet`` (starting at ``time`` s, before ``end``) overlaps the stretch
+    [start, end); if so, a subtitle is clipped to start at ``start``, and sound that reaches
+    outside the stretch is marked with the samples to skip at either side."""
+    length = _packet_seconds(packet)
+    if time < start and time + length <= start:
+        return False
+    if packet.stream.type == "subtitle":
+        if time < start and packet.duration and packet.time_base is not None:
+            clip = round((start - time) / packet.time_base)
+            packet.pts = (packet.pts or 0) + clip
+            packet.dts = packet.pts
+            packet.duration -= clip
+        return True
+    rate = getattr(packet.stream, "sample_rate", 0) or 0
+    head = round((start - time) * rate) if time < start else 0
+    tail = round((time + length - end) * rate) if time + length > end else 0
+    if tail and packet.duration and packet.time_base is not None:
+        packet.duration = max(1, round((end - time) / packet.time_base))
+    if head or tail:
+        _skip_samples(packet, head, tail)
+    return True
+
+
+def _packet_seconds(packet: av.Packet) -> float:
+    """How long ``packet`` lasts: its duration, or else its codec's frame size; 0 if unknown."""
+    if packet.duration and packet.time_base is not None:
+        return float(packet.duration * packet.time_base)
+    context = packet.stream.codec_context
+    frame_size = getattr(context, "frame_size", 0) if context is not None else 0
+    rate = getattr(packet.stream, "sample_rate", 0) or 0
+    return frame_size / rate if frame_size and rate else 0.0
+
+
+def _skip_samples(packet: av.Packet, head: int, tail: int) -> None:
+    """Attach AV_PKT_DATA_SKIP_SAMPLES: ``head`` samples to drop at the packet's start and
+    ``tail`` at its end (PyAV 16 and later can write packet side data; before, nothing)."""
+    side_data = getattr(av.packet, "PacketSideData", None)
+    if side_data is None:
+        return
+    kind = av.packet.packet_sidedata_type_from_literal("skip_samples")
+    data = side_data(kind, 10)
+    data.update(struct.pack("<IIBB", max(0, head), max(0, tail), 0, 0))
+    packet.set_sidedata(data)
 
 
 def _moved(item: av.VideoFrame | av.Packet, seconds: float) -> av.VideoFrame | av.Packet:

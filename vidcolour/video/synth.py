@@ -38,6 +38,7 @@ def write_clip(
     pts: Sequence[int] | None = None,  # frame timestamps in ``time_base`` units (VFR)
     time_base: Fraction | None = None,
     audio: str | None = None,  # an audio encoder, e.g. "flac", "aac", "pcm_s16le"
+    chirp: bool = False,  # sound: a rising tone (never repeating, so a shift shows) not 440 Hz
     chapters: bool = False,
     field_order: str | None = None,  # "tt" or "bb": interlaced coding (mpeg2video)
     options: dict[str, str] | None = None,
@@ -71,7 +72,7 @@ def write_clip(
     out.metadata.update(metadata or {})
     if chapters:
         out.set_chapters(_two_chapters(stamps, time_base))
-    tone = _Tone(out, sound) if sound is not None else None
+    tone = _Tone(out, sound, chirp) if sound is not None else None
     for i, stamp in enumerate(stamps):
         grey = grey_picture(i, height, width)
         if pix_fmt.startswith("gray"):
@@ -205,17 +206,24 @@ def _neutral_chroma(frame: av.VideoFrame) -> None:
 
 
 class _Tone:
-    """A 440 Hz stereo tone, encoded block by block as the video advances."""
+    """A 440 Hz stereo tone (or a chirp rising 100 Hz a second from 200 Hz), encoded block by
+    block as the video advances."""
 
     RATE, BLOCK = 48000, 1024
 
-    def __init__(self, out: av.container.OutputContainer, stream: av.audio.stream.AudioStream):
-        self.out, self.stream, self.written = out, stream, 0
+    def __init__(
+        self,
+        out: av.container.OutputContainer,
+        stream: av.audio.stream.AudioStream,
+        chirp: bool = False,
+    ):
+        self.out, self.stream, self.written, self.chirp = out, stream, 0, chirp
 
     def until(self, seconds: float) -> None:
         while self.written < seconds * self.RATE:
             t = (self.written + np.arange(self.BLOCK)) / self.RATE
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+            phase = 200 * t + 50 * t**2 if self.chirp else 440 * t
+            tone = (0.2 * np.sin(2 * np.pi * phase) * 32767).astype(np.int16)
             samples = np.repeat(tone[None], 2, axis=0).T.reshape(1, -1)  # interleaved L R
             frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
             frame.sample_rate, frame.pts = self.RATE, self.written
