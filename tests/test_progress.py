@@ -28,6 +28,7 @@ def test_plain_meter_says_each_tenth_and_at_least_every_interval() -> None:
     lines: list[str] = []
     clock = Clock()
     meter = PlainMeter(lines.append, "reel.mkv", every_s=30, clock=clock)
+    meter.update(0, 100)  # the count it starts from
     for done in range(1, 101):
         clock.now = done * 0.1
         meter.update(done, 100)
@@ -37,11 +38,26 @@ def test_plain_meter_says_each_tenth_and_at_least_every_interval() -> None:
     lines.clear()
     meter = PlainMeter(lines.append, "stream", every_s=30, clock=clock)  # size unknown
     start = clock.now
+    meter.update(0, None)
     for done in range(1, 601):
         clock.now = start + done * 0.25
         meter.update(done, None)
     assert len(lines) == 5  # 150 s: one line each 30 s
     assert lines[0] == "stream: 120 frames, 4.0 frames/s, 0:00:30 in"
+
+
+def test_a_resumed_job_s_rate_and_eta_are_its_own() -> None:
+    """A film resumed from its finished segments starts at 6,000 of 10,000 frames: its rate
+    and ETA come from the frames this run makes, not from those an earlier run made."""
+    lines: list[str] = []
+    clock = Clock()
+    meter = PlainMeter(lines.append, "film.mkv", every_s=30, clock=clock)
+    meter.update(6000, 10000)
+    assert lines == []  # the count it starts from is no progress
+    for done in range(6001, 7001):
+        clock.now += 0.1  # 10 frames/s
+        meter.update(done, 10000)
+    assert lines[-1] == "film.mkv: 7000/10000 frames (70%), 10.0 frames/s, 0:01:40 in, ETA 0:05:00"
 
 
 def test_words() -> None:

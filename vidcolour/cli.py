@@ -32,6 +32,8 @@ from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
 from vidcolour.video.keyframes import REACH
+from vidcolour.video.segments import DEFAULT_SECONDS as SEGMENT_SECONDS
+from vidcolour.video.segments import work_path
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 MAX_SATURATION = 4.0  # as vidcolour.colouriser.MAX_SATURATION, which imports torch's models
@@ -577,6 +579,15 @@ _COLOURISE_OPTIONS = (
         help="Gain on the predicted colour, before stabilisation: below 1 paler, above 1 "
         "stronger, 0 grey.",
     ),
+    click.option(
+        "--segment-seconds",
+        type=click.FloatRange(min=0.0),
+        default=SEGMENT_SECONDS,
+        show_default=True,
+        help="Seconds of film per segment: a video is written in segments, each kept when "
+        "finished, so a crash costs one (docs/BATCH.md). Shorter for preemptible cluster "
+        "jobs; 0: in one piece.",
+    ),
 )
 
 
@@ -596,6 +607,7 @@ class ColouriseArgs:
     stabilise: bool
     strength: float
     saturation: float
+    segment_seconds: float
 
     def load(self) -> Colouriser:
         from vidcolour.colouriser import Colouriser
@@ -636,6 +648,7 @@ class ColouriseArgs:
             overwrite,
             stabilise=self.stabilise,
             strength=self.strength,
+            segment_seconds=self.segment_seconds or None,
         )
 
 
@@ -696,6 +709,12 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
     type=click.FloatRange(min=0.0, min_open=True),
     help="Seconds of each video to colourise [default: to the end].",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on from the finished segments an interrupted run of the same input, model and "
+    "settings left beside each output (others are started again).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def run_command(
     inputs: tuple[Path, ...],
@@ -706,6 +725,7 @@ def run_command(
     compare: bool,
     start: float,
     duration: float | None,
+    resume: bool,
     overwrite: bool,
 ) -> None:
     """Colourise videos and still images.
@@ -721,6 +741,7 @@ def run_command(
       vidcolour run a.mp4 b.mov still.png -o coloured/
       vidcolour run reel.mp4 -o review.mp4 --compare --saturation 1.3
       vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
+      vidcolour run film.mkv -o colour.mkv --resume    (after a crash or a kill)
     """
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
@@ -731,7 +752,11 @@ def run_command(
         still = next(job.src for job in jobs if job.image)
         raise UsageError(f"--start and --duration apply to videos, not the still {still}")
     options = dataclasses.replace(
-        colourise.video_options(overwrite), compare=compare, start=start, duration=duration
+        colourise.video_options(overwrite),
+        compare=compare,
+        start=start,
+        duration=duration,
+        resume=resume,
     )
     if keyframes is not None:
         from vidcolour.video.keyframes import find_keyframes
@@ -763,7 +788,10 @@ def run_command(
             failed += 1
             click.echo(f"Error: {exc}", err=True)
         except KeyboardInterrupt:
-            click.echo(f"Error: interrupted; {job.dst} was not written", err=True)
+            kept = ""
+            if work_path(job.dst).is_dir():
+                kept = " (its finished segments are kept: --resume goes on from them)"
+            click.echo(f"Error: interrupted; {job.dst} was not written{kept}", err=True)
             raise SystemExit(130) from None
     if failed:
         raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")

@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -55,9 +56,27 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+class Rate:
+    """Units per second since the first count it was given: a job that resumes (a film's
+    finished segments, video/segments.py) starts its count above 0, and those units were
+    done by an earlier run, not at the speed of this one."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.base: int | None = None
+        self.start = clock()
+
+    def __call__(self, done: int) -> float:
+        now = self.clock()
+        if self.base is None:
+            self.base, self.start = done, now
+        return (done - self.base) / max(now - self.start, 1e-9)
+
+
 class PlainMeter:
     """Progress as plain lines, for logs: one when another tenth of the total is done and one
-    at least every ``every_s`` seconds (for jobs of unknown size, only those)."""
+    at least every ``every_s`` seconds (for jobs of unknown size, only those). The first update
+    gives the count the job starts from (0, or what an earlier run did)."""
 
     def __init__(
         self,
@@ -74,21 +93,25 @@ class PlainMeter:
         self.clock = clock
         self.start = clock()
         self.last_line = self.start
-        self.last_step = 0
+        self.last_step: int | None = None
+        self.rate = Rate(clock)
 
     def update(self, done: int, expected: int | None) -> None:
         now = self.clock()
+        rate = self.rate(done)
         total = max(expected, done) if expected else None
         step = done * PLAIN_STEPS // total if total else 0
+        if self.last_step is None:  # the count it starts from
+            self.last_step = step
+            return
         if step <= self.last_step and now - self.last_line < self.every_s:
             return
         if total is not None and done >= total:
             return  # the job's own summary line says it is done
         self.last_step, self.last_line = max(step, self.last_step), now
-        self.say(self.line(done, total, now - self.start))
+        self.say(self.line(done, total, now - self.start, rate))
 
-    def line(self, done: int, total: int | None, elapsed: float) -> str:
-        rate = done / elapsed if elapsed > 0 else 0.0
+    def line(self, done: int, total: int | None, elapsed: float, rate: float) -> str:
         count = (
             f"{done}/{total} {self.unit} ({100 * done / total:.0f}%)"
             if total
@@ -118,12 +141,15 @@ def meter(console: Console, label: str, unit: str = "frames") -> Iterator[Update
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=None, rate=0.0)
-        start = time.perf_counter()
+        task: TaskID | None = None
+        rate = Rate()
 
         def update(done: int, expected: int | None) -> None:
-            rate = done / max(time.perf_counter() - start, 1e-9)
+            nonlocal task
+            speed = rate(done)
             total = max(expected, done) if expected else None
-            progress.update(task, completed=done, total=total, rate=rate)
+            if task is None:  # from the count it starts at: a resumed job's ETA is its own
+                task = progress.add_task(label, total=total, completed=done, rate=0.0)
+            progress.update(task, completed=done, total=total, rate=speed)
 
         yield update

@@ -25,7 +25,7 @@ from typing import Any
 from vidcolour.errors import VidcolourError
 
 LEDGER_NAME = "vidcolour-ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added files.segments
 BUSY_TIMEOUT_S = 120.0
 HEARTBEAT_S = 20.0
 STALE_S = 300.0  # a claim from another host whose heartbeat is older than this is dead
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS files (
     colourfulness REAL,
     cdc REAL,
     decode_error_share REAL,
-    notices TEXT
+    notices TEXT,
+    segments INTEGER
 );
 """
 
@@ -98,6 +99,7 @@ class Row:
     cdc: float | None = None
     decode_error_share: float | None = None
     notices: str | None = None
+    segments: int | None = None  # finished segments of a film made in them (video/segments.py)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
@@ -138,6 +140,9 @@ class Ledger:
                 version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
                 if version is None:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                elif version[0] == "1":  # an archive's ledger from before segments: kept
+                    db.execute("ALTER TABLE files ADD COLUMN segments INTEGER")
+                    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("2",))
                 elif version[0] != str(SCHEMA_VERSION):
                     raise VidcolourError(
                         f"{self.path} has ledger schema {version[0]}, this vidcolour reads "
@@ -261,16 +266,27 @@ class Ledger:
                 tuple(values.values()),
             )
 
+    def segments(self, rel: str, finished: int) -> None:
+        """How many segments of the film in hand are finished (while this process holds it)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE files SET segments = ? WHERE rel = ? AND owner = ?",
+                (finished, rel, self.owner),
+            )
+
     def release(self, rel: str, before: Row | None) -> None:
-        """Give a claim back unfinished (interrupted): the file's record is what it was."""
+        """Give a claim back unfinished (interrupted): the file's record is what it was, but
+        for its finished segments, which the next run goes on from."""
         with self._transaction() as db:
             current = _fetch(db, rel)
             if current is None or current.owner != self.owner:
                 return
-            if before is None:
+            if before is None and not current.segments:
                 db.execute("DELETE FROM files WHERE rel = ?", (rel,))
             else:
-                values = {c: getattr(before, c) for c in COLUMNS}
+                kept = before or Row(rel, "pending", output=current.output, shard=current.shard)
+                values = {c: getattr(kept, c) for c in COLUMNS}
+                values["segments"] = current.segments
                 db.execute(
                     f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
                     f"VALUES ({', '.join('?' * len(values))})",

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from vidcolour.batch.plan import Item
 from vidcolour.batch.runner import Outcome
-from vidcolour.progress import PlainMeter, say
+from vidcolour.progress import PlainMeter, Rate, say
 
 _WORKLESS = (Outcome.ALREADY_DONE, Outcome.LEFT_FAILED, Outcome.SKIPPED, Outcome.BUSY)
 
@@ -42,7 +42,7 @@ class BatchProgress:
         self._remaining_bytes = sum(self._sizes.values())
         self._done_bytes = 0
         self._first_start: float | None = None  # when the first file that needed work began
-        self._tasks: dict[str, tuple[TaskID, float]] = {}
+        self._tasks: dict[str, tuple[TaskID, Rate]] = {}
         self._plain: dict[str, PlainMeter] = {}  # files in hand, when not on a terminal
         self._lock = threading.Lock()
         self._bars = Progress(
@@ -72,7 +72,7 @@ class BatchProgress:
     def started(self, item: Item) -> None:
         with self._lock:
             task = self._bars.add_task(item.rel, total=None, rate="")
-            self._tasks[item.rel] = (task, time.perf_counter())
+            self._tasks[item.rel] = (task, Rate())
             if self._first_start is None:
                 self._first_start = time.perf_counter()
             if not self.console.is_terminal:
@@ -80,9 +80,12 @@ class BatchProgress:
 
     def frames(self, item: Item, done: int, expected: int | None) -> None:
         with self._lock:
-            task, start = self._tasks[item.rel]
-            fps = done / max(time.perf_counter() - start, 1e-9)
+            task, rate = self._tasks[item.rel]
+            first = rate.base is None
+            fps = rate(done)
             total = max(expected, done) if expected else None
+            if first:  # the count it starts from: a resumed film's finished segments
+                self._bars.reset(task, total=total, completed=done)
             self._bars.update(task, completed=done, total=total, rate=f"{fps:.1f} fps")
             share = done / total if total else 0.0
             self._bars.update(

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from vidcolour.batch.ledger import Ledger, Row
+from vidcolour.progress import plural
 
 REPORT_NAME = "vidcolour-report"
 GREY_COLOURFULNESS = 5.0  # below this an output is nearly grey: the model found little colour
@@ -44,6 +45,7 @@ FILE_COLUMNS = (
     Column(
         "frames", lambda r: _num(r.frames, "d") + (f" of {r.expected_frames}" if short(r) else "")
     ),
+    Column("segments", lambda r: _num(r.segments, "d")),
     Column("time s", lambda r: _num(r.colourise_seconds, ".1f")),
     Column("fps", lambda r: _num(r.fps, ".1f")),
     Column("output", lambda r: _size(r.output_size)),
@@ -69,7 +71,10 @@ def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
     flagged = []
     for row in rows:
         if row.status in ("failed", "skipped", "pending", "running"):
-            flagged.append((row, f"{row.status}: {row.error or 'not finished'}"))
+            kept = ""
+            if row.segments and row.status != "skipped":
+                kept = f" ({plural(row.segments, 'segment')} finished, kept for the next run)"
+            flagged.append((row, f"{row.status}: {row.error or 'not finished'}{kept}"))
             continue
         reasons = []
         if row.decode_error_share:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -37,6 +38,7 @@ from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.codecs import CODECS
 from vidcolour.video.keyframes import find_keyframes, keyframes_digest, sidecar
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
+from vidcolour.video.segments import work_path
 from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 
@@ -203,6 +205,7 @@ class Batch:
                 stat, reason = None, _read_error(exc)
             if row is not None and stat is not None and self._unchanged(row, stat, keys):
                 if row.status == "done" and _output_intact(self.plan.dst_dir, row):
+                    shutil.rmtree(work_path(item.dst), ignore_errors=True)  # killed after done
                     return Outcome.ALREADY_DONE, "already done"
                 if row.status == "failed" and not self.retry_failed:
                     return Outcome.LEFT_FAILED, row.error or "failed"
@@ -222,13 +225,15 @@ class Batch:
             if stat is None:
                 record.error = reason
             else:
-                message = self._colourise(item, stat, before, record, events)
+                message = self._colourise(item, stat, before, record, events, ledger)
         except (Cancelled, DiskFullError):
             ledger.release(item.rel, before)
             raise
         except Exception as exc:  # one file's failure, whatever it is, is not the batch's
             record.status, record.error = "failed", _one_line(exc).replace(str(item.src), item.rel)
         ledger.finish(record)
+        if record.status == "done":  # recorded: its segments are not needed any more
+            shutil.rmtree(work_path(item.dst), ignore_errors=True)
         if record.status == "done":
             return (
                 Outcome.DONE,
@@ -260,7 +265,13 @@ class Batch:
         return self.settings.key(digest, resolved)
 
     def _colourise(
-        self, item: Item, stat: os.stat_result, before: Row | None, record: Row, events: Events
+        self,
+        item: Item,
+        stat: os.stat_result,
+        before: Row | None,
+        record: Row,
+        events: Events,
+        ledger: Ledger,
     ) -> str | None:
         """Fill ``record`` with the outcome for a claimed file; returns a note on a done one
         that needed no colourising."""
@@ -300,7 +311,7 @@ class Batch:
         if is_image(item.src):
             self._colourise_still(item, options, record)
         else:
-            self._colourise_video(item, options, record, progress)
+            self._colourise_video(item, options, record, progress, ledger)
         after = item.src.stat()
         if (after.st_size, after.st_mtime_ns) != (record.input_size, record.input_mtime_ns):
             item.dst.unlink(missing_ok=True)
@@ -335,13 +346,28 @@ class Batch:
             raise VidcolourError(f"output check failed: {size} written, {found} read back")
 
     def _colourise_video(
-        self, item: Item, options: VideoOptions, record: Row, progress: Progress
+        self, item: Item, options: VideoOptions, record: Row, progress: Progress, ledger: Ledger
     ) -> None:
+        """A film is made in segments, going on from those a killed run finished; they stay
+        until the ledger records the output (``_process``)."""
         checks = TemporalChecks()
         if sidecar(item.src).is_dir():
             options = replace(options, keyframes=find_keyframes(sidecar(item.src)))
+
+        def segment(finished: int, frames: int) -> None:
+            record.segments = finished
+            ledger.segments(item.rel, finished)
+
         report = colourise_video(
-            self.colouriser, item.src, item.dst, options, progress, None, checks
+            self.colouriser,
+            item.src,
+            item.dst,
+            replace(options, resume=bool(options.segment_seconds)),
+            progress,
+            None,
+            checks,
+            on_segment=segment,
+            keep_work=True,
         )
         record.colourise_seconds = report.seconds
         record.frames, record.fps = report.frames, report.fps

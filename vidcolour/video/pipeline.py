@@ -128,9 +128,13 @@ class VideoReport:
     # the model thread's three stages are not timed apart and stay 0.
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
+    resumed_frames: int = 0  # of ``frames``: taken from an earlier run's finished segments
+
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames colourised per second by this run."""
+        done = self.frames - self.resumed_frames
+        return done / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
         damage = []
@@ -146,9 +150,10 @@ class VideoReport:
             if self.cuts is not None and self.frames
             else ""
         )
+        resumed = f", {self.resumed_frames} from earlier segments" if self.resumed_frames else ""
         return (
             f"{self.dst}: {plural(self.frames, 'frame')}{shots} in {self.seconds:.1f} s "
-            f"({self.fps:.1f} fps){tail}"
+            f"({self.fps:.1f} fps{resumed}){tail}"
         )
 
 
@@ -288,11 +293,8 @@ def _in_segments(options: VideoOptions, container_format: str) -> bool:
     """Whether the film is made in segments (``VideoOptions.segment_seconds``)."""
     wanted = bool(options.segment_seconds and options.segment_seconds > 0)
     whole = container_format == "avi" or _stretch(options) is not None
-    if options.resume and (not wanted or whole):
-        raise VidcolourError(
-            "--resume needs a film made in segments: not with --segment-seconds 0, "
-            "--start/--duration, or AVI output"
-        )
+    if options.resume and not wanted:
+        raise VidcolourError("--resume goes on from segments: not with --segment-seconds 0")
     if options.segment_seconds is not None and options.segment_seconds < 0:
         raise VidcolourError(f"--segment-seconds must be >= 0, got {options.segment_seconds:g}")
     return wanted and not whole
@@ -336,7 +338,7 @@ def _pieces(
     stack: contextlib.ExitStack,
 ) -> None:
     report = job.report
-    report.frames = work.next_frame
+    report.frames = report.resumed_frames = work.next_frame
     if job.options.stabilise or job.keyframes is not None:  # as in one piece: cuts used, told
         report.cuts = [c for segment in work.segments for c in segment.cuts]
     report.stats.bad_packets = sum(s.bad_packets for s in work.segments)
@@ -536,6 +538,7 @@ def _run_stages(
                 codes, state = None, {}
                 if stabilise is not None and chunk.segment_state is not None:
                     state = stabilise.state()  # what the segment starting here carries in
+                    stabilise.restore(state)  # as a resumed run starts it: fresh flow
                 if chunk.frames:
                     clock = time.perf_counter()
                     work = colour.predict(chunk.luma)
@@ -614,6 +617,10 @@ def _guided(
             resolved = guide.flush() if chunk is _END else []
             if chunk is not _END:
                 work = None
+                if chunk.segment_state is not None:  # fresh flow, as a resumed run has
+                    guide.restart_flow()
+                    if stabilise is not None:
+                        stabilise.restore(stabilise.state())
                 if chunk.frames:
                     work = colour.predict(chunk.luma)
                     if stabilise is not None:

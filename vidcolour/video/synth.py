@@ -94,6 +94,54 @@ def write_clip(
     return path
 
 
+def write_film(
+    path: Path,
+    shots: Sequence[int],
+    *,
+    size: tuple[int, int] = (48, 64),  # (height, width)
+    codec: str = "libx264",
+    rate: int = 25,
+    audio: str | None = "aac",
+) -> list[int]:
+    """A greyscale film of ``shots`` (frames in each), cut hard from one to the next, with a
+    sound track: each shot moves its own picture (``grey_picture`` of a different geometry:
+    as it is, inverted, mirrored, or turned over and inverted), so the shot detector finds
+    every cut. Made
+    for long-film tests (thousands of tiny frames). Returns the frames that start a shot."""
+    height, width = size
+    out = av.open(str(path), "w")
+    video = cast(av.video.stream.VideoStream, out.add_stream(codec, rate=rate))
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    sound = None
+    if audio is not None:
+        sound = cast(
+            av.audio.stream.AudioStream, out.add_stream(audio, rate=48000, layout="stereo")
+        )
+    tone = _Tone(out, sound) if sound is not None else None
+    cuts, index = [], 0
+    for shot, length in enumerate(shots):
+        if shot:
+            cuts.append(index)
+        for _ in range(length):
+            grey = grey_picture(index, height, width)
+            grey = (grey, 255 - grey, grey[:, ::-1], 255 - grey[::-1])[shot % 4]
+            rgb = np.repeat(np.ascontiguousarray(grey)[..., None], 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            _neutral_chroma(frame)
+            frame.pts, frame.time_base = index, Fraction(1, rate)
+            for packet in video.encode(frame):
+                out.mux(packet)
+            if tone is not None:
+                tone.until((index + 1) / rate)
+            index += 1
+    for packet in video.encode(None):
+        out.mux(packet)
+    if tone is not None:
+        tone.finish()
+    out.close()
+    return cuts
+
+
 def write_scenes(
     path: Path,
     pictures: Sequence[np.ndarray],
