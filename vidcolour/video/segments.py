@@ -118,7 +118,8 @@ class WorkFolder:
         if found is not None:
             self._take(found, tell)
         self._save()
-        keep = {MANIFEST, *(s.file for s in self.segments), self._state_name(len(self.segments))}
+        states = (self._state_name(k + 1) for k in range(len(self.segments)))
+        keep = {MANIFEST, *(s.file for s in self.segments), *states}  # a state: ~1 MB at 1080p
         for stale in self.path.iterdir():  # partial segments, states of discarded ones
             if stale.name not in keep:
                 stale.unlink()

@@ -104,10 +104,10 @@ def write_film(
     audio: str | None = "aac",
 ) -> list[int]:
     """A greyscale film of ``shots`` (frames in each), cut hard from one to the next, with a
-    sound track: each shot moves its own picture (``grey_picture`` of a different geometry:
-    as it is, inverted, mirrored, or turned over and inverted), so the shot detector finds
-    every cut. Made
-    for long-film tests (thousands of tiny frames). Returns the frames that start a shot."""
+    sound track: each shot moves ``grey_picture`` turned another way (as it is, inverted,
+    upside down, mirrored: consecutive shots' gradients differ along the picture's width, its
+    strong axis), so the shot detector finds every cut. Made for long-film tests (thousands
+    of tiny frames). Returns the frames that start a shot."""
     height, width = size
     out = av.open(str(path), "w")
     video = cast(av.video.stream.VideoStream, out.add_stream(codec, rate=rate))
@@ -124,7 +124,7 @@ def write_film(
             cuts.append(index)
         for _ in range(length):
             grey = grey_picture(index, height, width)
-            grey = (grey, 255 - grey, grey[:, ::-1], 255 - grey[::-1])[shot % 4]
+            grey = (grey, 255 - grey, grey[::-1], grey[:, ::-1])[shot % 4]
             rgb = np.repeat(np.ascontiguousarray(grey)[..., None], 3, axis=2)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
             _neutral_chroma(frame)
