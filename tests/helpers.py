@@ -1,6 +1,7 @@
 """Shared test helpers: the shipped configs, optionally at a tiny width."""
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,15 @@ def write_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
         Image.fromarray(synthetic_photo(i)).save(path)
         paths.append(path)
     return paths
+
+
+def ledger_rows(dst: Path) -> dict[str, sqlite3.Row]:
+    """A batch ledger's rows by file, as SQLite gives them."""
+    from vidcolour.batch.ledger import LEDGER_NAME
+
+    db = sqlite3.connect(dst / LEDGER_NAME)
+    db.row_factory = sqlite3.Row
+    try:
+        return {r["rel"]: r for r in db.execute("SELECT * FROM files")}
+    finally:
+        db.close()

@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers import ledger_rows as rows
 from tests.video_helpers import TINY, save_tiny_model, times
 from vidcolour.batch import runner
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger, Row
@@ -78,13 +79,6 @@ def batch(*args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def rows(dst: Path) -> dict[str, sqlite3.Row]:
-    db = sqlite3.connect(dst / LEDGER_NAME)
-    db.row_factory = sqlite3.Row
-    try:
-        return {r["rel"]: r for r in db.execute("SELECT * FROM files")}
-    finally:
-        db.close()
 
 
 def assert_output_valid(src: Path, out: Path) -> None:

@@ -323,10 +323,6 @@ class KeyframeGuide:
     def flush(self) -> list[tuple[int, np.ndarray]]:
         return self._release(len(self._held))
 
-    def restart_flow(self) -> None:
-        """A fresh flow estimator, at the start of a film's segment (``Stabiliser.restore``)."""
-        self._flow = Flow()
-
     @property
     def missed(self) -> list[int]:
         """Keyframes not reached (at the end: past the stream's last frame)."""

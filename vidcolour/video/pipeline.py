@@ -314,6 +314,18 @@ def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str
     )
 
 
+def _restored(job: _Job, work: WorkFolder, on_segment: Callable[[int, int], None] | None) -> None:
+    """The report as the finished segments of ``work`` leave it."""
+    report = job.report
+    report.frames = report.resumed_frames = work.next_frame
+    if job.options.stabilise or job.keyframes is not None:  # as in one piece: cuts used, told
+        report.cuts = [c for segment in work.segments for c in segment.cuts]
+    report.stats.bad_packets = sum(s.bad_packets for s in work.segments)
+    report.stats.corrupt_frames = sum(s.corrupt_frames for s in work.segments)
+    if on_segment is not None and work.segments:
+        on_segment(len(work.segments), work.next_frame)
+
+
 def _in_pieces(
     job: _Job,
     work: WorkFolder,
@@ -324,59 +336,40 @@ def _in_pieces(
 ) -> None:
     """Colourise what the finished segments of ``work`` do not hold yet, segment by segment.
     ``probe``: the input, opened; ``fresh``: its chunks from the start."""
-    with contextlib.ExitStack() as stack:
-        _pieces(job, work, probe, fresh, open_sink, on_segment, stack)
-
-
-def _pieces(
-    job: _Job,
-    work: WorkFolder,
-    probe: Source,
-    fresh: Iterator[Chunk],
-    open_sink: Callable[..., Sink],
-    on_segment: Callable[[int, int], None] | None,
-    stack: contextlib.ExitStack,
-) -> None:
-    report = job.report
-    report.frames = report.resumed_frames = work.next_frame
-    if job.options.stabilise or job.keyframes is not None:  # as in one piece: cuts used, told
-        report.cuts = [c for segment in work.segments for c in segment.cuts]
-    report.stats.bad_packets = sum(s.bad_packets for s in work.segments)
-    report.stats.corrupt_frames = sum(s.corrupt_frames for s in work.segments)
-    if on_segment is not None and work.segments:
-        on_segment(len(work.segments), work.next_frame)
+    _restored(job, work, on_segment)
     if work.complete:
         return
-    source = probe
-    if work.segments:  # on from where the last finished segment stopped
-        source = stack.enter_context(Source(probe.path))
-        source.resume_at(work.next_frame, work.next_pts)
-        fresh = source.chunks(job.options.batch_size)
-    state = work.state()
-    if job.checks is not None and "checks_frames" in state:
-        job.checks.restore(state)
-    seconds = job.options.segment_seconds or SEGMENT_SECONDS
-    target = max(1, round(seconds * float(probe.rate or _GUESSED_RATE)))
-    cap = None if job.keyframes is not None else CAP_FACTOR * target  # see _guided
-    stream = segment_chunks(
-        fresh, job.plan.source.bits, job.options.batch_size, target, cap, fresh_detector(state)
-    )
-    writer = SegmentWriter(
-        work,
-        lambda path: open_sink(path, video_only=True),
-        lambda: source.stats,
-        job.checks,
-        on_segment,
-    )
-    try:
-        _run_stages(job, stream, writer, state)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    report.stats.bad_packets += source.stats.bad_packets
-    report.stats.corrupt_frames += source.stats.corrupt_frames
-    report.read_error = source.read_error
+    with contextlib.ExitStack() as stack:
+        source = probe
+        if work.segments:  # on from where the last finished segment stopped
+            source = stack.enter_context(Source(probe.path))
+            source.resume_at(work.next_frame, work.next_pts)
+            fresh = source.chunks(job.options.batch_size)
+        state = work.state()
+        if job.checks is not None and "checks_frames" in state:
+            job.checks.restore(state)
+        seconds = job.options.segment_seconds or SEGMENT_SECONDS
+        target = max(1, round(seconds * float(probe.rate or _GUESSED_RATE)))
+        cap = None if job.keyframes is not None else CAP_FACTOR * target  # see _guided
+        bits, batch = job.plan.source.bits, job.options.batch_size
+        stream = segment_chunks(fresh, bits, batch, target, cap, fresh_detector(state))
+        writer = SegmentWriter(
+            work,
+            lambda path: open_sink(path, video_only=True),
+            lambda: source.stats,
+            job.checks,
+            on_segment,
+        )
+        try:
+            _run_stages(job, stream, writer, state)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        report = job.report
+        report.stats.bad_packets += source.stats.bad_packets
+        report.stats.corrupt_frames += source.stats.corrupt_frames
+        report.read_error = source.read_error
 
 
 def _check_options(options: VideoOptions, dst: Path) -> tuple[Codec, str]:
@@ -538,7 +531,6 @@ def _run_stages(
                 codes, state = None, {}
                 if stabilise is not None and chunk.segment_state is not None:
                     state = stabilise.state()  # what the segment starting here carries in
-                    stabilise.restore(state)  # as a resumed run starts it: fresh flow
                 if chunk.frames:
                     clock = time.perf_counter()
                     work = colour.predict(chunk.luma)
@@ -617,10 +609,6 @@ def _guided(
             resolved = guide.flush() if chunk is _END else []
             if chunk is not _END:
                 work = None
-                if chunk.segment_state is not None:  # fresh flow, as a resumed run has
-                    guide.restart_flow()
-                    if stabilise is not None:
-                        stabilise.restore(stabilise.state())
                 if chunk.frames:
                     work = colour.predict(chunk.luma)
                     if stabilise is not None:

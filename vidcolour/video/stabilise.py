@@ -82,12 +82,8 @@ class Stabiliser:
         return [] if self._luma is None else [self._luma, *self._planes]
 
     def restore(self, state: list[np.ndarray]) -> None:
-        """Carry on from ``state`` (from ``state``), as if its frame had just been stepped,
-        with a fresh flow estimator: DIS keeps buffers from one call to the next that move its
-        result by ~1e-4 px, so a film resumed mid-way computes the same flow as one made in a
-        single run only if both start a segment with a new one."""
+        """Carry on from ``state`` (from ``state``), as if its frame had just been stepped."""
         self._luma, self._planes = (state[0], list(state[1:])) if state else (None, [])
-        self._flow = Flow()
 
     def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
         """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
