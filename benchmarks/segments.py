@@ -43,7 +43,7 @@ def repeated(src: Path, dst: Path, times: int) -> Path:
                 clone = av.Packet(bytes(p))
                 clone.pts, clone.dts = p.pts + k * span, p.dts + k * span
                 clone.time_base, clone.stream = p.time_base, copy
-                clone.is_keyframe = p.is_keyframe
+                clone.is_keyframe, clone.duration = p.is_keyframe, p.duration
                 out.mux(clone)
     return dst
 

@@ -350,20 +350,22 @@ def test_a_damaged_segment_is_made_again(model: Path, short_film: Path, tmp_path
 
 
 def test_segments_start_at_cuts_after_the_target_and_split_long_shots(short_film: Path) -> None:
-    """Shots of 60, 130 and 50 frames, target 40, cap 80: segments at the cut at 60, at 140
-    (the long shot's cap, its state carried across) and at the cut at 190, batched afresh."""
+    """Shots of 60, 130 and 50 frames, target 1.6 s (40 frames), cap 3.2 s: segments at the
+    cut at 60, at 140 (the long shot's cap, its state carried across) and at the cut at 190,
+    batched afresh."""
 
-    def starts(cap: int | None) -> tuple[list[int], list[int]]:
+    def starts(cap: float | None) -> tuple[list[int], list[int]]:
         first, sizes, index = [], [], 0
         with Source(short_film) as source:
-            for chunk in segment_chunks(source.chunks(8), 8, 8, 40, cap, ShotDetector()):
+            chunks = source.chunks(8)
+            for chunk in segment_chunks(chunks, 8, 8, 1.6, cap, ShotDetector(), 25.0):
                 if chunk.segment_state is not None:
                     first.append(index)
                 sizes.append(len(chunk.frames))
                 index += len(chunk.frames)
         return first, sizes
 
-    first, sizes = starts(80)
+    first, sizes = starts(3.2)
     assert first == [0, 60, 140, 190]
     assert max(sizes) == 8 and sizes[:8] == [8] * 7 + [4]  # 60 = 7 x 8 + 4, then afresh
     assert starts(None)[0] == [0, 60, 190]  # with keyframes: at cuts only

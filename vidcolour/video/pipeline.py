@@ -5,8 +5,13 @@ a decode thread (PyAV releases the GIL while decoding), a model thread (torch re
 during its kernels) and the encoder on the calling thread, which also owns the output file and
 so is the one place that handles interruption and cleanup.
 
-    Source.chunks -> shots.mark_cuts --q--> ColourStage.predict -> StabiliseStage
-                                            -> ColourStage.chroma --q--> Sink.write
+    Source.chunks -> segments.segment_chunks --q--> ColourStage.predict -> StabiliseStage
+                                                    -> ColourStage.chroma --q--> SegmentWriter
+
+A film is written in segments (video/segments.py): each a file of its own in a work folder,
+kept once finished with the state the next starts from, then joined into the output by copying
+packets; a rerun with ``resume`` goes on from the last finished one. AVI output (no timestamps)
+and a stretch (--start) are written in one piece: shots.mark_cuts, then Sink.write.
 
 The colour comes from any ``ColourSource`` (``Colouriser`` is one). The model sees every
 picture as it is displayed (upright, for a phone's rotated video) and the stabiliser steadies
@@ -66,6 +71,7 @@ from vidcolour.video.segments import (
     fresh_detector,
     join,
     segment_chunks,
+    work_path,
 )
 from vidcolour.video.segments import DEFAULT_SECONDS as SEGMENT_SECONDS
 from vidcolour.video.shots import mark_cuts
@@ -267,8 +273,8 @@ def _colourise_in_segments(
     """The film in segments, then joined into ``job.report.dst``: the output's temp file is
     taken first, so an output that cannot be written fails before any work."""
     options, dst = job.options, job.report.dst
-    if options.resume:
-        remove_temps(dst)  # of a killed run: whoever resumes owns the output
+    if options.resume or work_path(dst).is_dir():
+        remove_temps(dst)  # of a killed run: whoever takes up its work owns the output
     with atomic_path(dst) as tmp:
         work = WorkFolder(dst, _work_key(job.colouriser, source.path, options), dst.suffix)
         work.open(options.resume, options.overwrite, tell)
@@ -348,11 +354,11 @@ def _in_pieces(
         state = work.state()
         if job.checks is not None and "checks_frames" in state:
             job.checks.restore(state)
-        seconds = job.options.segment_seconds or SEGMENT_SECONDS
-        target = max(1, round(seconds * float(probe.rate or _GUESSED_RATE)))
+        target = job.options.segment_seconds or SEGMENT_SECONDS
         cap = None if job.keyframes is not None else CAP_FACTOR * target  # see _guided
         bits, batch = job.plan.source.bits, job.options.batch_size
-        stream = segment_chunks(fresh, bits, batch, target, cap, fresh_detector(state))
+        rate = float(probe.rate or _GUESSED_RATE)  # for frames without timestamps
+        stream = segment_chunks(fresh, bits, batch, target, cap, fresh_detector(state), rate)
         writer = SegmentWriter(
             work,
             lambda path: open_sink(path, video_only=True),

@@ -49,6 +49,7 @@ FORMAT = 1  # of the manifest
 DEFAULT_SECONDS = 180.0  # target length of a segment: a crash costs at most about this much
 CAP_FACTOR = 2  # a shot longer than CAP_FACTOR x the target is split, its state carried across
 _FINGERPRINT_BYTES = 1 << 20
+_TIME_SLACK = 1e-3  # seconds: timestamps rounded to a time base's ticks (ms in Matroska)
 
 
 def work_path(dst: Path) -> Path:
@@ -176,7 +177,7 @@ class WorkFolder:
         if state is not None:
             name = self.path / self._state_name(len(self.segments) + 1)
             with name.with_suffix(".tmp").open("wb") as f:
-                np.savez(f, **dict(state))  # type: ignore[arg-type]
+                np.savez_compressed(f, **dict(state))  # type: ignore[arg-type]
             _fsync(name.with_suffix(".tmp"))
             os.replace(name.with_suffix(".tmp"), name)
         self.segments.append(segment)
@@ -232,18 +233,22 @@ def segment_chunks(
     chunks: Iterable[Chunk],
     bits: int,
     batch_size: int,
-    target: int,
-    cap: int | None,
+    target: float,
+    cap: float | None,
     detector: ShotDetector,
+    rate: float,
 ) -> Iterator[Chunk]:
     """The video frames of ``chunks`` with their cuts found, batched afresh from each segment's
     start; a segment's first chunk carries the detector's state before its first frame
-    (``Chunk.segment_state``). The first chunk starts a segment. Other streams' packets are
-    dropped: the join copies them from the input whole. ``cap``: None never splits a shot."""
+    (``Chunk.segment_state``). The first chunk starts a segment; another starts at the first
+    cut ``target`` seconds of film into one, or ``cap`` seconds in (None: only at cuts).
+    Seconds are the frames' timestamps (variable frame rates too), or frames at ``rate``
+    where there are none. Other streams' packets are dropped: the join copies them whole."""
     pending: deque[tuple[av.VideoFrame, np.ndarray]] = deque()  # pushed, not yet decided
     batch: list[tuple[av.VideoFrame, np.ndarray, bool]] = []
     starting: dict[str, np.ndarray] | None = None
     length = -1  # frames in the current segment; -1 before the first
+    began: float | None = None  # its first frame's time
 
     def emit() -> Chunk:
         nonlocal starting
@@ -255,12 +260,15 @@ def segment_chunks(
 
     def decided(cut: bool, before: dict[str, np.ndarray]) -> Iterator[Chunk]:
         """The oldest pending frame was decided (``cut``) from the state ``before``."""
-        nonlocal length, starting
+        nonlocal length, starting, began
         frame, luma = pending.popleft()
-        if length < 0 or (cut and length >= target) or (cap is not None and length >= cap):
+        now = frame.time
+        into = now - began if now is not None and began is not None else length / rate
+        into += _TIME_SLACK
+        if length < 0 or (cut and into >= target) or (cap is not None and into >= cap):
             if batch:
                 yield emit()
-            starting, length = before, 0
+            starting, length, began = before, 0, now
         batch.append((frame, luma, cut))
         length += 1
         if len(batch) == batch_size:

@@ -77,13 +77,17 @@ class Stabiliser:
         return out
 
     def state(self) -> list[np.ndarray]:
-        """The carried state: the previous frame's luma (uint8) and output a, b and luma
-        (float32); empty before the first frame. The arrays are never changed in place."""
-        return [] if self._luma is None else [self._luma, *self._planes]
+        """The carried state: the previous frame's luma (uint8) and output a and b (float32);
+        empty before the first frame. The arrays are never changed in place."""
+        return [] if self._luma is None else [self._luma, *self._planes[:2]]
 
     def restore(self, state: list[np.ndarray]) -> None:
         """Carry on from ``state`` (from ``state``), as if its frame had just been stepped."""
-        self._luma, self._planes = (state[0], list(state[1:])) if state else (None, [])
+        if not state:
+            self._luma, self._planes = None, []
+            return
+        self._luma = state[0]
+        self._planes = [state[1], state[2], state[0].astype(np.float32)]  # exact: uint8 codes
 
     def run(self, ab: torch.Tensor, y: torch.Tensor, cuts: list[bool]) -> torch.Tensor:
         """A batch of consecutive frames. ab: (B, 2, h, w) Lab units; y: (B, 1, h, w) luma in
@@ -120,5 +124,5 @@ class StabiliseStage:
     def restore(self, state: Mapping[str, np.ndarray]) -> None:
         """Carry on from ``state`` (from ``state``)."""
         for i, stabiliser in enumerate(self.stabilisers):
-            parts = [state[f"stabiliser{i}_{k}"] for k in range(4) if f"stabiliser{i}_{k}" in state]
+            parts = [state[f"stabiliser{i}_{k}"] for k in range(3) if f"stabiliser{i}_{k}" in state]
             stabiliser.restore(parts)
