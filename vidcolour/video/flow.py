@@ -19,7 +19,8 @@ class Flow:
     """DIS optical flow, a function of the two frames alone: each call makes a new OpenCV
     estimator, because one estimator carries buffers from call to call that change its result
     (1e-4 px on a synthetic pair; through the stabiliser, up to 17 chroma codes with the tiny
-    test model), which would make a film's colour depend on where its processing started
+    test model, under 1e-6 in every figure of benchmarks/keyframes.py with the bundled one),
+    which would make a film's colour depend on where its processing started
     (video/segments.py). A new one costs no measurable time: 1.68 ms against 1.70 reused, a
     448x256 pair, the 2-core Xeon of docs/BENCHMARKS.md."""
 
