@@ -95,6 +95,12 @@ class ColourSource(AbPredictor, Protocol):
         """What the output's metadata says made it."""
         ...
 
+    @property
+    def identity(self) -> str:
+        """The tag and every setting that changes the colour: a film's segments made with
+        another identity are not resumed (video/segments.py)."""
+        ...
+
 
 @dataclass(frozen=True)
 class VideoOptions:
@@ -314,9 +320,9 @@ def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str
         del shaping[name]
     if options.keyframes:
         shaping["keyframes"] = keyframes_digest({n: Path(p) for n, p in options.keyframes.items()})
-    identity = getattr(colouriser, "identity", colouriser.tag)
     return json.dumps(
-        {"input": fingerprint(src), "model": identity, "options": shaping}, sort_keys=True
+        {"input": fingerprint(src), "model": colouriser.identity, "options": shaping},
+        sort_keys=True,
     )
 
 
