@@ -212,7 +212,12 @@ def train_step(
     loss_g.backward()
     optims.generator.step()
     disc.requires_grad_(True)
-    return {"loss_d": loss_d.detach(), "loss_g_adv": adv.detach(), **terms, "loss_g": loss_g.detach()}
+    return {
+        "loss_d": loss_d.detach(),
+        "loss_g_adv": adv.detach(),
+        **terms,
+        "loss_g": loss_g.detach(),
+    }
 
 
 def _regression_step(
