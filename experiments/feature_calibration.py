@@ -28,6 +28,7 @@ parser.add_argument("--data", required=True, help="a folder of photos or a list 
 parser.add_argument("--model", required=True, help="anything `vidcolour run --model` takes")
 parser.add_argument("--net", default="lite1", choices=["lite0", "lite1", "lite2"])
 parser.add_argument("--l1-weight", type=float, default=1000.0)
+parser.add_argument("--taps", type=int, default=5, help="the deepest N taps, as loss.feature_taps")
 parser.add_argument("--images", type=int, default=16)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
@@ -57,7 +58,7 @@ for name, start in (("model", predicted), ("grey", torch.zeros_like(ab)), ("mode
     x = start.clone().requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mine, _, _ = net(model_to_rgb(l, x))
-    feature = feature_l1(mine, truth).mean()
+    feature = feature_l1(mine[-args.taps :], truth[-args.taps :]).mean()
     (feature_grad,) = torch.autograd.grad(feature, x)
     y = start.clone().requires_grad_(True)
     l1 = args.l1_weight * (y - ab).abs().mean()

@@ -103,11 +103,17 @@ class LossConfig:
     # distance) and Lite2 (semantic agreement), so neither judges the loss's own network.
     feature_weight: float = 0.0
     feature_net: FeatureNet = "lite1"
+    # How many of the classifier's five taps (strides 2 ... 32), deepest first, the loss
+    # compares: 5, all; 2, only the semantic ones at strides 16 and 32, which leave local
+    # colour to L1 and the discriminators.
+    feature_taps: int = 5
 
     def __post_init__(self) -> None:
         _at_least("loss.l1_weight", self.l1_weight, 0)
         _at_least("loss.gan_from_epoch", self.gan_from_epoch, 0)
         _at_least("loss.feature_weight", self.feature_weight, 0)
+        if not 1 <= self.feature_taps <= 5:
+            raise ConfigError(f"loss.feature_taps must be 1 to 5, not {self.feature_taps}")
 
 
 @dataclass(frozen=True)

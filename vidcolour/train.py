@@ -259,7 +259,8 @@ def _reference_loss(
             with torch.no_grad():
                 truth, _, _ = nets.features(rgb_u8.float() / 255)
             mine, _, _ = nets.features(model_to_rgb(l, fake))
-        feature = feature_l1(mine, truth).mean()
+        taps = config.loss.feature_taps  # the deepest ones
+        feature = feature_l1(mine[-taps:], truth[-taps:]).mean()
         loss = loss + config.loss.feature_weight * feature
         terms["loss_g_feature"] = feature.detach()
     return loss, terms
