@@ -118,6 +118,22 @@ def test_feature_loss_is_weighted_in_and_moves_the_generator(
     assert any(not torch.equal(v, generators[50.0][k]) for k, v in generators[0.0].items())
 
 
+def test_feature_taps_choose_the_deepest(fake_lite1: Path, photos: Path, tmp_path: Path) -> None:
+    """The first step's feature distance over the deepest N taps: as many taps as asked for,
+    and each choice a different distance (the taps' distances differ)."""
+    first = {}
+    for taps in (5, 2, 1):
+        run = tmp_path / f"taps{taps}"
+        config = small_config("bn_sn_md", "loss.feature_weight=1", f"loss.feature_taps={taps}",
+                              "train.precision=fp32")  # fmt: skip
+        train(config, RunArgs(data=str(photos), out=run, max_steps=1, device="cpu"))
+        first[taps] = train_records(run)[0]["loss_g_feature"]
+    assert len(set(first.values())) == 3, first
+    for bad in (0, 6):
+        with pytest.raises(VidcolourError, match="loss.feature_taps must be 1 to 5"):
+            small_config("bn_sn_md", f"loss.feature_taps={bad}")
+
+
 def test_feature_loss_without_its_package_is_one_line(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
