@@ -1,0 +1,86 @@
+"""The generator alone, eager against `torch.compile` (Inductor with weight freezing), and
+each one's share of the bf16 matmul rate measured in the same run (issue 22, goal 2).
+
+    python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
+        [--rounds 5]
+
+As `vidcolour run` predicts: the folded generator in channels-last memory, bf16 autocast where
+the CPU runs bf16 natively, inference mode, batches of --batch at the working size. Eager and
+compiled rounds alternate, so both see the same machine; prints the compile time, the median
+milliseconds per frame of each, their FLOP/s over the matmul rate (MFU), and the CPU.
+Compiling needs a C++ compiler on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from colour_stage import cpu_name  # benchmarks/, the script's own folder
+
+from vidcolour.devices import autocast_dtype
+from vidcolour.model_files import open_model
+from vidcolour.nets import count_flops
+from vidcolour.perf import matmul_flops_per_s
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--model", default="default")
+parser.add_argument("--size", default="256x384", help="HxW, the working size")
+parser.add_argument("--batch", type=int, default=8)
+parser.add_argument("--rounds", type=int, default=5)
+args = parser.parse_args()
+
+height, width = map(int, args.size.split("x"))
+device = torch.device("cpu")
+dtype = autocast_dtype(device, "auto")
+generator = open_model(args.model).generator.to(memory_format=torch.channels_last)
+l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
+flops_per_frame = count_flops(generator, l[:1])
+
+
+def autocast() -> torch.autocast:
+    return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def ms_per_frame(forward) -> float:
+    with torch.inference_mode(), autocast():
+        start = time.perf_counter()
+        forward(l)
+        return (time.perf_counter() - start) / args.batch * 1000
+
+
+import torch._inductor.config as inductor_config  # noqa: E402  (only where compiling)
+
+inductor_config.freezing = True  # weights as constants: oneDNN packs them, fuses conv + act
+compiled = torch.compile(generator)
+start = time.perf_counter()
+ms_per_frame(compiled)
+compile_s = time.perf_counter() - start
+ms_per_frame(generator)  # warm-up
+times: dict[str, list[float]] = {"eager": [], "compiled": []}
+for _ in range(args.rounds):
+    times["eager"].append(ms_per_frame(generator))
+    times["compiled"].append(ms_per_frame(compiled))
+matmul = matmul_flops_per_s(device, dtype or torch.float32)
+
+cpu = cpu_name()
+result = {
+    "cpu": cpu,
+    "threads": torch.get_num_threads(),
+    "model": args.model,
+    "size": [height, width],
+    "batch": args.batch,
+    "precision": str(dtype or torch.float32),
+    "gflop_per_frame": flops_per_frame / 1e9,
+    "matmul_tflops": matmul / 1e12,
+    "compile_s": compile_s,
+}
+for name, values in times.items():
+    ms = statistics.median(values)
+    result[f"{name}_ms_per_frame"] = ms
+    result[f"{name}_mfu"] = flops_per_frame / (ms / 1000) / matmul
+result["compiled_speedup"] = result["eager_ms_per_frame"] / result["compiled_ms_per_frame"]
+print(json.dumps(result, indent=1))
