@@ -41,6 +41,12 @@ for name in SETS:
     print("\n".join(markdown_table(results[name], columns)))
 
 means = {n: {c["name"]: c["mean"] for c in r["colourisers"]} for n, r in results.items()}
+# semantic agreement moves in steps of 1/19 on val-broad: the pooled figure over both sets too
+counts = {n: r["dataset"]["images"] for n, r in results.items()}
+print(f"\nsemantic agreement pooled over {' + '.join(SETS)} ({sum(counts.values())} images):")
+for name in means[SETS[0]]:
+    agreed = sum(means[s][name]["semantic_agreement"] * counts[s] for s in SETS)
+    print(f"  {name}: {agreed / sum(counts.values()):.3f} ({round(agreed)} agree)")
 models = [c["name"] for c in results[SETS[0]]["colourisers"] if c["kind"] == "model"]
 eligible = [m for m in models if all(means[s][m]["colourfulness_ratio"] >= RULE_CF for s in SETS)]
 print(
