@@ -130,7 +130,7 @@ def test_feature_taps_choose_the_deepest(fake_lite1: Path, photos: Path, tmp_pat
         first[taps] = train_records(run)[0]["loss_g_feature"]
     assert len(set(first.values())) == 3, first
     for bad in (0, 6):
-        with pytest.raises(VidcolourError, match="loss.feature_taps must be 1 to 5"):
+        with pytest.raises(VidcolourError, match=r"loss\.feature_taps must be 1 to 5"):
             small_config("bn_sn_md", f"loss.feature_taps={bad}")
 
 
