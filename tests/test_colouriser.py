@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,30 @@ def test_working_size() -> None:
     assert working_size(272, 640, 256, 256, 256) == (256, 512)
     assert working_size(20, 30, 256, 16, 16) == (256, 384)
     assert working_size(1080, 1920, 256, 128, 256) == (256, 512)
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX") or "g++") is None, reason="no C++ compiler for Inductor"
+)
+
+
+@needs_compiler
+def test_compiled_predicts_as_eager_and_pads_a_short_batch(tmp_path: Path) -> None:
+    path = save_tiny_model(tmp_path / "tiny.safetensors")
+    eager = Colouriser.load(path, "cpu", resolution=64, precision="fp32")
+    compiled = Colouriser.load(path, "cpu", resolution=64, precision="fp32", compiled=True)
+    L = torch.rand(4, 1, 48, 80) * 100
+    full = compiled.predict_ab(L)
+    assert torch.allclose(full, eager.predict_ab(L), atol=1e-3)
+    # a film's last, shorter batch is padded to the compiled shape, not compiled again
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        short = compiled.predict_ab(L[:3])
+    assert short.shape == (3, 2, 48, 80) and torch.equal(short, full[:3])
+
+
+def test_compile_without_a_compiler_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    with pytest.raises(VidcolourError, match="--compile needs a C\\+\\+ compiler"):
+        Colouriser.load(save_tiny_model(tmp_path / "t.safetensors"), "cpu", compiled=True)

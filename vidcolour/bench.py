@@ -25,6 +25,7 @@ from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.predict import CompiledGenerator
 from vidcolour.video.colourise import ColourStage
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
@@ -47,6 +48,7 @@ class BenchResult:
     model: str
     device: str
     precision: str
+    compiled: bool  # the model through torch.compile (--compile)
     decode_fps: float
     model_fps: float  # the generator alone, on batches at the working size
     colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
@@ -224,6 +226,7 @@ def _bench(
         model=colouriser.name,
         device=_device_name(dev),
         precision=str(matmul_dtype).removeprefix("torch."),
+        compiled=isinstance(colouriser.forward, CompiledGenerator),
         decode_fps=decode_fps,
         model_fps=model_fps,
         colour_stage_fps=colour_fps,
