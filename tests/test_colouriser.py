@@ -76,7 +76,9 @@ def test_compiled_predicts_as_eager_and_pads_a_short_batch(tmp_path: Path) -> No
     eager = Colouriser.load(path, "cpu", resolution=64, precision="fp32")
     compiled = Colouriser.load(path, "cpu", resolution=64, precision="fp32", compiled=True)
     L = torch.rand(4, 1, 48, 80) * 100
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     full = compiled.predict_ab(L)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs + 1  # compiled
     assert torch.allclose(full, eager.predict_ab(L), atol=1e-3)
     # a film's last, shorter batch is padded to the compiled shape, not compiled again
     with torch._dynamo.config.patch(error_on_recompile=True):

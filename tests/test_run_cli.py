@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.video_helpers import save_tiny_model
+from tests.video_helpers import frames, save_tiny_model
 from vidcolour.cli import main
 from vidcolour.video.synth import grey_picture, write_clip
 
@@ -67,6 +68,21 @@ def test_run_video_then_refuse_to_overwrite(model: Path, clip: Path, tmp_path: P
     assert out.read_bytes() == before
     code, output = run(clip, "-o", out, "--model", model, "--overwrite", "--codec", "h265")
     assert code == 0, output
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None, reason="no C++ compiler")
+def test_run_compiled_is_the_colour_of_eager(model: Path, clip: Path, tmp_path: Path) -> None:
+    outs = {}
+    for flags in ((), ("--compile",)):
+        outs[flags] = tmp_path / f"out{len(flags)}.mkv"
+        code, output = run(clip, "-o", outs[flags], "--model", model, "--codec", "ffv1", *flags)
+        assert code == 0, output
+        assert ("notice: --compile" in output) == bool(flags)
+    eager, compiled = (frames(path) for path in outs.values())
+    assert len(eager) == len(compiled) == 6
+    for a, b in zip(eager, compiled, strict=True):
+        difference = np.abs(a.to_ndarray().astype(int) - b.to_ndarray().astype(int))
+        assert difference.max() <= 1  # luma exact, chroma codes within one
 
 
 def test_run_still_images(model: Path, tmp_path: Path) -> None:

@@ -623,7 +623,7 @@ class ColouriseArgs:
     def load(self) -> Colouriser:
         from vidcolour.colouriser import Colouriser
 
-        return Colouriser.load(
+        colouriser = Colouriser.load(
             self.model,
             self.device,
             precision=self.precision,
@@ -631,6 +631,9 @@ class ColouriseArgs:
             saturation=self.saturation,
             compiled=self.compiled,
         )
+        if self.compiled:  # else the first progress line comes after a silent compile
+            _notice("--compile: the model compiles on its first batch of each picture size")
+        return colouriser
 
     def batch_settings(self) -> Settings:
         """What the batch ledger records of these options (``codec`` resolved)."""
