@@ -7,7 +7,10 @@ run per validation set, and print the card's tables (experiments/pretrained_sear
 Each --model is anything `vidcolour eval --model` takes (a run directory, a checkpoint, a
 weights file). Writes OUT/eval_<set>.json and OUT/plots_<set>/ (histograms, sample grids) per
 set and prints one markdown table per set, with the grey baseline; then applies the selection
-rule: among models with colourfulness ratio >= 0.8 on both sets, the lowest mean ab-L1.
+rule: among models with colourfulness ratio >= 0.8 on both sets, the lowest mean ab-L1. The
+first --model is the one to beat: OUT/tradeoff.png draws every model's ab-L1 against its
+colourfulness ratio per set, with issue 19's corner (ratio >= 0.8, ab-L1 5% below the first
+model's) shaded and grey's ab-L1 drawn across.
 """
 
 import argparse
@@ -41,12 +44,46 @@ for name in SETS:
     print("\n".join(markdown_table(results[name], columns)))
 
 means = {n: {c["name"]: c["mean"] for c in r["colourisers"]} for n, r in results.items()}
+
+
+def plot_tradeoff(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(6 * len(SETS), 5.6))
+    for ax, name in zip(axes, SETS, strict=True):
+        found = means[name]
+        reference = next(iter(found))  # the first --model: the current default
+        bar = 0.95 * found[reference]["ab_l1"]
+        ab = [m["ab_l1"] for m in found.values()]
+        low, high = min(ab) - 0.4, max(ab) + 0.4
+        corner = f"the bar: ratio >= {RULE_CF}, ab-L1 5% below the first model's"
+        ax.fill_between([RULE_CF, 1.1], low, bar, color="tab:green", alpha=0.12, label=corner)
+        ax.axhline(found["grey"]["ab_l1"], color="grey", ls="--", lw=1, label="grey's ab-L1")
+        models = [model for model in found if model != "grey"]
+        for i, model in enumerate(models):  # one colour a model, the same in both panels
+            m, first = found[model], model == reference
+            ax.scatter(m["colourfulness_ratio"], m["ab_l1"], color=plt.cm.tab10(i % 10),
+                       marker="*" if first else "o", s=140 if first else 50, zorder=3,
+                       label=model.split("-step")[0] + (" (to beat)" if first else ""))  # fmt: skip
+        ax.set(xlim=(0.6, 1.1), ylim=(low, high), title=f"{name} ({counts[name]} photos)")
+        ax.set(xlabel="colourfulness ratio (output / truth)", ylabel="ab-L1 (lower: closer)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room below for the one legend
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 # semantic agreement moves in steps of 1/19 on val-broad: the pooled figure over both sets too
 counts = {n: r["dataset"]["images"] for n, r in results.items()}
 print(f"\nsemantic agreement pooled over {' + '.join(SETS)} ({sum(counts.values())} images):")
 for name in means[SETS[0]]:
     agreed = sum(means[s][name]["semantic_agreement"] * counts[s] for s in SETS)
     print(f"  {name}: {agreed / sum(counts.values()):.3f} ({round(agreed)} agree)")
+plot_tradeoff(args.out / "tradeoff.png")
+print(f"\nplot: {args.out / 'tradeoff.png'}")
 models = [c["name"] for c in results[SETS[0]]["colourisers"] if c["kind"] == "model"]
 eligible = [m for m in models if all(means[s][m]["colourfulness_ratio"] >= RULE_CF for s in SETS)]
 print(
