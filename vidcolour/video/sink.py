@@ -31,7 +31,7 @@ from vidcolour.video.codecs import (
     container_for,
     default_codec,
 )
-from vidcolour.video.orientation import IDENTITY, display_matrix
+from vidcolour.video.orientation import IDENTITY, Matrix, display_matrix
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
@@ -87,6 +87,10 @@ class Plan:
     # which it leaves out for limited range with no other colour tag (and MOV and AVI have no
     # field of their own for the range).
     colorspace: int
+    # The first frame's display matrix, read once when it is decoded: PyAV's side data of a
+    # frame kept for the whole film (a segmented run's join reads it last) is not safe to read
+    # again late (an intermittent segfault in PyAV 18.1).
+    display_matrix: Matrix | None
 
     @property
     def same_format(self) -> bool:
@@ -132,7 +136,9 @@ def plan_output(first: av.VideoFrame, codec: Codec, field_order: int) -> Plan:
     colorspace = first.colorspace
     if colorspace == _SPC_UNSPECIFIED:
         colorspace = _SPC_OF_MATRIX[source_coding.matrix]
-    return Plan(source, target, source_coding, target_coding, fields, colorspace)
+    return Plan(
+        source, target, source_coding, target_coding, fields, colorspace, display_matrix(first)
+    )
 
 
 class Sink:
@@ -172,7 +178,7 @@ class Sink:
             if template is None:
                 self.video = self._add_video(source, first, codec, crf, preset, tune)
             else:
-                self.video = self._copied_video(template, source, first)
+                self.video = self._copied_video(template, source)
             self.carried = {} if video_only else self._add_carried(source, notify)
             if video_only:
                 return
@@ -243,20 +249,20 @@ class Sink:
             first.color_primaries,
             first.color_trc,
         )
-        matrix = display_matrix(first)
+        matrix = self.plan.display_matrix
         if matrix is not None and matrix != IDENTITY:  # whole: a rotation alone loses mirroring
             stream.set_display_matrix(matrix)
         stream.metadata.update(_content_tags(src.metadata))
         return stream
 
     def _copied_video(
-        self, template: av.video.stream.VideoStream, source: Source, first: av.VideoFrame
+        self, template: av.video.stream.VideoStream, source: Source
     ) -> av.video.stream.VideoStream:
         stream = cast(
             av.video.stream.VideoStream, self.container.add_stream_from_template(template)
         )
         stream.time_base = template.time_base
-        matrix = display_matrix(first)
+        matrix = self.plan.display_matrix
         if matrix is not None and matrix != IDENTITY:
             stream.set_display_matrix(matrix)
         stream.metadata.update(_content_tags(source.stream.metadata))
