@@ -1,13 +1,14 @@
-"""How strongly a feature loss pulls on the generator's output, against lambda x L1's pull:
-the norms of the two terms' gradients with respect to ab, for one model's output on training
-photos (experiments/pretrained_search.md, round 3).
+"""How strongly a feature loss and a colourfulness loss pull on the generator's output, against
+lambda x L1's pull: the norms of the terms' gradients with respect to ab, for one model's output
+on training photos (experiments/pretrained_search.md, rounds 3 and 6).
 
     python experiments/feature_calibration.py --data ../shared/data/open-photos/train \
         --model models/lite0.safetensors
 
 Photos: a seeded sample of DATA, short side to 256, the top-left 256x256 square. Prints, for
 the model's ab, for grey and for the model's ab x 1.3: the feature distance (mean over the
-taps, and per tap), lambda x L1, and the gradient norm of each with respect to ab.
+taps, and per tap), lambda x L1, the colourfulness shortfall (loss.colourfulness_weight's
+term), and the gradient norm of each with respect to ab.
 """
 
 import argparse
@@ -20,6 +21,7 @@ from PIL import Image
 
 from vidcolour.colour import model_to_rgb, rgb_to_model
 from vidcolour.data import list_images
+from vidcolour.losses import colourfulness_shortfall
 from vidcolour.model_files import open_model
 from vidcolour.perceptual import ImageNetLite, feature_l1
 
@@ -63,8 +65,12 @@ for name, start in (("model", predicted), ("grey", torch.zeros_like(ab)), ("mode
     y = start.clone().requires_grad_(True)
     l1 = args.l1_weight * (y - ab).abs().mean()
     (l1_grad,) = torch.autograd.grad(l1, y)
+    z = start.clone().requires_grad_(True)
+    shortfall = colourfulness_shortfall(model_to_rgb(l, z), rgb)
+    (shortfall_grad,) = torch.autograd.grad(shortfall, z)
     taps = " ".join(f"{(m.float() - t).abs().mean():.3f}" for m, t in zip(mine, truth, strict=True))
     print(
         f"{name:12s} feature {feature:.3f} (taps {taps})  |grad| {feature_grad.norm():.3f}   "
-        f"lambda x L1 {l1:.2f}  |grad| {l1_grad.norm():.3f}"
+        f"lambda x L1 {l1:.2f}  |grad| {l1_grad.norm():.3f}   "
+        f"colour shortfall {shortfall:.4f}  |grad| {shortfall_grad.norm():.4f}"
     )

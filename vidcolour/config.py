@@ -107,9 +107,14 @@ class LossConfig:
     # compares: 5, all; 2, only the semantic ones at strides 16 and 32, which leave local
     # colour to L1 and the discriminators.
     feature_taps: int = 5
+    # A colourfulness loss (a variant of DDColor's): the shortfall of the output's
+    # colourfulness (Hasler and Suesstrunk's M3, /100) below its original's, against L1's pull
+    # towards the mean colour. 0: off (the paper's objective).
+    colourfulness_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _at_least("loss.l1_weight", self.l1_weight, 0)
+        _at_least("loss.colourfulness_weight", self.colourfulness_weight, 0)
         _at_least("loss.gan_from_epoch", self.gan_from_epoch, 0)
         _at_least("loss.feature_weight", self.feature_weight, 0)
         if not 1 <= self.feature_taps <= 5:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vidcolour.config import GanLoss
+from vidcolour.metrics import colourfulness
 
 
 def d_loss(
@@ -46,3 +47,16 @@ def g_adv_loss(kind: GanLoss, fake: Sequence[torch.Tensor]) -> torch.Tensor:
         else:
             raise ValueError(f"no adversarial loss for gan={kind!r}")
     return total
+
+
+def colourfulness_shortfall(fake_rgb: torch.Tensor, true_rgb: torch.Tensor) -> torch.Tensor:
+    """How far each output falls short of its own original's colourfulness (Hasler and
+    Suesstrunk's M3, /100), zero where it reaches it; mean over the batch.
+
+    A variant of DDColor's colourfulness loss (1 - M3/100), which raises every picture's
+    colour without bound: this one asks only for the truth's amount, so it cannot reward
+    colour beyond it. (B, 3, H, W) sRGB in [0, 1] -> 0-d.
+    """
+    with torch.no_grad():
+        target = colourfulness(true_rgb)
+    return F.relu(target - colourfulness(fake_rgb, eps=1e-4)).mean() / 100

@@ -25,17 +25,19 @@ def ab_psnr(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> torch.Tensor:
     return 20 * torch.log10(255.0 / mse.sqrt())
 
 
-def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
+def colourfulness(rgb: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Hasler and Suesstrunk (2003) colourfulness M3 of sRGB images.
 
     rgb: (B, 3, H, W) in [0, 1] -> (B,), on the paper's 0..255 scale
     (about 0 for greyscale, 30-60 for typical photographs, above 100 for extreme colour).
+    eps, added under both square roots, keeps the gradient finite at grey (for a loss; the
+    metric uses 0).
     """
     r, g, b = (rgb.float() * 255).unbind(1)
     rg = (r - g).flatten(1)
     yb = (0.5 * (r + g) - b).flatten(1)
-    std = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
-    mean = (rg.mean(1).pow(2) + yb.mean(1).pow(2)).sqrt()
+    std = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False) + eps).sqrt()
+    mean = (rg.mean(1).pow(2) + yb.mean(1).pow(2) + eps).sqrt()
     return std + 0.3 * mean
 
 

@@ -50,7 +50,7 @@ from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
-from vidcolour.losses import d_loss, g_adv_loss
+from vidcolour.losses import colourfulness_shortfall, d_loss, g_adv_loss
 from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
 from vidcolour.perceptual import ImageNetLite, feature_l1
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
@@ -180,8 +180,8 @@ def train_step(
     adversarial: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One D update then one G update on a batch; with ``adversarial`` False (or
-    ``loss.gan: none``) one G update on the reference terms alone (L1, and the feature loss
-    when ``loss.feature_weight`` is set).
+    ``loss.gan: none``) one G update on the reference terms alone (L1, and the feature and
+    colourfulness losses when their weights are set).
 
     rgb: (B, 3, H, W) uint8 on ``rt.device``. Returns the loss terms as 0-d tensors (not yet
     synchronised with the host).
@@ -248,8 +248,8 @@ def _reference_loss(
     config: Config,
     rt: Runtime,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The generator's terms against the true picture: lambda x L1(ab), plus the feature loss
-    when configured. fake, ab: (B, 2, H, W) in [-1, 1]; rgb_u8: the truth, (B, 3, H, W) uint8.
+    """The generator's terms against the true picture: lambda x L1(ab), plus the feature and
+    colourfulness losses when configured. fake, ab: (B, 2, H, W) in [-1, 1]; rgb_u8: the truth, (B, 3, H, W) uint8.
     Returns the weighted sum and the unweighted terms (detached) for the log."""
     l1 = (fake.float() - ab).abs().mean()
     loss = config.loss.l1_weight * l1
@@ -263,6 +263,10 @@ def _reference_loss(
         feature = feature_l1(mine[-taps:], truth[-taps:]).mean()
         loss = loss + config.loss.feature_weight * feature
         terms["loss_g_feature"] = feature.detach()
+    if config.loss.colourfulness_weight > 0:
+        shortfall = colourfulness_shortfall(model_to_rgb(l.float(), fake.float()), rgb_u8 / 255)
+        loss = loss + config.loss.colourfulness_weight * shortfall
+        terms["loss_g_colourfulness"] = shortfall.detach()
     return loss, terms
 
 
@@ -560,6 +564,8 @@ class _Status:
         )
         if "loss_g_feature" in record:
             losses += f" G_feature {record['loss_g_feature']:.3f}"
+        if "loss_g_colourfulness" in record:
+            losses += f" G_colour {record['loss_g_colourfulness']:.3f}"
         if self.live:
             self.progress.update(self.task, rate=rate, losses=losses)
         elif self.enabled:
