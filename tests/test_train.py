@@ -97,25 +97,53 @@ def fake_lite1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("gan", ["nonsaturating", "none"])
-def test_feature_loss_is_weighted_in_and_moves_the_generator(
-    gan: str, fake_lite1: Path, photos: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("setting", "term"),
+    [("feature_weight", "loss_g_feature"), ("colourfulness_weight", "loss_g_colourfulness")],
+)
+def test_reference_terms_are_weighted_in_and_move_the_generator(
+    gan: str, setting: str, term: str, fake_lite1: Path, photos: Path, tmp_path: Path
 ) -> None:
-    """loss_g = adversarial + lambda x L1 + feature_weight x feature distance, step by step, and
-    the feature term's gradient reaches the generator."""
+    """loss_g = adversarial + lambda x L1 + weight x term (the feature distance, the
+    colourfulness shortfall), step by step, and the term's gradient reaches the generator."""
     generators = {}
     for weight in (0.0, 50.0):
         run = tmp_path / f"w{weight}"
-        config = small_config("bn_sn_md", f"loss.gan={gan}", f"loss.feature_weight={weight}",
+        config = small_config("bn_sn_md", f"loss.gan={gan}", f"loss.{setting}={weight}",
                               "train.precision=fp32")  # fmt: skip
         train(config, RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
         for r in train_records(run):
-            feature = r.get("loss_g_feature", 0.0)
-            assert (feature > 0) == (weight > 0), r
-            expected = r["loss_g_adv"] + config.loss.l1_weight * r["loss_g_l1"] + weight * feature
+            value = r.get(term, 0.0)
+            assert (value > 0) == (weight > 0), r
+            expected = r["loss_g_adv"] + config.loss.l1_weight * r["loss_g_l1"] + weight * value
             assert r["loss_g"] == pytest.approx(expected, rel=1e-5), r
         generators[weight] = load_checkpoint(latest_checkpoint(run)[0])["generator"]
-    # the same seed and batches: only the feature term can make the weights differ
+    # the same seed and batches: only the term can make the weights differ
     assert any(not torch.equal(v, generators[50.0][k]) for k, v in generators[0.0].items())
+
+
+def test_colourfulness_shortfall_asks_for_the_originals_colour_and_no_more() -> None:
+    """Grey falls short by the original's whole colourfulness, the original and anything more
+    colourful by nothing; the gradient at grey is finite and points towards colour."""
+    from vidcolour.colour import model_to_rgb, rgb_to_model
+    from vidcolour.losses import colourfulness_shortfall
+    from vidcolour.metrics import colourfulness
+
+    torch.manual_seed(0)
+    truth = torch.rand(2, 3, 32, 32) * 0.6 + 0.2
+    l, ab = rgb_to_model(truth)
+    grey = torch.zeros_like(ab, requires_grad=True)
+    shortfall = colourfulness_shortfall(model_to_rgb(l, grey), truth)
+    assert shortfall.item() == pytest.approx(colourfulness(truth).mean().item() / 100, rel=0.01)
+    (grad,) = torch.autograd.grad(shortfall, grey)
+    assert torch.isfinite(grad).all()
+    more = ab * 1.3
+    assert colourfulness_shortfall(model_to_rgb(l, ab), truth).item() < 1e-3
+    assert colourfulness_shortfall(model_to_rgb(l, more), truth).item() == 0
+    half = (ab * 0.5).requires_grad_(True)
+    loss = colourfulness_shortfall(model_to_rgb(l, half), truth)
+    (grad,) = torch.autograd.grad(loss, half)
+    assert loss.item() > 0 and (grad * ab).sum() < 0  # descending it moves ab outwards
 
 
 def test_feature_taps_choose_the_deepest(fake_lite1: Path, photos: Path, tmp_path: Path) -> None:

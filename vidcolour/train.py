@@ -249,8 +249,9 @@ def _reference_loss(
     rt: Runtime,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The generator's terms against the true picture: lambda x L1(ab), plus the feature and
-    colourfulness losses when configured. fake, ab: (B, 2, H, W) in [-1, 1]; rgb_u8: the truth, (B, 3, H, W) uint8.
-    Returns the weighted sum and the unweighted terms (detached) for the log."""
+    colourfulness losses when configured. fake, ab: (B, 2, H, W) in [-1, 1]; rgb_u8: the
+    truth, (B, 3, H, W) uint8. Returns the weighted sum and the unweighted terms (detached)
+    for the log."""
     l1 = (fake.float() - ab).abs().mean()
     loss = config.loss.l1_weight * l1
     terms = {"loss_g_l1": l1.detach()}
