@@ -25,7 +25,6 @@ from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
-from vidcolour.predict import CompiledGenerator
 from vidcolour.video.colourise import ColourStage
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
@@ -155,7 +154,12 @@ def _bench(
 
     codes = []
     stage = ColourStage(
-        colouriser, plan.source_coding, plan.target_coding, plan.target.chroma_size, plan.fields
+        colouriser,
+        plan.source_coding,
+        plan.target_coding,
+        plan.target.chroma_size,
+        plan.fields,
+        compiled=colouriser.compiled,
     )
 
     def colour() -> int:
@@ -226,7 +230,7 @@ def _bench(
         model=colouriser.name,
         device=_device_name(dev),
         precision=str(matmul_dtype).removeprefix("torch."),
-        compiled=isinstance(colouriser.forward, CompiledGenerator),
+        compiled=colouriser.compiled,
         decode_fps=decode_fps,
         model_fps=model_fps,
         colour_stage_fps=colour_fps,

@@ -116,6 +116,11 @@ class Colouriser:
         settings = f"resolution {self.resolution}; {self.dtype}; saturation {self.saturation}"
         return f"{self.tag}; {settings}"
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the model runs under ``torch.compile`` (``--compile``)."""
+        return isinstance(self.forward, CompiledGenerator)
+
     # ---------------------------------------------------------------------- the prediction
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         g = self.generator

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,41 +83,62 @@ def working_predict(
     return predict
 
 
-class CompiledGenerator:
-    """A generator under ``torch.compile`` for inference (``run --compile``).
+class Compiled:
+    """A function under ``torch.compile`` for inference (``run --compile``), one compile per
+    input shape (seconds: a C++ compiler's work on the CPU, cached across runs by Inductor).
 
-    Inductor with its weights frozen as constants: on the CPU oneDNN packs them once and fuses
-    each convolution with what follows (1.3-1.55x the eager generator on a 2-core Xeon,
-    docs/BENCHMARKS.md). It compiles once per input shape, on the first batch of that shape
-    (seconds: a C++ compiler's work on the CPU, cached across runs by Inductor), so a batch
-    smaller than the largest seen is padded up to it: a film's last batch costs no second
-    compile. Calls are serialised: ``batch --jobs`` threads share one model, and compiling is
-    not something two threads should do at once.
+    A batch smaller than the largest seen is padded up to it (every tensor argument, along
+    its first dimension, with copies of its last item) and the result cut back: a film's last,
+    shorter batch costs no second compile. Calls are serialised: ``batch --jobs`` threads
+    share one model, and compiling is not something two threads should do at once. A failure
+    is one line: Inductor's own messages run to pages.
     """
 
-    def __init__(self, generator: Generator) -> None:
-        if generator.training:
-            raise ValueError("compile a generator in eval mode")
-        check_compiler(next(generator.parameters()).device)
-        self._compiled = torch.compile(generator, dynamic=False, options={"freezing": True})
+    def __init__(self, fn: Callable[..., Any], device: torch.device, **options: Any) -> None:
+        check_compiler(device)
+        self._compiled = torch.compile(fn, dynamic=False, **options)
         self._batch = 0
         self._lock = threading.Lock()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+    def __call__(self, *args: Any) -> Any:
+        n = next(a for a in args if isinstance(a, torch.Tensor)).shape[0]
         with self._lock:
             self._batch = max(self._batch, n)
-            if n < self._batch:
-                pad = x[-1:].expand(self._batch - n, *x.shape[1:])
-                x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+            args = tuple(_padded(a, self._batch) for a in args)
             try:
-                return self._compiled(x)[:n]
-            except Exception as error:  # Inductor's failures are long; the user needs one line
+                out = self._compiled(*args)
+            except Exception as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raise VidcolourError(
                     f"--compile failed ({type(error).__name__}: {first[:200]}); "
                     "run without --compile"
                 ) from error
+        return tuple(o[:n] for o in out) if isinstance(out, tuple) else out[:n]
+
+
+def _padded(a: Any, batch: int) -> Any:
+    """``a`` in one dense layout (channels-last if it is so already, else contiguous: what
+    the compiled code's stride guards see stays the same from call to call) with copies of
+    its last item up to ``batch`` items; anything but a tensor as it is."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    channels_last = a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if a.shape[0] < batch:
+        a = torch.cat([a, a[-1:].expand(batch - a.shape[0], *a.shape[1:])])
+    return a.contiguous(memory_format=layout)
+
+
+class CompiledGenerator(Compiled):
+    """A generator under ``torch.compile`` (``Compiled``): Inductor with its weights frozen as
+    constants, so that on the CPU oneDNN packs them once and fuses each convolution with what
+    follows (1.3-1.55x the eager generator on a 2-core Xeon, docs/BENCHMARKS.md)."""
+
+    def __init__(self, generator: Generator) -> None:
+        if generator.training:
+            raise ValueError("compile a generator in eval mode")
+        device = next(generator.parameters()).device
+        super().__init__(generator, device, options={"freezing": True})
 
 
 def check_compiler(device: torch.device) -> None:

@@ -14,6 +14,7 @@ returned are on the coded grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma, site_lightness
-from vidcolour.predict import resize
+from vidcolour.predict import Compiled, resize
 from vidcolour.video.orientation import Orientation
 
 
@@ -76,15 +77,22 @@ class ColourStage:
         chroma_size: tuple[int, int],
         fields: bool = False,
         orientation: Orientation | None = None,
+        *,
+        compiled: bool = False,
     ) -> None:
         """``source``: the input's coding; ``target``: the output's (same matrix and range; its
-        bit depth); ``chroma_size``: (h, w) of the output's chroma planes."""
+        bit depth); ``chroma_size``: (h, w) of the output's chroma planes. ``compiled``: Lab
+        to Cb/Cr through ``torch.compile`` (``run --compile``; 2-6x faster on a 2-core CPU,
+        the same codes, docs/BENCHMARKS.md)."""
         self.predictor = predictor
         self.source = source
         self.target = target
         self.chroma_size = chroma_size
         self.fields = fields
         self.orientation = orientation or Orientation()
+        self._to_chroma: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
+            Compiled(lab_to_chroma, predictor.device) if compiled else lab_to_chroma
+        )
 
     @property
     def streams(self) -> int:
@@ -119,7 +127,7 @@ class ColourStage:
         """Cb and Cr: two (B, h, w) arrays of codes coded as ``target``, h x w =
         ``chroma_size``, on the coded grid."""
         ab = resize(self.orientation.coded(work.ab), self._picture_chroma_size)
-        cb, cr = lab_to_chroma(work.L_chroma, ab, self.target)
+        cb, cr = self._to_chroma(work.L_chroma, ab, self.target)
         if self.fields:  # the fields' rows interleaved again
             b = cb.shape[0] // 2
             cb, cr = (torch.stack([c[:b], c[b:]], dim=-2).flatten(-3, -2) for c in (cb, cr))

@@ -101,6 +101,11 @@ class ColourSource(AbPredictor, Protocol):
         another identity are not resumed (video/segments.py)."""
         ...
 
+    @property
+    def compiled(self) -> bool:
+        """Whether it runs under ``torch.compile``: the colour stage's own maths then do too."""
+        ...
+
 
 @dataclass(frozen=True)
 class VideoOptions:
@@ -481,6 +486,7 @@ def _run_stages(
         plan.target.chroma_size,
         plan.fields,
         job.orientation,
+        compiled=job.colouriser.compiled,
     )
     stabilise = None
     if options.stabilise:
