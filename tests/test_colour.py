@@ -182,8 +182,9 @@ def test_site_lightness_from_its_table_is_the_lab_l_of_the_mean_grey(
 )
 def test_compiled_lab_to_chroma_matches_the_standard_matrix_and_eager() -> None:
     """``run --compile``'s Lab -> Cb/Cr (the colour stage's ``Compiled(lab_to_chroma)``): the
-    matrix maths' codes to 0.05 as eager's, every rounded code within 1 of eager's, and a
-    shorter last batch padded to the compiled shape rather than compiled again."""
+    matrix maths' codes to 0.05 as eager's, every rounded code within 1 of eager's, and
+    neither a shorter last batch (padded to the compiled shape) nor another stage's first
+    batch compiled again."""
     rng = np.random.default_rng(1)
     rgb = rng.uniform(0, 1, (4, 24, 30, 3))
     lab = torch.from_numpy(rgb2lab(rgb)).permute(0, 3, 1, 2).float().contiguous()
@@ -201,4 +202,7 @@ def test_compiled_lab_to_chroma_matches_the_standard_matrix_and_eager() -> None:
         assert (mine.round() - eager.round()).abs().max() <= 1
     with torch._dynamo.config.patch(error_on_recompile=True):
         short = compiled(lab[:3, :1], lab[:3, 1:], coding)
+        # the next film's colour stage makes its own: the compiled code is found again
+        again = Compiled(lab_to_chroma, torch.device("cpu"))(lab[:, :1], lab[:, 1:], coding)
     assert all(torch.equal(s, full[:3]) for s, full in zip(short, (cb, cr), strict=True))
+    assert all(torch.equal(a, full) for a, full in zip(again, (cb, cr), strict=True))
