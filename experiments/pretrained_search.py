@@ -59,8 +59,10 @@ def plot_tradeoff(out: Path) -> None:
         bar = 0.95 * found[reference]["ab_l1"]
         ab = [m["ab_l1"] for m in found.values()]
         low, high = min(ab) - 0.4, max(ab) + 0.4
+        ratios = [m["colourfulness_ratio"] for model, m in found.items() if model != "grey"]
+        left, right = min(0.6, min(ratios) - 0.05), max(1.1, max(ratios) + 0.05)
         corner = f"the bar: ratio >= {RULE_CF}, ab-L1 5% below the first model's"
-        ax.fill_between([RULE_CF, 1.1], low, bar, color="tab:green", alpha=0.12, label=corner)
+        ax.fill_between([RULE_CF, right], low, bar, color="tab:green", alpha=0.12, label=corner)
         ax.axhline(found["grey"]["ab_l1"], color="grey", ls="--", lw=1, label="grey's ab-L1")
         models = [model for model in found if model != "grey"]
         for i, model in enumerate(models):  # one colour a model, the same in both panels
@@ -68,7 +70,7 @@ def plot_tradeoff(out: Path) -> None:
             ax.scatter(m["colourfulness_ratio"], m["ab_l1"], color=plt.cm.tab10(i % 10),
                        marker="*" if first else "o", s=140 if first else 50, zorder=3,
                        label=model.split("-step")[0] + (" (to beat)" if first else ""))  # fmt: skip
-        ax.set(xlim=(0.6, 1.1), ylim=(low, high), title=f"{name} ({counts[name]} photos)")
+        ax.set(xlim=(left, right), ylim=(low, high), title=f"{name} ({counts[name]} photos)")
         ax.set(xlabel="colourfulness ratio (output / truth)", ylabel="ab-L1 (lower: closer)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))  # room below for the one legend
