@@ -66,9 +66,7 @@ def main() -> None:
             from vidcolour.bench import SYNTHETIC_FRAMES, SYNTHETIC_SIZE
             from vidcolour.video.synth import write_clip
 
-            src = write_clip(
-                Path(scratch) / "sd.mp4", frames=SYNTHETIC_FRAMES, size=SYNTHETIC_SIZE
-            )
+            src = write_clip(Path(scratch) / "sd.mp4", frames=SYNTHETIC_FRAMES, size=SYNTHETIC_SIZE)
         runs: dict[str, list[float]] = {name: [] for name in CONFIGS}
         for round_ in range(args.rounds):
             for name, threads in CONFIGS.items():

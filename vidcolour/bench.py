@@ -167,6 +167,7 @@ def _bench(
             codes.append(stage(chunk.luma))
         return frames
 
+    stage(chunks[0].luma)  # warm, as the model was: with --compile, its colour maths compile
     colour_fps = _timed(colour)
     log(f"colour stage: {colour_fps:.1f} fps")
 

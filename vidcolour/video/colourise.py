@@ -82,8 +82,8 @@ class ColourStage:
     ) -> None:
         """``source``: the input's coding; ``target``: the output's (same matrix and range; its
         bit depth); ``chroma_size``: (h, w) of the output's chroma planes. ``compiled``: Lab
-        to Cb/Cr through ``torch.compile`` (``run --compile``; 2-6x faster on a 2-core CPU,
-        the same codes, docs/BENCHMARKS.md)."""
+        to Cb/Cr through ``torch.compile`` (``run --compile``; 2.5x faster on a 2-core Xeon at
+        576p and 1080p, the same codes, docs/BENCHMARKS.md)."""
         self.predictor = predictor
         self.source = source
         self.target = target
