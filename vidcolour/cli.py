@@ -632,7 +632,10 @@ class ColouriseArgs:
             compiled=self.compiled,
         )
         if self.compiled:  # else the first progress line comes after a silent compile
-            _notice("--compile: the model compiles on its first batch of each picture size")
+            _notice(
+                "--compile: the model and its colour maths compile on the first batch of each "
+                "picture size"
+            )
         return colouriser
 
     def batch_settings(self) -> Settings:
