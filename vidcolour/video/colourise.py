@@ -14,6 +14,7 @@ returned are on the coded grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -91,7 +92,7 @@ class ColourStage:
         self.fields = fields
         self.orientation = orientation or Orientation()
         self._to_chroma: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
-            Compiled(lab_to_chroma, predictor.device) if compiled else lab_to_chroma
+            _compiled_lab_to_chroma(predictor.device) if compiled else lab_to_chroma
         )
 
     @property
@@ -140,6 +141,13 @@ class ColourStage:
     def __call__(self, luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cb and Cr for ``luma`` (see ``predict`` and ``chroma``), with nothing between."""
         return self.chroma(self.predict(luma))
+
+
+@functools.cache
+def _compiled_lab_to_chroma(device: torch.device) -> Compiled:
+    """One compiled ``lab_to_chroma`` a device, shared by every colour stage: ``batch --jobs``
+    runs several films at once, and its lock keeps two of them from compiling together."""
+    return Compiled(lab_to_chroma, device)
 
 
 def video_chroma(
