@@ -65,15 +65,16 @@ def plot_tradeoff(out: Path) -> None:
         ax.fill_between([RULE_CF, right], low, bar, color="tab:green", alpha=0.12, label=corner)
         ax.axhline(found["grey"]["ab_l1"], color="grey", ls="--", lw=1, label="grey's ab-L1")
         models = [model for model in found if model != "grey"]
+        palette = plt.cm.tab10 if len(models) <= 10 else plt.cm.tab20
         for i, model in enumerate(models):  # one colour a model, the same in both panels
             m, first = found[model], model == reference
-            ax.scatter(m["colourfulness_ratio"], m["ab_l1"], color=plt.cm.tab10(i % 10),
+            ax.scatter(m["colourfulness_ratio"], m["ab_l1"], color=palette(i % palette.N),
                        marker="*" if first else "o", s=140 if first else 50, zorder=3,
                        label=model.split("-step")[0] + (" (to beat)" if first else ""))  # fmt: skip
         ax.set(xlim=(left, right), ylim=(low, high), title=f"{name} ({counts[name]} photos)")
         ax.set(xlabel="colourfulness ratio (output / truth)", ylabel="ab-L1 (lower: closer)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room below for the one legend
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))  # room below for the one legend
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
