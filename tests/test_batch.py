@@ -79,8 +79,6 @@ def batch(*args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-
-
 def assert_output_valid(src: Path, out: Path) -> None:
     """The output has the input's frames at the input's times."""
     assert times(out) == pytest.approx(times(src), abs=1e-6), out

@@ -58,7 +58,8 @@ def test_example_clip_is_reproducible(tmp_path) -> None:
     made = tmp_path / "clip.mp4"
     subprocess.run(
         [sys.executable, str(ROOT / "examples" / "make_clip.py"), str(source), str(made)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     shipped = frames(ROOT / "examples" / "bikes_grey.mp4")
     ours = frames(made)
