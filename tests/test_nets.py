@@ -6,10 +6,12 @@ from torch.nn.utils import parametrize
 from tests.helpers import ALL_CONFIGS, shipped, tiny
 from vidcolour.nets import (
     IBN,
+    InstanceHalf,
     build_discriminator,
     build_generator,
     count_params,
     fold_for_inference,
+    fold_for_prediction,
     pad_to_fit,
 )
 
@@ -191,3 +193,51 @@ def test_folding_keeps_outputs(name: str) -> None:
     for net in (gen, disc):
         assert not any(parametrize.is_parametrized(m) for m in net.modules())
         assert not any(type(getattr(m, "norm", None)) is nn.BatchNorm2d for m in net.modules())
+
+
+def _ibn_generator(name: str = "ibn_sn_md") -> nn.Module:
+    """A tiny IBN generator whose batch norms have moved off their initial statistics."""
+    gen = build_generator(tiny(name).model.generator)
+    with torch.no_grad():
+        for _ in range(3):
+            gen.train()(torch.rand(2, 1, 256, 256) * 2 - 1)
+    return gen.eval()
+
+
+@pytest.mark.parametrize("name", ["ibn_sn_md", "lite0_unet"])
+def test_prediction_form_keeps_outputs(name: str) -> None:
+    gen = _ibn_generator(name)
+    l = torch.rand(2, 1, 256, 256) * 2 - 1
+    with torch.no_grad():
+        before = gen(l)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            before_bf16 = gen(l).float()
+    fold_for_prediction(gen)
+    assert not any(isinstance(m, IBN) for m in gen.modules())
+    assert any(isinstance(m, InstanceHalf) for m in gen.modules())
+    with torch.inference_mode():
+        after = gen(l)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            after_bf16 = gen(l)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert after_bf16.dtype == torch.bfloat16  # the IBN's float32 no longer reaches the head
+    # bf16 rounds at other places now: within a hundredth of the ab range (1.1 ab units)
+    assert (before_bf16 - after_bf16.float()).abs().max() < 0.01
+
+
+def test_instance_half_works_in_place_only_without_autograd() -> None:
+    half = InstanceHalf(2, nn.InstanceNorm2d(2, affine=True))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        y = half(x.clone())
+        same = x.clone()
+        assert half(same) is same  # written into its input: no copy of the untouched half
+    assert torch.equal(y[:, 2:], x[:, 2:])
+    assert torch.allclose(y[:, :2].mean((2, 3)), torch.zeros(1, 2), atol=1e-5)
+    leaf = x.clone().requires_grad_()
+    out = half(leaf * 1)  # an autograd graph: a new tensor, and gradients flow
+    out.sum().backward()
+    assert out is not leaf and leaf.grad is not None
+    assert torch.allclose(out.detach(), y, atol=1e-6)
+    # the form compiled code takes: the same, from sums and one scale and shift
+    assert torch.allclose(half.by_sums(x), y, atol=1e-5)

@@ -24,7 +24,7 @@ from vidcolour.colour import denormalise_ab, grey_to_l, lab_to_rgb, normalise_l
 from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.model_files import open_model
-from vidcolour.nets import Generator, fold_for_inference
+from vidcolour.nets import Generator, fold_for_prediction
 from vidcolour.perf import keep_freed_memory
 from vidcolour.predict import CompiledGenerator, Forward, predict_resized, working_size
 
@@ -55,7 +55,7 @@ class Colouriser:
         if not 0.0 <= saturation <= MAX_SATURATION:
             raise VidcolourError(f"saturation must be in [0, {MAX_SATURATION}], got {saturation}")
         self.device = torch.device(device)
-        fold_for_inference(generator)
+        fold_for_prediction(generator)
         # channels-last: oneDNN's layout (the lite0 encoder's depthwise convolutions run 1.9x
         # faster in it; torch's stubs do not list the argument, which Module.to accepts)
         layout = {"memory_format": torch.channels_last}

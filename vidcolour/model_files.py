@@ -17,7 +17,7 @@ from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint
 from vidcolour.config import to_dict
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import file_sha256
-from vidcolour.nets import Generator, fold_for_inference
+from vidcolour.nets import Generator, fold_for_prediction
 from vidcolour.resources import resolve_model
 from vidcolour.sniff import describe, model_file_kind
 from vidcolour.weights import load_generator, save_generator
@@ -58,7 +58,7 @@ def open_model(spec: str | Path | None) -> ModelFile:
     else:
         generator, info = load_generator(path)
         config, name = {"model": {"generator": to_dict(info.config)}}, info.name
-    fold_for_inference(generator)
+    fold_for_prediction(generator)
     return ModelFile(generator.eval(), name, path, file_sha256(path), config, run_dir)
 
 

@@ -16,9 +16,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from vidcolour.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from vidcolour.nets.base import Generator
 from vidcolour.nets.discriminator import MultiScaleDiscriminator, PatchDiscriminator
-from vidcolour.nets.fold import fold_batch_norm, fold_for_inference, fold_spectral_norm
+from vidcolour.nets.fold import (
+    fold_batch_norm,
+    fold_for_inference,
+    fold_for_prediction,
+    fold_ibn,
+    fold_spectral_norm,
+)
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
-from vidcolour.nets.layers import IBN, NORM_PLANS
+from vidcolour.nets.layers import IBN, NORM_PLANS, InstanceHalf
 from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "IBN",
     "NORM_PLANS",
     "Generator",
+    "InstanceHalf",
     "LiteUNetGenerator",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
@@ -36,6 +43,8 @@ __all__ = [
     "count_params",
     "fold_batch_norm",
     "fold_for_inference",
+    "fold_for_prediction",
+    "fold_ibn",
     "fold_spectral_norm",
     "init_pretrained",
     "model_costs",

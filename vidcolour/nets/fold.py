@@ -3,8 +3,10 @@
 After ``fold_for_inference`` a network computes what it computed in eval mode before, with
 fewer operations per frame: spectral norm's W / sigma(W) becomes a stored weight, and every
 BatchNorm2d that directly follows a conv becomes the conv's scale and bias (exact in eval
-mode, where BN is a fixed per-channel affine map). Instance norm and the BN half of an IBN
-layer depend on the input or on a channel split, so they stay as they are.
+mode, where BN is a fixed per-channel affine map). Instance norm depends on the input, so it
+stays; the BN half of an IBN layer stays too, since a weights file stores what
+``fold_for_inference`` leaves. ``fold_for_prediction`` goes one step further for the models
+that predict (``open_model``, ``Colouriser``): it folds that BN half as well (``fold_ibn``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+from vidcolour.nets.layers import IBN, InstanceHalf
 
 
 def fold_spectral_norm(module: nn.Module) -> nn.Module:
@@ -24,14 +28,22 @@ def fold_spectral_norm(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def _fold_bn_into_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
+def _fold_bn_into_conv(
+    conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d, first: int = 0
+) -> None:
+    """Fold ``bn`` into the conv's output channels ``first:`` (all of them by default)."""
     assert bn.running_var is not None and bn.running_mean is not None
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (Cout,)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (Cout - first,)
     # Conv2d weights are (Cout, Cin, k, k); ConvTranspose2d weights are (Cin, Cout, k, k).
-    shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
-    conv.weight.mul_(scale.view(shape))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    if isinstance(conv, nn.ConvTranspose2d):
+        conv.weight[:, first:].mul_(scale.view(1, -1, 1, 1))
+        channels = conv.weight.shape[1]
+    else:
+        conv.weight[first:].mul_(scale.view(-1, 1, 1, 1))
+        channels = conv.weight.shape[0]
+    bias = conv.bias.clone() if conv.bias is not None else conv.weight.new_zeros(channels)
+    bias[first:] = (bias[first:] - bn.running_mean) * scale + bn.bias
+    conv.bias = nn.Parameter(bias)
 
 
 def _conv_norm_pairs(block: nn.Module) -> list[tuple[str, str]]:
@@ -63,3 +75,32 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
 def fold_for_inference(module: nn.Module) -> nn.Module:
     """Spectral norm, then batch norm, folded into conv weights; the module is left in eval mode."""
     return fold_batch_norm(fold_spectral_norm(module))
+
+
+def fold_ibn(module: nn.Module) -> nn.Module:
+    """Fold the batch-norm half of each IBN layer that directly follows a conv into that conv's
+    last output channels, and put an ``InstanceHalf`` (the instance-norm half alone) in the
+    IBN's place, in place. Spectral norm must be folded first.
+
+    The form predicts; it is never saved (a weights file keeps the IBN's own parameters). Why:
+    an IBN's output is float32 under autocast, so every skip concatenation after one ran in
+    float32 and every next convolution began by converting its whole input back to bfloat16.
+    Here only the instance-norm half is computed in float32, and written back in the
+    activations' dtype (docs/BENCHMARKS.md: the bundled generator 1.5x faster, eager, bf16).
+    """
+    module.eval()
+    for block in module.modules():
+        for conv_name, norm_name in _conv_norm_pairs(block):
+            conv = getattr(block, conv_name, None)
+            norm = getattr(block, norm_name, None)
+            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and type(norm) is IBN:
+                if parametrize.is_parametrized(conv, "weight"):
+                    raise ValueError("fold spectral norm before an IBN layer")
+                _fold_bn_into_conv(conv, norm.bnorm, first=norm.split)
+                setattr(block, norm_name, InstanceHalf(norm.split, norm.inorm))
+    return module
+
+
+def fold_for_prediction(module: nn.Module) -> nn.Module:
+    """``fold_for_inference``, then ``fold_ibn``: the form a model predicts in."""
+    return fold_ibn(fold_for_inference(module))

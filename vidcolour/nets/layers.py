@@ -80,6 +80,51 @@ class IBN(nn.Module):
         return torch.cat([self.inorm(a), self.bnorm(b)], dim=1)
 
 
+class InstanceHalf(nn.Module):
+    """An IBN layer for prediction, its batch-norm half folded into the conv before it
+    (``fold.fold_ibn``): instance norm on the first ``split`` channels, the rest as they come.
+
+    x: (B, C, H, W) -> (B, C, H, W), in x's dtype (IBN's is float32 under autocast). Eager and
+    without autograd, the normalised channels are written into x itself: no copy of the rest.
+    Under ``torch.compile`` it is ``by_sums``: Inductor lowers instance norm to Welford
+    reductions that vectorise poorly over a slice of channels-last channels, and in-place
+    writes cost it copies (docs/BENCHMARKS.md).
+    """
+
+    def __init__(self, split: int, inorm: nn.InstanceNorm2d) -> None:
+        super().__init__()
+        self.split = split
+        self.inorm = inorm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return self.by_sums(x)
+        a = self.inorm(x[:, : self.split]).to(x.dtype)
+        if x.requires_grad:
+            return torch.cat([a, x[:, self.split :]], dim=1)
+        x[:, : self.split] = a
+        return x
+
+    def by_sums(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` as one per-channel scale and shift of the whole of x: for the first
+        ``split`` channels from a mean and then a mean of squared deviations (float32), 1 and
+        0 for the rest. No concatenation: Inductor lays out a concatenation's parts in its
+        own order and transposes them back."""
+        a = x[:, : self.split].float()
+        mean = a.mean((2, 3), keepdim=True)
+        variance = (a - mean).square().mean((2, 3), keepdim=True)  # biased, as instance norm's
+        scale = torch.rsqrt(variance + self.inorm.eps)
+        if self.inorm.weight is not None and self.inorm.bias is not None:
+            scale = scale * self.inorm.weight.view(1, -1, 1, 1)
+            shift = self.inorm.bias.view(1, -1, 1, 1) - mean * scale
+        else:
+            shift = -mean * scale
+        rest = x.new_ones(x.shape[0], x.shape[1] - self.split, 1, 1, dtype=torch.float32)
+        scale = torch.cat([scale, rest], dim=1)
+        shift = torch.cat([shift, torch.zeros_like(rest)], dim=1)
+        return (x.float() * scale + shift).to(x.dtype)
+
+
 def make_norm(kind: LayerNorm, channels: int) -> nn.Module:
     if kind == "bn":
         return nn.BatchNorm2d(channels)

@@ -1,0 +1,89 @@
+"""The generator alone in the form a weights file stores (SN and BN folded) against the form it
+now predicts in (``fold_for_prediction``: each IBN's batch-norm half folded too, its
+instance-norm half written back in the activations' dtype), eager, as `vidcolour run` predicts
+(issue 22, goal 2).
+
+    python benchmarks/ibn_fold.py [--model default] [--size 256x384] [--batch 8] [--rounds 7]
+
+Channels-last, bf16 autocast where the CPU runs bf16 natively, inference mode, batches of
+--batch at the working size; the two forms' rounds alternate, so both see the same machine.
+Prints the median milliseconds per frame of each, their FLOP/s over the bf16 matmul rate
+measured in the same run (MFU), the largest difference between their outputs (ab units,
++-110 full scale) and the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from colour_stage import cpu_name  # benchmarks/, the script's own folder
+
+from vidcolour.colour import AB_SCALE
+from vidcolour.devices import autocast_dtype
+from vidcolour.model_files import open_model
+from vidcolour.nets import InstanceHalf, count_flops, fold_for_inference
+from vidcolour.perf import matmul_flops_per_s
+from vidcolour.weights import load_generator
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--model", default="default")
+parser.add_argument("--size", default="256x384", help="HxW, the working size")
+parser.add_argument("--batch", type=int, default=8)
+parser.add_argument("--rounds", type=int, default=7)
+args = parser.parse_args()
+
+height, width = map(int, args.size.split("x"))
+device = torch.device("cpu")
+dtype = autocast_dtype(device, "auto")
+found = open_model(args.model)  # a weights file (the bundled models are)
+forms = {
+    "stored": fold_for_inference(load_generator(found.path)[0]),
+    "predicting": found.generator,
+}
+if not any(isinstance(m, InstanceHalf) for m in forms["predicting"].modules()):
+    raise SystemExit(f"{args.model} has no IBN layer: both forms are the same")
+for name, generator in forms.items():
+    forms[name] = generator.to(memory_format=torch.channels_last).eval()
+l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
+flops_per_frame = count_flops(forms["stored"], l[:1])
+
+
+@torch.inference_mode()
+def run(generator: torch.nn.Module) -> tuple[float, torch.Tensor]:
+    autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+    with autocast:
+        start = time.perf_counter()
+        ab = generator(l)
+        return (time.perf_counter() - start) / args.batch * 1000, ab.float()
+
+
+outputs = {name: run(generator)[1] for name, generator in forms.items()}  # and warm-up
+times: dict[str, list[float]] = {name: [] for name in forms}
+for _ in range(args.rounds):
+    for name, generator in forms.items():
+        times[name].append(run(generator)[0])
+matmul = matmul_flops_per_s(device, dtype or torch.float32)
+
+result = {
+    "cpu": cpu_name(),
+    "threads": torch.get_num_threads(),
+    "model": args.model,
+    "size": [height, width],
+    "batch": args.batch,
+    "precision": str(dtype or torch.float32),
+    "gflop_per_frame": flops_per_frame / 1e9,
+    "matmul_tflops": matmul / 1e12,
+}
+for name, values in times.items():
+    ms = statistics.median(values)
+    result[f"{name}_ms_per_frame"] = ms
+    result[f"{name}_ms_range"] = [min(values), max(values)]
+    result[f"{name}_mfu"] = flops_per_frame / (ms / 1000) / matmul
+result["speedup"] = result["stored_ms_per_frame"] / result["predicting_ms_per_frame"]
+difference = (outputs["stored"] - outputs["predicting"]).abs().max().item()
+result["max_ab_difference"] = difference * AB_SCALE
+print(json.dumps(result, indent=1))
