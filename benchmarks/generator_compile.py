@@ -2,7 +2,7 @@
 each one's share of the bf16 matmul rate measured in the same run (issue 22, goal 2).
 
     python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
-        [--rounds 5]
+        [--rounds 5] [--profile]
 
 As `vidcolour run` predicts: the folded generator in channels-last memory, bf16 autocast where
 the CPU runs bf16 natively, inference mode, batches of --batch at the working size. Eager and
@@ -31,6 +31,9 @@ parser.add_argument("--model", default="default")
 parser.add_argument("--size", default="256x384", help="HxW, the working size")
 parser.add_argument("--batch", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=5)
+parser.add_argument(
+    "--profile", action="store_true", help="also print where each one's time goes, per op"
+)
 args = parser.parse_args()
 
 height, width = map(int, args.size.split("x"))
@@ -55,6 +58,7 @@ def ms_per_frame(forward) -> float:
 import torch._inductor.config as inductor_config  # noqa: E402  (only where compiling)
 
 inductor_config.freezing = True  # weights as constants: oneDNN packs them, fuses conv + act
+inductor_config.cpp.enable_kernel_profile = args.profile  # name Inductor's kernels in a profile
 compiled = torch.compile(generator)
 start = time.perf_counter()
 ms_per_frame(compiled)
@@ -84,3 +88,21 @@ for name, values in times.items():
     result[f"{name}_mfu"] = flops_per_frame / (ms / 1000) / matmul
 result["compiled_speedup"] = result["eager_ms_per_frame"] / result["compiled_ms_per_frame"]
 print(json.dumps(result, indent=1))
+
+
+def print_profile(name: str, forward) -> None:
+    """The ops (Inductor's kernels by name) that took the most of three batches' time."""
+    with torch.profiler.profile(record_shapes=True) as profile:
+        for _ in range(3):
+            ms_per_frame(forward)
+    events = profile.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\n{name}: {total / 3000:.1f} ms a batch of {args.batch}, profiled; share, op, shapes")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]:
+        shapes = [s for s in e.input_shapes if s][:2]
+        print(f"{e.self_cpu_time_total / total:6.1%}  {e.key[:72]:72s} {shapes}")
+
+
+if args.profile:
+    print_profile("eager", generator)
+    print_profile("compiled", compiled)

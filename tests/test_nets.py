@@ -7,6 +7,7 @@ from tests.helpers import ALL_CONFIGS, shipped, tiny
 from vidcolour.nets import (
     IBN,
     InstanceHalf,
+    PhaseConvTranspose,
     build_discriminator,
     build_generator,
     count_params,
@@ -215,6 +216,7 @@ def test_prediction_form_keeps_outputs(name: str) -> None:
     fold_for_prediction(gen)
     assert not any(isinstance(m, IBN) for m in gen.modules())
     assert any(isinstance(m, InstanceHalf) for m in gen.modules())
+    assert isinstance(gen.head.conv, PhaseConvTranspose)  # the head: a 4x4 up-conv to 2
     with torch.inference_mode():
         after = gen(l)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -241,3 +243,29 @@ def test_instance_half_works_in_place_only_without_autograd() -> None:
     assert torch.allclose(out.detach(), y, atol=1e-6)
     # the form compiled code takes: the same, from sums and one scale and shift
     assert torch.allclose(half.by_sums(x), y, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_phase_conv_transpose_is_the_transposed_conv(bias: bool) -> None:
+    up = nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1, bias=bias)
+    phases = PhaseConvTranspose(up)
+    x = torch.randn(2, 6, 5, 7)  # odd sizes: every phase's edge
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            out = phases(x.contiguous(memory_format=layout))
+            assert out.shape == (2, 2, 10, 14)
+            assert torch.allclose(out, up(x), atol=1e-6)
+
+
+def test_only_narrow_stride_two_transposed_convs_are_folded() -> None:
+    net = nn.Sequential(
+        nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1),
+        nn.ConvTranspose2d(2, 16, 4, stride=2, padding=1),  # wide: oneDNN's own is fast
+        nn.ConvTranspose2d(16, 2, 3, stride=1, padding=1),  # another geometry
+    )
+    fold_for_prediction(net)
+    assert [type(m).__name__ for m in net] == [
+        "PhaseConvTranspose",
+        "ConvTranspose2d",
+        "ConvTranspose2d",
+    ]

@@ -24,7 +24,7 @@ from vidcolour.nets.fold import (
     fold_spectral_norm,
 )
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
-from vidcolour.nets.layers import IBN, NORM_PLANS, InstanceHalf
+from vidcolour.nets.layers import IBN, NORM_PLANS, InstanceHalf, PhaseConvTranspose
 from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "LiteUNetGenerator",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
+    "PhaseConvTranspose",
     "UNetGenerator",
     "build_discriminator",
     "build_generator",

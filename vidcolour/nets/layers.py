@@ -125,6 +125,45 @@ class InstanceHalf(nn.Module):
         return (x.float() * scale + shift).to(x.dtype)
 
 
+class PhaseConvTranspose(nn.Module):
+    """A 4x4, stride-2, padding-1 transposed convolution computed as one 2x2 convolution to its
+    four output phases and an interleave: the same sums (``fold.fold_narrow_transposed``).
+
+    Output pixel (2i + r, 2j + s) of such a transposed convolution sees input rows i - 1, i
+    (r = 0: kernel rows 3, 1) or i, i + 1 (r = 1: kernel rows 2, 0), and columns alike. So a
+    2x2 convolution over the input padded by 1, with the four (r, s) kernels as 4 x Cout
+    output channels, gives each phase at its own one-pixel offset. oneDNN's transposed
+    convolution to few channels (the generator's head: 2) runs far below its rate for wide
+    ones; this form does not. x: (B, Cin, H, W) -> (B, Cout, 2H, 2W).
+    """
+
+    TAPS = ((3, 1), (2, 0))  # kernel rows (or columns) of output phase 0, 1, by input offset
+
+    def __init__(self, transposed: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        weight = transposed.weight.detach()  # (Cin, Cout, 4, 4)
+        self.cout = weight.shape[1]
+        kernels = [
+            weight[:, :, rows][:, :, :, cols].transpose(0, 1)  # (Cout, Cin, 2, 2)
+            for rows in self.TAPS
+            for cols in self.TAPS
+        ]
+        bias = transposed.bias is not None
+        self.conv = nn.Conv2d(weight.shape[0], 4 * self.cout, 2, padding=1, bias=bias)
+        self.conv.weight = nn.Parameter(torch.cat(kernels).contiguous(), requires_grad=False)
+        if transposed.bias is not None:
+            self.conv.bias = nn.Parameter(transposed.bias.detach().repeat(4), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        phases = self.conv(x).view(n, 2, 2, self.cout, h + 1, w + 1)
+        rows = [
+            torch.stack([phases[:, r, s, :, r : r + h, s : s + w] for s in (0, 1)], dim=-1)
+            for r in (0, 1)
+        ]  # each (B, Cout, H, W, 2): the columns of one row phase, interleaved
+        return torch.stack(rows, dim=3).reshape(n, self.cout, 2 * h, 2 * w)
+
+
 def make_norm(kind: LayerNorm, channels: int) -> nn.Module:
     if kind == "bn":
         return nn.BatchNorm2d(channels)

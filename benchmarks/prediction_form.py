@@ -1,12 +1,14 @@
 """The generator alone in the form a weights file stores (SN and BN folded) against the form it
-now predicts in (``fold_for_prediction``: each IBN's batch-norm half folded too, its
-instance-norm half written back in the activations' dtype), eager, as `vidcolour run` predicts
-(issue 22, goal 2).
+predicts in (``fold_for_prediction``: each IBN's batch-norm half folded too and its
+instance-norm half written back in the activations' dtype; the head's transposed convolution
+as one convolution to its four phases), as `vidcolour run` predicts (issue 22, goal 2).
 
-    python benchmarks/ibn_fold.py [--model default] [--size 256x384] [--batch 8] [--rounds 7]
+    python benchmarks/prediction_form.py [--model default] [--size 256x384] [--batch 8]
+        [--rounds 7] [--compile]
 
 Channels-last, bf16 autocast where the CPU runs bf16 natively, inference mode, batches of
---batch at the working size; the two forms' rounds alternate, so both see the same machine.
+--batch at the working size (--compile: each form under `torch.compile` with weight freezing,
+as `run --compile` predicts); the two forms' rounds alternate, so both see the same machine.
 Prints the median milliseconds per frame of each, their FLOP/s over the bf16 matmul rate
 measured in the same run (MFU), the largest difference between their outputs (ab units,
 +-110 full scale) and the CPU.
@@ -25,7 +27,7 @@ from colour_stage import cpu_name  # benchmarks/, the script's own folder
 from vidcolour.colour import AB_SCALE
 from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
-from vidcolour.nets import InstanceHalf, count_flops, fold_for_inference
+from vidcolour.nets import InstanceHalf, PhaseConvTranspose, count_flops, fold_for_inference
 from vidcolour.perf import matmul_flops_per_s
 from vidcolour.weights import load_generator
 
@@ -34,6 +36,7 @@ parser.add_argument("--model", default="default")
 parser.add_argument("--size", default="256x384", help="HxW, the working size")
 parser.add_argument("--batch", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=7)
+parser.add_argument("--compile", action="store_true", help="compare the forms compiled")
 args = parser.parse_args()
 
 height, width = map(int, args.size.split("x"))
@@ -44,12 +47,14 @@ forms = {
     "stored": fold_for_inference(load_generator(found.path)[0]),
     "predicting": found.generator,
 }
-if not any(isinstance(m, InstanceHalf) for m in forms["predicting"].modules()):
-    raise SystemExit(f"{args.model} has no IBN layer: both forms are the same")
+if not any(isinstance(m, InstanceHalf | PhaseConvTranspose) for m in forms["predicting"].modules()):
+    raise SystemExit(f"{args.model} folds no further for prediction: both forms are the same")
 for name, generator in forms.items():
     forms[name] = generator.to(memory_format=torch.channels_last).eval()
 l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
 flops_per_frame = count_flops(forms["stored"], l[:1])
+if args.compile:  # as predict.CompiledGenerator compiles: weights frozen as constants
+    forms = {k: torch.compile(g, options={"freezing": True}) for k, g in forms.items()}
 
 
 @torch.inference_mode()
@@ -75,6 +80,7 @@ result = {
     "size": [height, width],
     "batch": args.batch,
     "precision": str(dtype or torch.float32),
+    "compiled": args.compile,
     "gflop_per_frame": flops_per_frame / 1e9,
     "matmul_tflops": matmul / 1e12,
 }
