@@ -2,10 +2,12 @@
 each one's share of the bf16 matmul rate measured in the same run (issue 22, goal 2).
 
     python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
-        [--rounds 5] [--profile]
+        [--rounds 5] [--profile] [--form stored]
 
-As `vidcolour run` predicts: the folded generator in channels-last memory, bf16 autocast where
-the CPU runs bf16 natively, inference mode, batches of --batch at the working size. Eager and
+As `vidcolour run` predicts: the generator in its prediction form (--form stored: as a weights
+file stores it, without that form's further folds; benchmarks/prediction_form.py), in
+channels-last memory, bf16 autocast where the CPU runs bf16 natively, inference mode, batches
+of --batch at the working size. Eager and
 compiled rounds alternate, so both see the same machine; prints the compile time, the median
 milliseconds per frame of each, their FLOP/s over the matmul rate (MFU), and the CPU.
 Compiling needs a C++ compiler on a CPU.
@@ -23,14 +25,16 @@ from colour_stage import cpu_name  # benchmarks/, the script's own folder
 
 from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
-from vidcolour.nets import count_flops
+from vidcolour.nets import count_flops, fold_for_inference
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.weights import load_generator
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="default")
 parser.add_argument("--size", default="256x384", help="HxW, the working size")
 parser.add_argument("--batch", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=5)
+parser.add_argument("--form", choices=("predicting", "stored"), default="predicting")
 parser.add_argument(
     "--profile", action="store_true", help="also print where each one's time goes, per op"
 )
@@ -39,7 +43,11 @@ args = parser.parse_args()
 height, width = map(int, args.size.split("x"))
 device = torch.device("cpu")
 dtype = autocast_dtype(device, "auto")
-generator = open_model(args.model).generator.to(memory_format=torch.channels_last)
+found = open_model(args.model)
+generator = found.generator
+if args.form == "stored":  # a weights file's generator, SN and BN folded and no further
+    generator = fold_for_inference(load_generator(found.path)[0])
+generator = generator.to(memory_format=torch.channels_last)
 l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
 flops_per_frame = count_flops(generator, l[:1])
 
@@ -75,6 +83,7 @@ result = {
     "cpu": cpu,
     "threads": torch.get_num_threads(),
     "model": args.model,
+    "form": args.form,
     "size": [height, width],
     "batch": args.batch,
     "precision": str(dtype or torch.float32),

@@ -516,7 +516,7 @@ COMPILE_OPTION = click.option(
     "compiled",
     is_flag=True,
     help="Run the model and the colour maths through torch.compile: faster per frame "
-    "(1.3-1.55x the generator on a 2-core CPU) after a compile of seconds per picture size; "
+    "(about 1.3x the generator on a 2-core CPU) after a compile of seconds per picture size; "
     "needs a C++ compiler on the CPU. For films, not single stills.",
 )
 

@@ -132,7 +132,7 @@ def _padded(a: Any, batch: int) -> Any:
 class CompiledGenerator(Compiled):
     """A generator under ``torch.compile`` (``Compiled``): Inductor with its weights frozen as
     constants, so that on the CPU oneDNN packs them once and fuses each convolution with what
-    follows (1.3-1.55x the eager generator on a 2-core Xeon, docs/BENCHMARKS.md)."""
+    follows (about 1.3x the eager generator on a 2-core Xeon, docs/BENCHMARKS.md)."""
 
     def __init__(self, generator: Generator) -> None:
         if generator.training:
