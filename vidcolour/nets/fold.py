@@ -5,11 +5,14 @@ fewer operations per frame: spectral norm's W / sigma(W) becomes a stored weight
 BatchNorm2d that directly follows a conv becomes the conv's scale and bias (exact in eval
 mode, where BN is a fixed per-channel affine map). Instance norm depends on the input, so it
 stays; the BN half of an IBN layer stays too, since a weights file stores what
-``fold_for_inference`` leaves. ``fold_for_prediction`` goes one step further for the models
-that predict (``open_model``, ``Colouriser``): it folds that BN half as well (``fold_ibn``).
+``fold_for_inference`` leaves. ``fold_for_prediction`` goes further for the models that
+predict (``open_model``, ``Colouriser``): it folds that BN half as well (``fold_ibn``) and
+computes narrow transposed convolutions by phases (``fold_narrow_transposed``).
 """
 
 from __future__ import annotations
+
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -86,7 +89,7 @@ def fold_ibn(module: nn.Module) -> nn.Module:
     an IBN's output is float32 under autocast, so every skip concatenation after one ran in
     float32 and every next convolution began by converting its whole input back to bfloat16.
     Here only the instance-norm half is computed in float32, and written back in the
-    activations' dtype (docs/BENCHMARKS.md: the bundled generator 1.5x faster, eager, bf16).
+    activations' dtype (docs/BENCHMARKS.md: the bundled generator 1.3-1.5x faster, eager, bf16).
     """
     module.eval()
     for block in module.modules():
@@ -118,7 +121,7 @@ def fold_narrow_transposed(module: nn.Module) -> nn.Module:
     return module
 
 
-def _is_narrow_transposed(m: nn.Module) -> bool:
+def _is_narrow_transposed(m: nn.Module) -> TypeGuard[nn.ConvTranspose2d]:
     return (
         isinstance(m, nn.ConvTranspose2d)
         and m.out_channels <= NARROW

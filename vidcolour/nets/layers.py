@@ -134,7 +134,8 @@ class PhaseConvTranspose(nn.Module):
     2x2 convolution over the input padded by 1, with the four (r, s) kernels as 4 x Cout
     output channels, gives each phase at its own one-pixel offset. oneDNN's transposed
     convolution to few channels (the generator's head: 2) runs far below its rate for wide
-    ones; this form does not. x: (B, Cin, H, W) -> (B, Cout, 2H, 2W).
+    ones, its plain convolution to 4 x Cout less so (docs/BENCHMARKS.md).
+    x: (B, Cin, H, W) -> (B, Cout, 2H, 2W).
     """
 
     TAPS = ((3, 1), (2, 0))  # kernel rows (or columns) of output phase 0, 1, by input offset
