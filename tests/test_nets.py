@@ -237,9 +237,11 @@ def test_instance_half_works_in_place_only_without_autograd() -> None:
     assert torch.equal(y[:, 2:], x[:, 2:])
     assert torch.allclose(y[:, :2].mean((2, 3)), torch.zeros(1, 2), atol=1e-5)
     leaf = x.clone().requires_grad_()
-    out = half(leaf * 1)  # an autograd graph: a new tensor, and gradients flow
+    recorded = leaf * 1  # in an autograd graph: left as it is, a new tensor out, gradients flow
+    out = half(recorded)
     out.sum().backward()
-    assert out is not leaf and leaf.grad is not None
+    assert out is not recorded and torch.equal(recorded.detach(), x)
+    assert leaf.grad is not None
     assert torch.allclose(out.detach(), y, atol=1e-6)
     # the form compiled code takes: the same, from sums and one scale and shift
     assert torch.allclose(half.by_sums(x), y, atol=1e-5)

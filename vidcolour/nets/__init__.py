@@ -20,7 +20,6 @@ from vidcolour.nets.fold import (
     fold_batch_norm,
     fold_for_inference,
     fold_for_prediction,
-    fold_ibn,
     fold_spectral_norm,
 )
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
@@ -45,7 +44,6 @@ __all__ = [
     "fold_batch_norm",
     "fold_for_inference",
     "fold_for_prediction",
-    "fold_ibn",
     "fold_spectral_norm",
     "init_pretrained",
     "model_costs",

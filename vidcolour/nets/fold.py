@@ -110,8 +110,8 @@ NARROW = 8  # output channels up to which a transposed convolution becomes a Pha
 def fold_narrow_transposed(module: nn.Module) -> nn.Module:
     """Put a ``PhaseConvTranspose`` in place of each 4x4, stride-2, padding-1 transposed
     convolution to at most ``NARROW`` channels (the U-Net's head), in place. Spectral norm
-    must be folded first. Under ``torch.compile`` the bundled generator's head took 12% of its
-    time for 2% of its FLOPs as oneDNN's transposed convolution (docs/BENCHMARKS.md)."""
+    must be folded first. Under ``torch.compile`` the bundled generator's head took a tenth of
+    its time for 2% of its FLOPs as oneDNN's transposed convolution (docs/BENCHMARKS.md)."""
     for block in list(module.modules()):
         for name, child in list(block.named_children()):
             if _is_narrow_transposed(child):
