@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vidcolour import devices
+from vidcolour import devices, perf
 from vidcolour.devices import autocast_dtype
 from vidcolour.errors import VidcolourError
 
@@ -47,3 +47,23 @@ def test_training_warns_when_bf16_is_forced_where_it_is_emulated(
     train_module.train(config, args, console=Console(file=out, width=300), dry_run=True)
     assert ("emulated, tens of times slower" in out.getvalue()) is warned
     assert ("torch.bfloat16" in out.getvalue()) is warned  # the plan names the precision used
+
+
+def test_the_matmul_reference_is_the_best_size(monkeypatch) -> None:
+    """MFU's denominator is the fastest of several sizes, each given an equal share of the
+    time: on a CPU with AMX one size alone (1024) read 40% below the others."""
+    timed: list[tuple[int, float]] = []
+
+    def rate(device, dtype, n, seconds):
+        timed.append((n, seconds))
+        return {1024: 1.2e12, 1536: 2.2e12, 2048: 2.0e12}[n]
+
+    monkeypatch.setattr(perf, "_matmul_rate", rate)
+    assert perf.matmul_flops_per_s(CPU, torch.bfloat16, seconds=0.3) == 2.2e12
+    assert [n for n, _ in timed] == [1024, 1536, 2048]
+    assert all(s == pytest.approx(0.1) for _, s in timed)
+
+
+def test_the_matmul_rate_is_measured() -> None:
+    rate = perf._matmul_rate(CPU, torch.float32, 64, seconds=0.01)
+    assert 1e6 < rate < 1e15

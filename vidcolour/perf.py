@@ -9,14 +9,25 @@ import torch
 
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
-    """FLOP/s of a large square matmul on ``device`` in ``dtype``, measured now.
+    """FLOP/s of large square matmuls on ``device`` in ``dtype``, measured now: the best rate
+    over a few sizes (``MATMUL_SIZES``), each timed for an equal share of ``seconds``.
 
     Measured rather than looked up: a CPU's rate depends on its ISA, its clocks and what else
     runs, so MFU is only honest against a rate taken on the same machine in the same run.
-    The best of several short windows is returned: a single window swings by 10% on a busy
-    machine, the best one is stable, and it errs towards a lower MFU.
+    The best of several short windows is taken: a single window swings by 10% on a busy
+    machine, the best one is stable, and it errs towards a lower MFU. Several sizes, because
+    no one size reaches the peak everywhere: with AMX, bf16 products of 1024 ran at 1.15-1.29
+    TFLOP/s and of 1536-2048 at 1.8-2.3 (docs/BENCHMARKS.md, "The matmul reference").
     """
-    n = 4096 if device.type == "cuda" else 1024
+    sizes = MATMUL_SIZES[device.type == "cuda"]
+    return max(_matmul_rate(device, dtype, n, seconds / len(sizes)) for n in sizes)
+
+
+MATMUL_SIZES = {False: (1024, 1536, 2048), True: (4096, 8192)}  # by "is it a GPU"
+
+
+def _matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
+    """The best FLOP/s of windows of 8 products of two n x n matrices, over ``seconds``."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):  # warm-up: kernel selection, caches, clocks
