@@ -24,6 +24,7 @@ from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma, site_lightne
 from vidcolour.colouriser import Colouriser
 from vidcolour.perf import keep_freed_memory
 from vidcolour.predict import resize as _resize
+from vidcolour.video.colourise import video_chroma
 from vidcolour.video.stabilise import Stabiliser
 
 
@@ -86,8 +87,8 @@ def main() -> None:
         "stabiliser": lambda: stabiliser.run(ab, y_work, [False] * b),
         "ab to the chroma size": lambda: _resize(ab, chroma_size),
         "Lab to Cb/Cr codes": lambda: lab_to_chroma(L_chroma, ab_chroma, coding),
-        "video_chroma (all but the stabiliser)": lambda: colouriser.video_chroma(
-            luma, coding, coding, chroma_size
+        "video_chroma (all but the stabiliser)": lambda: video_chroma(
+            colouriser, luma, coding, coding, chroma_size
         ),
     }
     result = {

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from vidcolour.data import list_images
+from vidcolour.devices import autocast_dtype
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +33,7 @@ parser.add_argument("--plot", type=Path, help="ab-L1 against colourfulness ratio
 args = parser.parse_args()
 
 cpu = torch.device("cpu")
-model = load_candidate(args.model, cpu)
+model = load_candidate(args.model, cpu, args.size, autocast_dtype(cpu, "auto"))  # as eval predicts
 gains = [float(g) for g in args.gains.split(",")]
 scaled = [
     replace(model, name=f"x{g:g}", predict=lambda l, g=g: model.predict(l) * g) for g in gains
