@@ -14,7 +14,7 @@ from vidcolour.config import GeneratorConfig, load_config
 from vidcolour.errors import VidcolourError
 from vidcolour.model_files import export_generator
 from vidcolour.nets import GENERATORS, build_generator, fold_for_inference, init_pretrained
-from vidcolour.nets.efficientnet import VARIANTS, EfficientNetLite, imagenet_weights_path
+from vidcolour.nets.efficientnet import VARIANTS, EfficientNetLite, SameConv, imagenet_weights_path
 from vidcolour.resources import resolve_config
 from vidcolour.train import RunArgs, train
 from vidcolour.weights import load_generator
@@ -176,3 +176,20 @@ def test_folding_the_encoder_and_decoder_norms_is_exact(fake_imagenet: Path) -> 
     l = torch.rand(2, 1, 64, 96) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(folded(l), reference.eval()(l), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(16, 24), (15, 17)])
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (5, 1), (3, 2), (5, 2)])
+def test_same_conv_pads_as_tensorflow(size: tuple[int, int], kernel: int, stride: int) -> None:
+    """Symmetric padding done by the conv itself, asymmetric by padding first: both equal to
+    padding TensorFlow's way (total // 2 before, the rest after) and a conv without padding."""
+    conv = SameConv(6, 6, kernel, stride, groups=6, bias=False)
+    x = torch.randn(2, 6, *size)
+    pads = []
+    for n in size[::-1]:
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    expected = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, pads), conv.weight, None, stride, 0, 1, 6
+    )
+    assert torch.allclose(conv(x), expected, atol=1e-6)

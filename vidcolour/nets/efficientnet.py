@@ -78,7 +78,11 @@ def stage_plan(variant: LiteVariant) -> list[tuple[int, int, int, int, int]]:
 
 
 class SameConv(nn.Conv2d):
-    """Conv with TensorFlow's 'same' padding (asymmetric for even totals), as the weights expect."""
+    """Conv with TensorFlow's 'same' padding (asymmetric for odd totals), as the weights expect.
+
+    Where the padding is the same on both sides (every stride-1 conv) the conv pads as it
+    computes; only an asymmetric one is padded first, a copy of the whole input.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
@@ -87,6 +91,9 @@ class SameConv(nn.Conv2d):
         ):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
+        if pads[0] == pads[1] and pads[2] == pads[3]:
+            padding = (pads[2], pads[0])  # (rows, columns)
+            return F.conv2d(x, self.weight, self.bias, self.stride, padding, 1, self.groups)
         return super().forward(F.pad(x, pads))
 
 
