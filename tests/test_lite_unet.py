@@ -181,8 +181,9 @@ def test_folding_the_encoder_and_decoder_norms_is_exact(fake_imagenet: Path) -> 
 @pytest.mark.parametrize("size", [(16, 24), (15, 17)])
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (5, 1), (3, 2), (5, 2)])
 def test_same_conv_pads_as_tensorflow(size: tuple[int, int], kernel: int, stride: int) -> None:
-    """Symmetric padding done by the conv itself, asymmetric by padding first: both equal to
-    padding TensorFlow's way (total // 2 before, the rest after) and a conv without padding."""
+    """The conv's own padding (asymmetric: a stride more on both sides, the first output
+    dropped) equals padding TensorFlow's way (total // 2 before, the rest after), then a conv
+    without padding."""
     conv = SameConv(6, 6, kernel, stride, groups=6, bias=False)
     x = torch.randn(2, 6, *size)
     pads = []

@@ -80,21 +80,25 @@ def stage_plan(variant: LiteVariant) -> list[tuple[int, int, int, int, int]]:
 class SameConv(nn.Conv2d):
     """Conv with TensorFlow's 'same' padding (asymmetric for odd totals), as the weights expect.
 
-    Where the padding is the same on both sides (every stride-1 conv) the conv pads as it
-    computes; only an asymmetric one is padded first, a copy of the whole input.
+    The conv pads as it computes, without a padded copy of the input: by TensorFlow's amount
+    where it is the same on both sides (every stride-1 conv); where it is one more after
+    than before, by one stride more on both sides, dropping the first output row or column.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(
-            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
-        ):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if pads[0] == pads[1] and pads[2] == pads[3]:
-            padding = (pads[2], pads[0])  # (rows, columns)
-            return F.conv2d(x, self.weight, self.bias, self.stride, padding, 1, self.groups)
-        return super().forward(F.pad(x, pads))
+        padding, first, count = [], [], []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
+            outputs = math.ceil(size / s)
+            total = max((outputs - 1) * s + k - size, 0)
+            before = total // 2
+            symmetric = 2 * before == total
+            padding.append(before if symmetric else before + s)
+            first.append(0 if symmetric else 1)
+            count.append(outputs)
+        y = F.conv2d(x, self.weight, self.bias, self.stride, tuple(padding), 1, self.groups)
+        if first == [0, 0]:
+            return y
+        return y[..., first[0] : first[0] + count[0], first[1] : first[1] + count[1]]
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
