@@ -4,7 +4,8 @@
 
 Times square products in bf16 (where the CPU runs it natively, as autocast does) and float32,
 each size the way `vidcolour.perf.matmul_flops_per_s` does (the best window of 8 products),
-and prints TFLOP/s per size, the CPU, and the reference that function returns.
+and prints TFLOP/s per size, the CPU, and the reference that function returns (its sizes given
+--seconds each).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from colour_stage import cpu_name  # benchmarks/, the script's own folder
 
 from vidcolour.devices import autocast_dtype
-from vidcolour.perf import _matmul_rate, matmul_flops_per_s
+from vidcolour.perf import MATMUL_SIZES, matmul_flops_per_s, matmul_rate
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--sizes", default="512,1024,1536,2048,3072,4096")
@@ -36,8 +37,9 @@ result: dict[str, object] = {
 for dtype in dtypes:
     name = str(dtype).removeprefix("torch.")
     result[f"{name}_tflops_by_size"] = {
-        n: round(_matmul_rate(device, dtype, n, args.seconds) / 1e12, 3)
+        n: round(matmul_rate(device, dtype, n, args.seconds) / 1e12, 3)
         for n in map(int, args.sizes.split(","))
     }
-    result[f"{name}_reference_tflops"] = round(matmul_flops_per_s(device, dtype) / 1e12, 3)
+    budget = args.seconds * len(MATMUL_SIZES["cpu"])  # its sizes, --seconds each
+    result[f"{name}_reference_tflops"] = round(matmul_flops_per_s(device, dtype, budget) / 1e12, 3)
 print(json.dumps(result, indent=1))

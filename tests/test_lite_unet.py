@@ -178,19 +178,22 @@ def test_folding_the_encoder_and_decoder_norms_is_exact(fake_imagenet: Path) -> 
         assert torch.allclose(folded(l), reference.eval()(l), atol=1e-5)
 
 
-@pytest.mark.parametrize("size", [(16, 24), (15, 17)])
+@pytest.mark.parametrize("size", [(16, 24), (15, 17), (16, 17), (15, 24), (2, 1)])
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (5, 1), (3, 2), (5, 2)])
 def test_same_conv_pads_as_tensorflow(size: tuple[int, int], kernel: int, stride: int) -> None:
     """The conv's own padding (asymmetric: a stride more on both sides, the first output
     dropped) equals padding TensorFlow's way (total // 2 before, the rest after), then a conv
-    without padding."""
-    conv = SameConv(6, 6, kernel, stride, groups=6, bias=False)
+    without padding; rows and columns of different parity, and a picture smaller than the
+    kernel."""
+    conv = SameConv(6, 6, kernel, stride, groups=6, bias=True)
     x = torch.randn(2, 6, *size)
     pads = []
     for n in size[::-1]:
         total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
         pads += [total // 2, total - total // 2]
     expected = torch.nn.functional.conv2d(
-        torch.nn.functional.pad(x, pads), conv.weight, None, stride, 0, 1, 6
+        torch.nn.functional.pad(x, pads), conv.weight, conv.bias, stride, 0, 1, 6
     )
-    assert torch.allclose(conv(x), expected, atol=1e-6)
+    got = conv(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-6)

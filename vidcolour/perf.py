@@ -7,27 +7,40 @@ import time
 
 import torch
 
+# Square matmul sizes the reference is the best of, by device type (others: the CPU's).
+MATMUL_SIZES = {"cpu": (1024, 1536, 2048), "cuda": (4096, 8192)}
+
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
     """FLOP/s of large square matmuls on ``device`` in ``dtype``, measured now: the best rate
-    over a few sizes (``MATMUL_SIZES``), each timed for an equal share of ``seconds``.
+    over a few sizes (``MATMUL_SIZES``), smallest first, sharing ``seconds`` between them.
 
     Measured rather than looked up: a CPU's rate depends on its ISA, its clocks and what else
     runs, so MFU is only honest against a rate taken on the same machine in the same run.
     The best of several short windows is taken: a single window swings by 10% on a busy
     machine, the best one is stable, and it errs towards a lower MFU. Several sizes, because
-    no one size reaches the peak everywhere: with AMX, bf16 products of 1024 ran at 1.15-1.29
-    TFLOP/s and of 1536-2048 at 1.8-2.3 (docs/BENCHMARKS.md, "The matmul reference").
+    no one size reaches the peak everywhere: with AMX, bf16 products of 1024 ran at 1.2
+    TFLOP/s and of 1536-2048 at 1.9-2.3 (docs/BENCHMARKS.md, "The matmul reference"). A
+    size whose one window would not fit in the time left, at the best rate so far, is
+    skipped (a slow dtype, such as emulated bf16, stays within its time).
     """
-    sizes = MATMUL_SIZES[device.type == "cuda"]
-    return max(_matmul_rate(device, dtype, n, seconds / len(sizes)) for n in sizes)
+    sizes = MATMUL_SIZES.get(device.type, MATMUL_SIZES["cpu"])
+    deadline = time.perf_counter() + seconds
+    best = 0.0
+    for i, n in enumerate(sizes):
+        left = deadline - time.perf_counter()
+        if best and WINDOW * 2 * n**3 / best > left:
+            break
+        best = max(best, matmul_rate(device, dtype, n, left / (len(sizes) - i)))
+    return best
 
 
-MATMUL_SIZES = {False: (1024, 1536, 2048), True: (4096, 8192)}  # by "is it a GPU"
+WINDOW = 8  # products timed together: one CPU-GPU sync per window
 
 
-def _matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
-    """The best FLOP/s of windows of 8 products of two n x n matrices, over ``seconds``."""
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
+    """The best FLOP/s of windows of ``WINDOW`` products of two n x n matrices, taken over
+    ``seconds`` (at least one window)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):  # warm-up: kernel selection, caches, clocks
@@ -35,12 +48,12 @@ def _matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: floa
     _sync(device)
     best = 0.0
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    while not best or time.perf_counter() < deadline:
         start = time.perf_counter()
-        for _ in range(8):
+        for _ in range(WINDOW):
             a @ b
-        _sync(device)  # CPU-GPU sync point, once per window of launches
-        best = max(best, 2 * n**3 * 8 / (time.perf_counter() - start))
+        _sync(device)
+        best = max(best, 2 * n**3 * WINDOW / (time.perf_counter() - start))
     return best
 
 

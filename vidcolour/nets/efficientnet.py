@@ -83,6 +83,7 @@ class SameConv(nn.Conv2d):
     The conv pads as it computes, without a padded copy of the input: by TensorFlow's amount
     where it is the same on both sides (every stride-1 conv); where it is one more after
     than before, by one stride more on both sides, dropping the first output row or column.
+    Its own ``padding`` is unused, and its dilation 1, as in every EfficientNet conv.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
