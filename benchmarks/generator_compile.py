@@ -2,7 +2,7 @@
 each one's share of the bf16 matmul rate measured in the same run (issue 22, goal 2).
 
     python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
-        [--rounds 5] [--profile] [--form stored]
+        [--rounds 5] [--profile] [--form stored] [--config ibn_sn_md]
 
 As `vidcolour run` predicts: the generator in its prediction form (--form stored: as a weights
 file stores it, without that form's further folds; benchmarks/prediction_form.py), in
@@ -23,14 +23,19 @@ import time
 import torch
 from colour_stage import cpu_name  # benchmarks/, the script's own folder
 
+from vidcolour.config import load_config
 from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
-from vidcolour.nets import count_flops, fold_for_inference
+from vidcolour.nets import build_generator, count_flops, fold_for_inference, fold_for_prediction
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.resources import resolve_config
 from vidcolour.weights import load_generator
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="default")
+parser.add_argument(
+    "--config", help="instead of --model: a config's generator, random weights (the same cost)"
+)
 parser.add_argument("--size", default="256x384", help="HxW, the working size")
 parser.add_argument("--batch", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=5)
@@ -43,10 +48,17 @@ args = parser.parse_args()
 height, width = map(int, args.size.split("x"))
 device = torch.device("cpu")
 dtype = autocast_dtype(device, "auto")
-found = open_model(args.model)
-generator = found.generator
-if args.form == "stored":  # a weights file's generator, SN and BN folded and no further
-    generator = fold_for_inference(load_generator(found.path)[0])
+if args.config:  # as a weights file would hold it: SN and BN folded; then as run predicts
+    generator = fold_for_inference(
+        build_generator(load_config(resolve_config(args.config)).model.generator)
+    )
+    if args.form == "predicting":
+        generator = fold_for_prediction(generator)
+else:
+    found = open_model(args.model)
+    generator = found.generator
+    if args.form == "stored":  # a weights file's generator, SN and BN folded and no further
+        generator = fold_for_inference(load_generator(found.path)[0])
 generator = generator.to(memory_format=torch.channels_last)
 l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
 flops_per_frame = count_flops(generator, l[:1])
@@ -82,7 +94,7 @@ cpu = cpu_name()
 result = {
     "cpu": cpu,
     "threads": torch.get_num_threads(),
-    "model": args.model,
+    "model": f"config {args.config}, random weights" if args.config else args.model,
     "form": args.form,
     "size": [height, width],
     "batch": args.batch,
