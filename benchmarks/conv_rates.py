@@ -33,7 +33,7 @@ LAYERS = [
     ("first conv 1->64 (paper)", nn.Conv2d(1, 64, 4, 2, 1), 1, 256, 384),
     ("conv 64->128, 4x4 s2 (paper)", nn.Conv2d(64, 128, 4, 2, 1), 64, 128, 192),
     ("conv 256->512, 4x4 s2 (paper)", nn.Conv2d(256, 512, 4, 2, 1), 256, 32, 48),
-    ("up-conv 1024->256, 4x4 s2 (paper)", nn.ConvTranspose2d(1024, 256, 4, 2, 1), 1024, 32, 48),
+    ("up-conv 1024->256, 4x4 s2 (paper)", nn.ConvTranspose2d(1024, 256, 4, 2, 1), 1024, 16, 24),
     ("up-conv 256->64, 4x4 s2 (paper)", nn.ConvTranspose2d(256, 64, 4, 2, 1), 256, 64, 96),
     ("conv 32->64, 4x4 s2 (bundled)", nn.Conv2d(32, 64, 4, 2, 1), 32, 128, 192),
     ("up-conv 128->32, 4x4 s2 (bundled)", nn.ConvTranspose2d(128, 32, 4, 2, 1), 128, 64, 96),
