@@ -9,6 +9,7 @@ import torch
 
 # Square matmul sizes the reference is the best of, by device type (others: the CPU's).
 MATMUL_SIZES = {"cpu": (1024, 1536, 2048), "cuda": (4096, 8192)}
+WINDOW = 8  # products timed together: one CPU-GPU sync per window
 
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
@@ -33,9 +34,6 @@ def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, seconds: float 
             break
         best = max(best, matmul_rate(device, dtype, n, left / (len(sizes) - i)))
     return best
-
-
-WINDOW = 8  # products timed together: one CPU-GPU sync per window
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
