@@ -124,11 +124,21 @@ def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
         ("data.workers=-1", r"data\.workers must be at least 0"),
         ("loss.gan_from_epoch=200", r"loss\.gan_from_epoch must be from 0 to train\.epochs - 1"),
         ("optim.freeze_encoder_epochs=-1", r"optim\.freeze_encoder_epochs must be at least 0"),
+        (
+            "optim.freeze_encoder_epochs=201",
+            r"optim\.freeze_encoder_epochs must be from 0 to train\.epochs \(200\), not 201",
+        ),
     ],
 )
 def test_values_out_of_range_are_config_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(resolve_config("bn"), [override])
+
+
+def test_the_encoder_may_stay_frozen_for_every_epoch() -> None:
+    epochs = load_config(resolve_config("lite0_unet")).train.epochs
+    config = load_config(resolve_config("lite0_unet"), [f"optim.freeze_encoder_epochs={epochs}"])
+    assert config.optim.freeze_encoder_epochs == epochs
 
 
 def test_every_shipped_config_is_in_range() -> None:

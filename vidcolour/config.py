@@ -199,16 +199,21 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        # The epoch counts that must fall within the run.
-        last = self.train.epochs - 1
-        for where, value in (
-            ("loss.gan_from_epoch", self.loss.gan_from_epoch),
-            ("optim.freeze_encoder_epochs", self.optim.freeze_encoder_epochs),
+        # The epoch counts that must fall within the run. The discriminator must join before
+        # the last epoch ends (no GAN at all is loss.gan: none); the encoder may stay frozen
+        # for every epoch (a decoder trained on fixed ImageNet features).
+        epochs = self.train.epochs
+        for where, value, most, limit in (
+            ("loss.gan_from_epoch", self.loss.gan_from_epoch, epochs - 1, "train.epochs - 1"),
+            (
+                "optim.freeze_encoder_epochs",
+                self.optim.freeze_encoder_epochs,
+                epochs,
+                "train.epochs",
+            ),
         ):
-            if not 0 <= value <= last:
-                raise ConfigError(
-                    f"{where} must be from 0 to train.epochs - 1 ({last}), not {value}"
-                )
+            if not 0 <= value <= most:
+                raise ConfigError(f"{where} must be from 0 to {limit} ({most}), not {value}")
 
 
 def _check_value(value: Any, kind: Any, where: str) -> Any:
