@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -258,3 +259,22 @@ def test_copies_can_be_made_while_the_input_is_unchanged(
     colouriser.colourise_video(src, tmp_path / "out.mp4")
     assert src.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "src.mkv"]  # no temp left
+
+
+def test_a_failing_stage_is_reported_as_itself(vfr_mkv: Path, tmp_path: Path) -> None:
+    """A stage that fails while the writer waits on it: its own error, not a bare 'pipeline
+    stopped', and nothing at the destination."""
+    broken = Colouriser.load(save_tiny_model(tmp_path / "tiny.safetensors"), "cpu", resolution=64)
+
+    class ModelFault(Exception):
+        pass
+
+    def fail(*args: object) -> torch.Tensor:
+        time.sleep(0.5)  # the writer is waiting on the model's queue by now
+        raise ModelFault("the model failed")
+
+    broken.generator.forward = fail  # type: ignore[method-assign]
+    out = tmp_path / "out.mkv"
+    with pytest.raises(ModelFault, match="the model failed"):
+        broken.colourise_video(vfr_mkv, out, codec="ffv1")
+    assert not out.exists()

@@ -512,8 +512,10 @@ def _run_stages(
             try:
                 return q.get(timeout=_POLL_S)
             except queue.Empty:
+                if failures:  # a worker that fails records why before it sets stop
+                    raise failures[0] from None
                 if stop.is_set():
-                    raise RuntimeError("pipeline stopped") from None  # failures says why
+                    raise RuntimeError("pipeline stopped") from None
                 continue
 
     busy = report.stage_seconds
