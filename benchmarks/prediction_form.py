@@ -1,10 +1,12 @@
 """The generator alone in the form a weights file stores (SN and BN folded) against the form it
 predicts in (``fold_for_prediction``: each IBN's batch-norm half folded too and its
 instance-norm half written back in the activations' dtype; the head's transposed convolution
-as one convolution to its four phases), as `vidcolour run` predicts (issue 22, goal 2).
+as one convolution to its four phases; a conv and the clamp after it as one oneDNN call), as
+`vidcolour run` predicts (issue 22, goal 2). With --baseline unfused the other form is the
+predicting one without that last step (``fuse_activations``): what the fused calls alone buy.
 
     python benchmarks/prediction_form.py [--model default] [--size 256x384] [--batch 8]
-        [--rounds 7] [--compile]
+        [--rounds 7] [--compile] [--baseline stored|unfused]
 
 Channels-last, bf16 autocast where the CPU runs bf16 natively, inference mode, batches of
 --batch at the working size (--compile: each form under `torch.compile` with weight freezing,
@@ -27,7 +29,8 @@ from colour_stage import cpu_name  # benchmarks/, the script's own folder
 from vidcolour.colour import AB_SCALE
 from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
-from vidcolour.nets import InstanceHalf, PhaseConvTranspose, count_flops, fold_for_inference
+from vidcolour.nets import ConvAct, InstanceHalf, PhaseConvTranspose, count_flops
+from vidcolour.nets.fold import fold_for_inference, fold_ibn, fold_narrow_transposed
 from vidcolour.perf import matmul_flops_per_s
 from vidcolour.weights import load_generator
 
@@ -37,22 +40,31 @@ parser.add_argument("--size", default="256x384", help="HxW, the working size")
 parser.add_argument("--batch", type=int, default=8)
 parser.add_argument("--rounds", type=int, default=7)
 parser.add_argument("--compile", action="store_true", help="compare the forms compiled")
+parser.add_argument(
+    "--baseline",
+    choices=("stored", "unfused"),
+    default="stored",
+    help="the form to compare with: as stored, or predicting without the fused calls",
+)
 args = parser.parse_args()
 
 height, width = map(int, args.size.split("x"))
 device = torch.device("cpu")
 dtype = autocast_dtype(device, "auto")
 found = open_model(args.model)  # a weights file (the bundled models are)
+base = args.baseline
+stored = fold_for_inference(load_generator(found.path)[0])
 forms = {
-    "stored": fold_for_inference(load_generator(found.path)[0]),
+    base: stored if base == "stored" else fold_narrow_transposed(fold_ibn(stored)),
     "predicting": found.generator,
 }
-if not any(isinstance(m, InstanceHalf | PhaseConvTranspose) for m in forms["predicting"].modules()):
+further = (ConvAct,) if base == "unfused" else (InstanceHalf, PhaseConvTranspose, ConvAct)
+if not any(isinstance(m, further) for m in forms["predicting"].modules()):
     raise SystemExit(f"{args.model} folds no further for prediction: both forms are the same")
 for name, generator in forms.items():
     forms[name] = generator.to(memory_format=torch.channels_last).eval()
 l = (torch.rand(args.batch, 1, height, width) * 2 - 1).contiguous(memory_format=torch.channels_last)
-flops_per_frame = count_flops(forms["stored"], l[:1])
+flops_per_frame = count_flops(forms[base], l[:1])
 if args.compile:  # as predict.CompiledGenerator compiles: weights frozen as constants
     forms = {k: torch.compile(g, options={"freezing": True}) for k, g in forms.items()}
 
@@ -81,6 +93,7 @@ result = {
     "batch": args.batch,
     "precision": str(dtype or torch.float32),
     "compiled": args.compile,
+    "baseline": base,
     "gflop_per_frame": flops_per_frame / 1e9,
     "matmul_tflops": matmul / 1e12,
 }
@@ -89,7 +102,7 @@ for name, values in times.items():
     result[f"{name}_ms_per_frame"] = ms
     result[f"{name}_ms_range"] = [min(values), max(values)]
     result[f"{name}_mfu"] = flops_per_frame / (ms / 1000) / matmul
-result["speedup"] = result["stored_ms_per_frame"] / result["predicting_ms_per_frame"]
-difference = (outputs["stored"] - outputs["predicting"]).abs().max().item()
+result["speedup"] = result[f"{base}_ms_per_frame"] / result["predicting_ms_per_frame"]
+difference = (outputs[base] - outputs["predicting"]).abs().max().item()
 result["max_ab_difference"] = difference * AB_SCALE
 print(json.dumps(result, indent=1))

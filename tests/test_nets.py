@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -6,15 +8,19 @@ from torch.nn.utils import parametrize
 from tests.helpers import ALL_CONFIGS, shipped, tiny
 from vidcolour.nets import (
     IBN,
+    ConvAct,
     InstanceHalf,
     PhaseConvTranspose,
     build_discriminator,
     build_generator,
+    count_flops,
     count_params,
     fold_for_inference,
     fold_for_prediction,
     pad_to_fit,
 )
+from vidcolour.nets.efficientnet import SameConv
+from vidcolour.nets.layers import FUSED_CALLS
 
 
 def _norm_kind(block: nn.Module) -> str | None:
@@ -271,3 +277,81 @@ def test_only_narrow_stride_two_transposed_convs_are_folded() -> None:
         "ConvTranspose2d",
         "ConvTranspose2d",
     ]
+
+
+fused_calls = pytest.mark.skipif(
+    not FUSED_CALLS, reason="no oneDNN fused convolutions in this torch"
+)
+
+CONV_ACT_CASES = [
+    (nn.Conv2d(3, 8, 1), nn.ReLU6()),
+    (nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.ReLU6()),  # depthwise
+    (nn.Conv2d(3, 8, 4, stride=2, padding=1), nn.ReLU(inplace=True)),
+    (nn.ConvTranspose2d(3, 8, 4, stride=2, padding=1), nn.ReLU(inplace=True)),
+    (SameConv(3, 8, 3, 2), nn.ReLU6()),  # 'same' padding, asymmetric on odd sizes
+    (SameConv(8, 8, 5, 2, groups=8, bias=False), nn.ReLU6()),
+]
+
+
+@fused_calls
+@pytest.mark.parametrize(("conv", "act"), CONV_ACT_CASES)
+@pytest.mark.parametrize("size", [(12, 18), (13, 17)])
+def test_conv_act_is_the_conv_then_its_activation(
+    conv: nn.Module, act: nn.Module, size: tuple[int, int]
+) -> None:
+    fused = ConvAct(conv, act)
+    x = torch.randn(2, conv.in_channels, *size)
+    with torch.no_grad():
+        want = act(conv(x.clone()))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want_bf16 = act(conv(x.clone()))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xl = x.contiguous(memory_format=layout)
+        with torch.inference_mode():
+            got = fused(xl)
+            assert got.shape == want.shape and got.dtype == torch.float32
+            assert torch.allclose(got, want, atol=1e-5)
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    got_bf16 = fused(xl)
+                assert got_bf16.dtype == torch.bfloat16
+                assert torch.equal(got_bf16, want_bf16)  # a clamp: before or after rounding
+        # counted as the convolution it is, fused or not
+        with torch.inference_mode():
+            assert count_flops(fused, xl) == count_flops(conv, xl) > 0
+
+
+def test_conv_act_takes_the_plain_path_under_autograd() -> None:
+    conv, act = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU6()
+    fused = ConvAct(conv, act)
+    x = torch.randn(1, 3, 8, 8)
+    out = fused(x)
+    out.sum().backward()  # gradients flow to the conv's weights
+    assert conv.weight.grad is not None
+    assert torch.equal(out.detach(), act(conv(x)).detach())
+
+
+def test_only_a_conv_right_before_its_activation_is_fused() -> None:
+    net = nn.Sequential(
+        nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 4, 4, 2, 1), act=nn.ReLU6())),
+        nn.Sequential(
+            OrderedDict(conv=nn.Conv2d(4, 4, 4, 2, 1), norm=nn.BatchNorm2d(4), act=nn.ReLU())
+        ),  # the norm folds first: then fused
+        nn.Sequential(
+            OrderedDict(conv=nn.Conv2d(4, 4, 4, 2, 1), norm=nn.InstanceNorm2d(4), act=nn.ReLU())
+        ),  # instance norm stays between them: not fused
+        nn.Sequential(OrderedDict(conv=nn.Conv2d(4, 2, 3, 1, 1), act=nn.Tanh())),  # no fused form
+        nn.Sequential(OrderedDict(conv=nn.Conv2d(2, 2, 3, 1, 1), act=nn.LeakyReLU(0.2))),  # neither
+    )
+    fold_for_prediction(net)
+    fold_for_prediction(net)  # twice (open_model, then Colouriser): nothing fused twice
+    assert type(net[0].conv.conv) is nn.Conv2d
+    assert [type(block.conv).__name__ for block in net] == [
+        "ConvAct",
+        "ConvAct",
+        "Conv2d",
+        "Conv2d",
+        "Conv2d",
+    ]
+    acts = [type(block.act).__name__ for block in net]
+    assert acts == ["Identity", "Identity", "ReLU", "Tanh", "LeakyReLU"]

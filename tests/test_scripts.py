@@ -28,6 +28,10 @@ def run_script(*args: str) -> str:
     [
         ("benchmarks/colour_stage.py", "--size", "64x96", "--batch", "2", "--rounds", "1"),
         ("benchmarks/prediction_form.py", "--size", "128x128", "--batch", "1", "--rounds", "1"),
+        (
+            *("benchmarks/prediction_form.py", "--model", "lite0", "--baseline", "unfused"),
+            *("--size", "128x128", "--batch", "1", "--rounds", "1"),
+        ),
         ("benchmarks/matmul_sizes.py", "--sizes", "64,128", "--seconds", "0.05"),
         ("benchmarks/conv_rates.py", "--batch", "1", "--seconds", "0.01"),
         ("benchmarks/generator_compile.py", "--config", "default", "--size", "128x128"),

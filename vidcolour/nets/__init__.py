@@ -23,13 +23,14 @@ from vidcolour.nets.fold import (
     fold_spectral_norm,
 )
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
-from vidcolour.nets.layers import IBN, NORM_PLANS, InstanceHalf, PhaseConvTranspose
+from vidcolour.nets.layers import IBN, NORM_PLANS, ConvAct, InstanceHalf, PhaseConvTranspose
 from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
 __all__ = [
     "GENERATORS",
     "IBN",
     "NORM_PLANS",
+    "ConvAct",
     "Generator",
     "InstanceHalf",
     "LiteUNetGenerator",

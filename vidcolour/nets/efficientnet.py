@@ -15,6 +15,7 @@ widths and the first and last stages' repeats fixed while scaling the rest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,16 @@ class SameConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding, crop = self.geometry(x.shape)
+        return crop(F.conv2d(x, self.weight, self.bias, self.stride, padding, 1, self.groups))
+
+    def geometry(
+        self, shape: torch.Size
+    ) -> tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]:
+        """For an input of ``shape``: the conv's (top/bottom, left/right) padding, and what
+        to do to its output (drop the first row and/or column, or nothing)."""
         padding, first, count = [], [], []
-        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride, strict=True):
+        for size, k, s in zip(shape[-2:], self.kernel_size, self.stride, strict=True):
             outputs = math.ceil(size / s)
             total = max((outputs - 1) * s + k - size, 0)
             before = total // 2
@@ -96,10 +105,14 @@ class SameConv(nn.Conv2d):
             padding.append(before if symmetric else before + s)
             first.append(0 if symmetric else 1)
             count.append(outputs)
-        y = F.conv2d(x, self.weight, self.bias, self.stride, tuple(padding), 1, self.groups)
         if first == [0, 0]:
-            return y
-        return y[..., first[0] : first[0] + count[0], first[1] : first[1] + count[1]]
+            return tuple(padding), _unchanged
+        rows, cols = slice(first[0], first[0] + count[0]), slice(first[1], first[1] + count[1])
+        return tuple(padding), lambda y: y[..., rows, cols]
+
+
+def _unchanged(y: torch.Tensor) -> torch.Tensor:
+    return y
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -109,8 +122,10 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class MBConv(nn.Module):
     """Inverted residual without squeeze-excitation, ReLU6 (the Lite variant)."""
 
-    # each conv with the batch norm right after it: fold.fold_batch_norm makes them one conv
+    # each conv with the batch norm right after it: fold.fold_batch_norm makes them one conv;
+    # and with the activation after that: fold.fuse_activations makes them one call
     FOLDABLE = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+    FUSABLE = (("_expand_conv", "_bn0", "_act0"), ("_depthwise_conv", "_bn1", "_act1"))
 
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
         super().__init__()
@@ -123,11 +138,12 @@ class MBConv(nn.Module):
         self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
         self._bn2 = _bn(cout)
+        self._act0, self._act1 = nn.ReLU6(), nn.ReLU6()  # no weights: the files' keys as before
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._act0(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = self._act1(self._bn1(self._depthwise_conv(y)))
         y = self._bn2(self._project_conv(y))
         return y + x if self.residual else y
 
@@ -141,12 +157,14 @@ class EfficientNetLite(nn.Module):
     """
 
     FOLDABLE = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))
+    FUSABLE = (("_conv_stem", "_bn0", "_act0"), ("_conv_head", "_bn1", "_act1"))
 
     def __init__(self, variant: str = "lite0", classifier: bool = True) -> None:
         super().__init__()
         self.variant = VARIANTS[variant]
         self._conv_stem = SameConv(3, STEM_WIDTH, 3, 2, bias=False)
         self._bn0 = _bn(STEM_WIDTH)
+        self._act0, self._act1 = nn.ReLU6(), nn.ReLU6()  # the stem's and the head's
         blocks: list[nn.Module] = []
         taps, widths = [], []
         cin = STEM_WIDTH
@@ -171,7 +189,7 @@ class EfficientNetLite(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """x: (B, 3, H, W) ImageNet-normalised RGB -> (the tapped maps, strides 2 ... 32, and
         the last block's output)."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = self._act0(self._bn0(self._conv_stem(x)))
         maps = []
         for i, block in enumerate(self._blocks):
             x = block(x)
@@ -181,7 +199,7 @@ class EfficientNetLite(nn.Module):
 
     def classify(self, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's output -> (pooled (B, 1280), logits (B, 1000))."""
-        pooled = F.relu6(self._bn1(self._conv_head(last))).mean((2, 3))
+        pooled = self._act1(self._bn1(self._conv_head(last))).mean((2, 3))
         return pooled, self._fc(pooled)
 
 

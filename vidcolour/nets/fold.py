@@ -6,8 +6,9 @@ BatchNorm2d that directly follows a conv becomes the conv's scale and bias (exac
 mode, where BN is a fixed per-channel affine map). Instance norm depends on the input, so it
 stays; the BN half of an IBN layer stays too, since a weights file stores what
 ``fold_for_inference`` leaves. ``fold_for_prediction`` goes further for the models that
-predict (``open_model``, ``Colouriser``): it folds that BN half as well (``fold_ibn``) and
-computes narrow transposed convolutions by phases (``fold_narrow_transposed``).
+predict (``open_model``, ``Colouriser``): it folds that BN half as well (``fold_ibn``),
+computes narrow transposed convolutions by phases (``fold_narrow_transposed``) and runs each
+conv with the activation right after it as one call on a CPU (``fuse_activations``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from vidcolour.nets.layers import IBN, InstanceHalf, PhaseConvTranspose
+from vidcolour.nets.layers import IBN, ConvAct, InstanceHalf, PhaseConvTranspose, post_op
 
 
 def fold_spectral_norm(module: nn.Module) -> nn.Module:
@@ -130,7 +131,37 @@ def _is_narrow_transposed(m: nn.Module) -> TypeGuard[nn.ConvTranspose2d]:
     )
 
 
+def fuse_activations(module: nn.Module) -> nn.Module:
+    """Put a ``ConvAct`` in place of each conv whose activation follows it directly (its
+    norm folded away or absent), and an Identity in the activation's place, in place: the
+    ``conv``/``norm``/``act`` of a ``layers.conv_block``, or the triples a module lists in
+    ``FUSABLE``. Spectral norm must be folded first. In the lite0 encoder the ReLU6 after
+    each expansion and depthwise conv, a pass over the widest maps of the network, took about
+    a quarter of its eager time (docs/BENCHMARKS.md)."""
+    for block in list(module.modules()):
+        if isinstance(block, ConvAct):  # fused already: its conv and act are its own
+            continue
+        for conv_name, norm_name, act_name in (
+            ("conv", "norm", "act"),
+            *getattr(block, "FUSABLE", ()),
+        ):
+            conv = getattr(block, conv_name, None)
+            norm = getattr(block, norm_name, None)
+            act = getattr(block, act_name, None)
+            if (
+                isinstance(conv, nn.Conv2d | nn.ConvTranspose2d)
+                and (norm is None or type(norm) is nn.Identity)
+                and act is not None
+                and post_op(act) is not None
+            ):
+                if parametrize.is_parametrized(conv, "weight"):
+                    raise ValueError("fold spectral norm before fusing an activation")
+                setattr(block, conv_name, ConvAct(conv, act))
+                setattr(block, act_name, nn.Identity())
+    return module
+
+
 def fold_for_prediction(module: nn.Module) -> nn.Module:
-    """``fold_for_inference``, then ``fold_ibn`` and ``fold_narrow_transposed``: the form a
-    model predicts in."""
-    return fold_narrow_transposed(fold_ibn(fold_for_inference(module)))
+    """``fold_for_inference``, then ``fold_ibn``, ``fold_narrow_transposed`` and
+    ``fuse_activations``: the form a model predicts in."""
+    return fuse_activations(fold_narrow_transposed(fold_ibn(fold_for_inference(module))))

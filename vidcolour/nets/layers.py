@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
 LayerNorm = Literal["bn", "in", "ibn"]
 Part = Literal["encoder", "decoder", "discriminator"]
@@ -163,6 +164,108 @@ class PhaseConvTranspose(nn.Module):
             for r in (0, 1)
         ]  # each (B, Cout, H, W, 2): the columns of one row phase, interleaved
         return torch.stack(rows, dim=3).reshape(n, self.cout, 2 * h, 2 * w)
+
+
+# oneDNN's convolutions with a fused activation, as Inductor calls them (x86 builds of torch)
+FUSED_CALLS = torch.backends.mkldnn.is_available() and all(
+    hasattr(torch.ops.mkldnn, op)
+    for op in ("_convolution_pointwise", "_convolution_transpose_pointwise")
+)
+
+
+def post_op(act: nn.Module) -> tuple[str, list[float]] | None:
+    """oneDNN's name and scalars for ``act`` as a convolution's fused post-op, or None.
+
+    Only clamps: they give the same codes whether they come before or after rounding to
+    bfloat16. LeakyReLU's slope would round twice in one form and once in the other (a
+    difference of one bfloat16 step), and fusing it gained nothing measurable in the bundled
+    generator, whose leaky layers are its first and its deepest."""
+    if type(act) is nn.ReLU:
+        return "relu", []
+    if type(act) is nn.ReLU6:
+        return "hardtanh", [0.0, 6.0]
+    return None
+
+
+class ConvAct(nn.Module):
+    """A convolution (plain, transposed, or one with a ``geometry`` method, as the
+    EfficientNet trunk's 'same' conv) and the activation right after it, for prediction
+    (``fold.fuse_activations``): on a CPU without autograd, one oneDNN call that applies the
+    activation as it writes each output, instead of a second pass over the whole output in
+    memory. The same sums, in the dtype autocast would give the conv; elsewhere (a GPU,
+    autograd, ``torch.compile``, which fuses on its own) the two modules as they were.
+    x: (B, Cin, H, W) -> the conv's output shape.
+    """
+
+    def __init__(self, conv: nn.Conv2d | nn.ConvTranspose2d, act: nn.Module) -> None:
+        super().__init__()
+        found = post_op(act)
+        if found is None:
+            raise ValueError(f"no fused form of {type(act).__name__}")
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("only a conv with numeric zero padding fuses")
+        self.conv, self.act = conv, act
+        self.attr, self.scalars = found
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = _fused_dtype(x)
+        if dtype is None:
+            return self.act(self.conv(x))
+        conv = self.conv
+        weight = conv.weight.to(dtype)
+        bias = None if conv.bias is None else conv.bias.to(dtype)
+        x = x.to(dtype)
+        stride, dilation = list(conv.stride), list(conv.dilation)
+        if isinstance(conv, nn.ConvTranspose2d):
+            return torch.ops.mkldnn._convolution_transpose_pointwise(
+                x, weight, bias, list(conv.padding), list(conv.output_padding),
+                stride, dilation, conv.groups, self.attr, self.scalars, "",
+            )  # fmt: skip
+        geometry = getattr(conv, "geometry", None)
+        padding, crop = geometry(x.shape) if geometry else (conv.padding, _whole)
+        y = torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, list(padding), stride, dilation, conv.groups,
+            self.attr, self.scalars, "",
+        )  # fmt: skip
+        return crop(y)
+
+
+def _whole(y: torch.Tensor) -> torch.Tensor:
+    return y
+
+
+def _fused_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype a ``ConvAct`` computes ``x`` in with oneDNN's fused call, or None where it
+    takes the plain path."""
+    if (
+        not FUSED_CALLS
+        or x.device.type != "cpu"
+        or torch.is_grad_enabled()
+        or torch.compiler.is_compiling()
+    ):
+        return None
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    if dtype == torch.float32:
+        return dtype
+    if dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return dtype
+    return None
+
+
+def _fused_flops(transposed: bool) -> Callable[..., int]:
+    """A FLOP formula for a fused call, from its input, weight and output shapes."""
+
+    def formula(
+        x: torch.Size, w: torch.Size, *args: object, out_shape: torch.Size, **kw: object
+    ) -> int:
+        return conv_flop_count(list(x), list(w), list(out_shape), transposed=transposed)
+
+    return formula
+
+
+if FUSED_CALLS:  # FLOP counts (count_flops, bench's MFU) see them as the convolutions they are
+    register_flop_formula(torch.ops.mkldnn._convolution_pointwise)(_fused_flops(False))
+    register_flop_formula(torch.ops.mkldnn._convolution_transpose_pointwise)(_fused_flops(True))
 
 
 def make_norm(kind: LayerNorm, channels: int) -> nn.Module:
