@@ -136,8 +136,8 @@ def fuse_activations(module: nn.Module) -> nn.Module:
     norm folded away or absent), and an Identity in the activation's place, in place: the
     ``conv``/``norm``/``act`` of a ``layers.conv_block``, or the triples a module lists in
     ``FUSABLE``. Spectral norm must be folded first. In the lite0 encoder the ReLU6 after
-    each expansion and depthwise conv, a pass over the widest maps of the network, took about
-    a quarter of its eager time (docs/BENCHMARKS.md)."""
+    each expansion and depthwise conv, a pass over the widest maps of the network, took 29-36%
+    of its eager time (docs/BENCHMARKS.md)."""
     for block in list(module.modules()):
         if isinstance(block, ConvAct):  # fused already: its conv and act are its own
             continue
