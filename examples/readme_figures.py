@@ -28,11 +28,16 @@ CLIP_START = 125  # the clip is frames 125-224 of bikes.mp4 (examples/make_clip.
 
 def side_by_side(images: list[np.ndarray], height: int) -> Image.Image:
     """The images scaled to one height, left to right, 8 px of white between them."""
-    scaled = [Image.fromarray(a).resize((round(a.shape[1] * height / a.shape[0]), height),
-                                        Image.Resampling.LANCZOS) for a in images]
+    scaled = [
+        Image.fromarray(a).resize(
+            (round(a.shape[1] * height / a.shape[0]), height), Image.Resampling.LANCZOS
+        )
+        for a in images
+    ]
     gap = 8
-    canvas = Image.new("RGB", (sum(s.width for s in scaled) + gap * (len(scaled) - 1), height),
-                       "white")
+    canvas = Image.new(
+        "RGB", (sum(s.width for s in scaled) + gap * (len(scaled) - 1), height), "white"
+    )
     x = 0
     for s in scaled:
         canvas.paste(s, (x, 0))
@@ -53,8 +58,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "colour.mp4"
         colouriser.colourise_video(clip, output)
-        panels = [frame_rgb(clip, FRAME), frame_rgb(output, FRAME),
-                  frame_rgb(args.data / "video" / "bikes.mp4", CLIP_START + FRAME)]
+        panels = [
+            frame_rgb(clip, FRAME),
+            frame_rgb(output, FRAME),
+            frame_rgb(args.data / "video" / "bikes.mp4", CLIP_START + FRAME),
+        ]
     side_by_side(panels, 272).save(out / "bikes_before_after.jpg", quality=88)
 
     coloured = {}
@@ -67,8 +75,9 @@ def main() -> None:
         figure.save(out / f"archive_{name.split('__')[0].removeprefix('img-')}.jpg", quality=88)
     colours = [colour for _, colour in coloured.values()]
     rows = [side_by_side(colours[i : i + 5], 160) for i in range(0, len(colours), 5)]
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 8 for r in rows) - 8),
-                      "white")
+    sheet = Image.new(
+        "RGB", (max(r.width for r in rows), sum(r.height + 8 for r in rows) - 8), "white"
+    )
     for i, row in enumerate(rows):
         sheet.paste(row, (0, i * (160 + 8)))
     sheet.save(out / "archive_all.jpg", quality=85)
