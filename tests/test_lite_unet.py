@@ -1,6 +1,7 @@
 """The pretrained-encoder generators (lite*_unet): registry, ImageNet weights, training,
 freezing, export and inference, on tiny sizes with encoder weights the tests make themselves."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,24 @@ def test_same_conv_pads_as_tensorflow(size: tuple[int, int], kernel: int, stride
     got = conv(x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_training_counts_the_work_again_when_the_encoder_thaws(
+    fake_imagenet: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    write_photos(photos, 4)  # 2 steps an epoch: epoch 1 frozen, epoch 2 learning
+    config = small_lite(
+        f"model.generator.encoder_weights={fake_imagenet}", "optim.freeze_encoder_epochs=1"
+    )
+    run = tmp_path / "run"
+    train(config, RunArgs(data=str(photos), out=run, device="cpu"))
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    flops = {
+        r["step"]: r["mfu"] / r["img_per_s"]
+        for r in map(json.loads, lines)
+        if r["kind"] == "train" and "img_per_s" in r
+    }
+    # the thawed encoder's backward costs about twice its forward: more work, counted anew,
+    # and not the ten-fold torch's own formula gives its depthwise convolutions
+    assert 1.3 < flops[4] / flops[2] < 3

@@ -15,6 +15,7 @@ from vidcolour.nets import (
     build_generator,
     count_flops,
     count_params,
+    flop_counter,
     fold_for_inference,
     fold_for_prediction,
     pad_to_fit,
@@ -358,3 +359,19 @@ def test_only_a_conv_right_before_its_activation_is_fused() -> None:
     ]
     acts = [type(block.act).__name__ for block in net]
     assert acts == ["Identity", "Identity", "ReLU", "Tanh", "LeakyReLU"]
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+@pytest.mark.parametrize("weight_grad", [True, False])
+def test_a_convolution_backward_counts_what_its_forward_did_per_gradient(
+    groups: int, weight_grad: bool
+) -> None:
+    conv = nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False).requires_grad_(weight_grad)
+    x = torch.randn(2, 16, 12, 12, requires_grad=True)
+    forward = 2 * 2 * 16 * (16 // groups) * 9 * 12 * 12  # 2 FLOPs a multiply-add
+    counter = flop_counter()
+    with counter:
+        conv(x).sum().backward()
+    counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    assert counts["aten.convolution"] == forward
+    assert counts["aten.convolution_backward"] == forward * (2 if weight_grad else 1)

@@ -32,7 +32,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from torch.utils.flop_counter import FlopCounterMode
 
 from vidcolour._version import __version__
 from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
@@ -51,7 +50,13 @@ from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import colourfulness_shortfall, d_loss, g_adv_loss
-from vidcolour.nets import Generator, build_discriminator, build_generator, init_pretrained
+from vidcolour.nets import (
+    Generator,
+    build_discriminator,
+    build_generator,
+    flop_counter,
+    init_pretrained,
+)
 from vidcolour.perceptual import ImageNetLite, feature_l1
 from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.plots import plot_learning_curves, read_metrics
@@ -469,25 +474,27 @@ class TrainingState:
 class ThroughputMeter:
     """One logging window's img/s and MFU: the steps timed since the window began, over its time
     less the pauses (checkpoints, validation), at the FLOPs per image of the current phase (L1
-    alone, or with the discriminator), counted once per phase on an untimed step."""
+    alone or with the discriminator; a pretrained encoder frozen or learning), counted once per
+    phase on an untimed step."""
 
     def __init__(self, peak: float, images_per_step: int, world: int) -> None:
         self.peak = peak  # matmul FLOP/s of one device
         self.images_per_step = images_per_step  # over all processes
         self.world = world
         self.flops_per_image = 0.0
-        self.counted_adversarial: bool | None = None
+        self.counted_phase: tuple[bool, bool] | None = None
         self.reset()
 
     def reset(self) -> None:
         self.timed_steps, self.paused, self.start = 0, 0.0, time.perf_counter()
 
-    def needs_count(self, adversarial: bool) -> bool:
-        return adversarial != self.counted_adversarial
+    def needs_count(self, phase: tuple[bool, bool]) -> bool:
+        """Whether ``phase`` (adversarial, encoder frozen) differs from the one counted."""
+        return phase != self.counted_phase
 
-    def counted(self, adversarial: bool, flops_per_image: float) -> None:
+    def counted(self, phase: tuple[bool, bool], flops_per_image: float) -> None:
         """A new phase's FLOPs were counted: its window starts now."""
-        self.flops_per_image, self.counted_adversarial = flops_per_image, adversarial
+        self.flops_per_image, self.counted_phase = flops_per_image, phase
         self.timed_steps, self.start, self.paused = 0, time.perf_counter(), 0.0
 
     @contextmanager
@@ -865,12 +872,13 @@ def train_one_epoch(
                 group["lr"] = base * factor
         adversarial = adversarial_at(config, state.epoch)
         # per step: validating the live generator puts every part back in train mode
-        freeze_pretrained(bare_generator(nets.generator), state.epoch < oc.freeze_encoder_epochs)
-        if run.meter.needs_count(adversarial):  # count per phase, not timed
-            counter = FlopCounterMode(display=False)
+        frozen = state.epoch < oc.freeze_encoder_epochs
+        freeze_pretrained(bare_generator(nets.generator), frozen)
+        if run.meter.needs_count((adversarial, frozen)):  # count per phase, not timed
+            counter = flop_counter()
             with counter:
                 losses = train_step(nets, optims, rgb, config, rt, adversarial)
-            run.meter.counted(adversarial, counter.get_total_flops() / rgb.shape[0])
+            run.meter.counted((adversarial, frozen), counter.get_total_flops() / rgb.shape[0])
         else:
             losses = train_step(nets, optims, rgb, config, rt, adversarial)
             run.meter.timed_steps += 1

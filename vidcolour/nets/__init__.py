@@ -23,7 +23,14 @@ from vidcolour.nets.fold import (
     fold_spectral_norm,
 )
 from vidcolour.nets.generator import UNetGenerator, pad_to_fit
-from vidcolour.nets.layers import IBN, NORM_PLANS, ConvAct, InstanceHalf, PhaseConvTranspose
+from vidcolour.nets.layers import (
+    IBN,
+    NORM_PLANS,
+    ConvAct,
+    InstanceHalf,
+    PhaseConvTranspose,
+    conv_backward_flops,
+)
 from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "build_generator",
     "count_flops",
     "count_params",
+    "flop_counter",
     "fold_batch_norm",
     "fold_for_inference",
     "fold_for_prediction",
@@ -87,6 +95,13 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def flop_counter() -> FlopCounterMode:
+    """torch's FlopCounterMode with a convolution backward that counts grouped (depthwise)
+    convolutions right; what training's MFU and ``count_flops`` use."""
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
 @torch.no_grad()
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     """FLOPs of one eval-mode forward pass, counted by torch's FlopCounterMode.
@@ -96,7 +111,7 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     """
     was_training = module.training
     module.eval()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         module(*inputs)
     module.train(was_training)
