@@ -21,6 +21,7 @@ from vidcolour.nets import (
     pad_to_fit,
 )
 from vidcolour.nets.efficientnet import SameConv
+from vidcolour.nets.fold import fuse_activations
 from vidcolour.nets.layers import FUSED_CALLS
 
 
@@ -375,3 +376,14 @@ def test_a_convolution_backward_counts_what_its_forward_did_per_gradient(
     counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     assert counts["aten.convolution"] == forward
     assert counts["aten.convolution_backward"] == forward * (2 if weight_grad else 1)
+
+
+def test_fusing_leaves_a_conv_it_cannot_express_as_it_was() -> None:
+    block = nn.Module()
+    block.conv = nn.Conv2d(3, 4, 3, padding="same")  # string padding: no fused call for it
+    block.act = nn.ReLU6()
+    fuse_activations(block)
+    assert type(block.conv) is nn.Conv2d and type(block.act) is nn.ReLU6
+    block.conv = nn.Conv2d(3, 4, 3, padding=1)
+    fuse_activations(block)
+    assert isinstance(block.conv, ConvAct) and type(block.act) is nn.Identity

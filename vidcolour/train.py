@@ -872,8 +872,9 @@ def train_one_epoch(
                 group["lr"] = base * factor
         adversarial = adversarial_at(config, state.epoch)
         # per step: validating the live generator puts every part back in train mode
-        frozen = state.epoch < oc.freeze_encoder_epochs
-        freeze_pretrained(bare_generator(nets.generator), frozen)
+        generator = bare_generator(nets.generator)
+        frozen = state.epoch < oc.freeze_encoder_epochs and generator.pretrained_part() is not None
+        freeze_pretrained(generator, frozen)
         if run.meter.needs_count((adversarial, frozen)):  # count per phase, not timed
             counter = flop_counter()
             with counter:

@@ -29,7 +29,7 @@ from vidcolour.nets.layers import (
     ConvAct,
     InstanceHalf,
     PhaseConvTranspose,
-    conv_backward_flops,
+    flop_formulas,
 )
 from vidcolour.nets.lite_unet import LiteUNetGenerator, init_pretrained
 
@@ -97,9 +97,9 @@ def count_params(module: nn.Module) -> int:
 
 def flop_counter() -> FlopCounterMode:
     """torch's FlopCounterMode with a convolution backward that counts grouped (depthwise)
-    convolutions right; what training's MFU and ``count_flops`` use."""
-    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
-    return FlopCounterMode(display=False, custom_mapping=mapping)
+    convolutions right, and the fused conv + activation calls as convolutions; what
+    training's MFU and ``count_flops`` use."""
+    return FlopCounterMode(display=False, custom_mapping=flop_formulas())
 
 
 @torch.no_grad()

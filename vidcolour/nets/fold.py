@@ -153,6 +153,8 @@ def fuse_activations(module: nn.Module) -> nn.Module:
                 and (norm is None or type(norm) is nn.Identity)
                 and act is not None
                 and post_op(act) is not None
+                and conv.padding_mode == "zeros"
+                and not isinstance(conv.padding, str)  # what ConvAct's call can express
             ):
                 if parametrize.is_parametrized(conv, "weight"):
                     raise ValueError("fold spectral norm before fusing an activation")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-from torch.utils.flop_counter import conv_flop_count, register_flop_formula
+from torch.utils.flop_counter import conv_flop_count
 
 LayerNorm = Literal["bn", "in", "ibn"]
 Part = Literal["encoder", "decoder", "discriminator"]
@@ -279,16 +279,25 @@ def conv_backward_flops(
 ) -> int:
     """A convolution's backward: each gradient asked for (input, weight) costs what the
     forward did. torch's own formula (2.13) transposes the weight's shape to count the
-    weight gradient, which for a grouped convolution multiplies the work by its channels:
-    a depthwise 3x3 of 96 channels counts 48x its forward, and an EfficientNet encoder's
-    backward ten times the whole network's forward."""
+    weight gradient, which for a grouped convolution multiplies the work by its channels per
+    group: a depthwise 3x3 of 96 channels counts 97x its forward where 2x is right, and an
+    EfficientNet encoder's backward ten times the whole network's forward."""
     forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-if FUSED_CALLS:  # FLOP counts (count_flops, bench's MFU) see them as the convolutions they are
-    register_flop_formula(torch.ops.mkldnn._convolution_pointwise)(_fused_flops(False))
-    register_flop_formula(torch.ops.mkldnn._convolution_transpose_pointwise)(_fused_flops(True))
+def flop_formulas() -> dict[Any, Callable[..., int]]:
+    """What ``nets.flop_counter`` adds to torch's formulas: the convolution backward above, and
+    the fused calls counted as the convolutions they are (count_flops, bench's MFU). A mapping
+    of one counter's, not torch's global table: a torch that ships its own formula for an op
+    then neither clashes at import nor is overridden for other counters."""
+    formulas: dict[Any, Callable[..., int]] = {
+        torch.ops.aten.convolution_backward: conv_backward_flops
+    }
+    if FUSED_CALLS:
+        formulas[torch.ops.mkldnn._convolution_pointwise] = _fused_flops(False)
+        formulas[torch.ops.mkldnn._convolution_transpose_pointwise] = _fused_flops(True)
+    return formulas
 
 
 def make_norm(kind: LayerNorm, channels: int) -> nn.Module:

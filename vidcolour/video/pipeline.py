@@ -512,10 +512,10 @@ def _run_stages(
             try:
                 return q.get(timeout=_POLL_S)
             except queue.Empty:
-                if failures:  # a worker that fails records why before it sets stop
-                    raise failures[0] from None
+                # stop first: a worker that fails records why before it sets stop, so once
+                # stop reads set, its reason is there to read too
                 if stop.is_set():
-                    raise RuntimeError("pipeline stopped") from None
+                    raise (failures[0] if failures else RuntimeError("pipeline stopped")) from None
                 continue
 
     busy = report.stage_seconds
