@@ -2,7 +2,7 @@
 each one's share of the bf16 matmul rate measured in the same run (issue 22, goal 2).
 
     python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
-        [--rounds 5] [--profile] [--form stored] [--config ibn_sn_md]
+        [--rounds 5] [--profile] [--form stored] [--config ibn_sn_md] [--eager-only]
 
 As `vidcolour run` predicts: the generator in its prediction form (--form stored: as a weights
 file stores it, without that form's further folds; benchmarks/prediction_form.py), in
@@ -43,6 +43,9 @@ parser.add_argument("--form", choices=("predicting", "stored"), default="predict
 parser.add_argument(
     "--profile", action="store_true", help="also print where each one's time goes, per op"
 )
+parser.add_argument(
+    "--eager-only", action="store_true", help="no compiling: eager rounds alone, back to back"
+)
 args = parser.parse_args()
 
 height, width = map(int, args.size.split("x"))
@@ -79,15 +82,18 @@ import torch._inductor.config as inductor_config  # noqa: E402  (only where comp
 
 inductor_config.freezing = True  # weights as constants: oneDNN packs them, fuses conv + act
 inductor_config.cpp.enable_kernel_profile = args.profile  # name Inductor's kernels in a profile
-compiled = torch.compile(generator)
-start = time.perf_counter()
-ms_per_frame(compiled)
-compile_s = time.perf_counter() - start
+forms = {"eager": generator}
+compile_s = None
+if not args.eager_only:
+    forms["compiled"] = compiled = torch.compile(generator)
+    start = time.perf_counter()
+    ms_per_frame(compiled)
+    compile_s = time.perf_counter() - start
 ms_per_frame(generator)  # warm-up
-times: dict[str, list[float]] = {"eager": [], "compiled": []}
+times: dict[str, list[float]] = {name: [] for name in forms}
 for _ in range(args.rounds):
-    times["eager"].append(ms_per_frame(generator))
-    times["compiled"].append(ms_per_frame(compiled))
+    for name, forward in forms.items():
+        times[name].append(ms_per_frame(forward))
 matmul = matmul_flops_per_s(device, dtype or torch.float32)
 
 cpu = cpu_name()
@@ -107,7 +113,9 @@ for name, values in times.items():
     ms = statistics.median(values)
     result[f"{name}_ms_per_frame"] = ms
     result[f"{name}_mfu"] = flops_per_frame / (ms / 1000) / matmul
-result["compiled_speedup"] = result["eager_ms_per_frame"] / result["compiled_ms_per_frame"]
+    result[f"{name}_ms_by_round"] = [round(v, 2) for v in values]
+if "compiled" in times:
+    result["compiled_speedup"] = result["eager_ms_per_frame"] / result["compiled_ms_per_frame"]
 print(json.dumps(result, indent=1))
 
 
@@ -125,5 +133,5 @@ def print_profile(name: str, forward) -> None:
 
 
 if args.profile:
-    print_profile("eager", generator)
-    print_profile("compiled", compiled)
+    for name, forward in forms.items():
+        print_profile(name, forward)
