@@ -35,6 +35,10 @@ def run_script(*args: str) -> str:
         ("benchmarks/matmul_sizes.py", "--sizes", "64,128", "--seconds", "0.05"),
         ("benchmarks/conv_rates.py", "--batch", "1", "--seconds", "0.01"),
         ("benchmarks/generator_compile.py", "--config", "default", "--size", "128x128"),
+        (
+            *("benchmarks/generator_compile.py", "--config", "default", "--size", "128x128"),
+            "--eager-only",
+        ),
     ],
     ids=lambda args: Path(args[0]).name,
 )
