@@ -10,11 +10,14 @@ set and prints one markdown table per set, with the grey baseline; then applies 
 rule: among models with colourfulness ratio >= 0.8 on both sets, the lowest mean ab-L1. The
 first --model is the one to beat: OUT/tradeoff.png draws every model's ab-L1 against its
 colourfulness ratio per set, with issue 19's corner (ratio >= 0.8, ab-L1 5% below the first
-model's) shaded and grey's ab-L1 drawn across.
+model's) shaded and grey's ab-L1 drawn across. Semantic agreement is also compared with grey's
+picture by picture (an exact sign test on the pictures where the two differ), since the
+pooled figures move in steps of 1/51.
 """
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from common import COLUMNS, markdown_table, vidcolour
@@ -85,6 +88,45 @@ print(f"\nsemantic agreement pooled over {' + '.join(SETS)} ({sum(counts.values(
 for name in means[SETS[0]]:
     agreed = sum(means[s][name]["semantic_agreement"] * counts[s] for s in SETS)
     print(f"  {name}: {agreed / sum(counts.values()):.3f} ({round(agreed)} agree)")
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact p of a split of discordant pairs (McNemar's exact test)."""
+    n, low = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(low + 1)) / 2**n) if n else 1.0
+
+
+def agreement_by_picture(name: str) -> dict[str, float]:
+    return {
+        p["path"]: p["semantic_agreement"]
+        for r in results.values()
+        for c in r["colourisers"]
+        if c["name"] == name
+        for p in c["per_image"]
+    }
+
+
+# Is a model's agreement above grey's, or the pictures' luck? Paired, picture by picture: only
+# the pictures where the two differ count (McNemar's exact test).
+grey = agreement_by_picture("grey")
+print("\nsemantic agreement against grey's, picture by picture (pooled):")
+for name in means[SETS[0]]:
+    if name == "grey":
+        continue
+    mine = agreement_by_picture(name)
+    wins = sum(1 for p in mine if mine[p] and not grey[p])
+    losses = sum(1 for p in mine if grey[p] and not mine[p])
+    n = wins + losses
+    needed = max((k for k in range(n // 2 + 1) if sign_test(k, n - k) < 0.05), default=None)
+    bar = (
+        f"grey alone on at most {needed} of those {n}"
+        if needed is not None
+        else f"more than {n} pictures that differ"
+    )
+    print(
+        f"  {name}: kept by it alone {wins}, by grey alone {losses}, exact p = "
+        f"{sign_test(wins, losses):.2f} (above grey at p < 0.05 would need {bar})"
+    )
 plot_tradeoff(args.out / "tradeoff.png")
 print(f"\nplot: {args.out / 'tradeoff.png'}")
 models = [c["name"] for c in results[SETS[0]]["colourisers"] if c["kind"] == "model"]
