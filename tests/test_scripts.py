@@ -46,6 +46,13 @@ def test_benchmark_runs(args: tuple[str, ...]) -> None:
     assert '"cpu"' in run_script(*args)
 
 
+def test_train_flops_counts_a_learning_encoder_below_torchs_formula() -> None:
+    lines = run_script("benchmarks/train_flops.py", "--batch", "1").splitlines()
+    counts = {" ".join(line.split()[:-2]): float(line.split()[-2]) for line in lines}
+    assert counts["frozen vidcolour"] == counts["frozen torch's formula"]
+    assert counts["learning vidcolour"] < counts["learning torch's formula"] / 3
+
+
 def test_chroma_gain_runs(tmp_path: Path) -> None:
     write_photos(tmp_path / "photos", 2)
     out = run_script(
