@@ -281,7 +281,7 @@ def conv_backward_flops(
     forward did. torch's own formula (2.13) transposes the weight's shape to count the
     weight gradient, which for a grouped convolution multiplies the work by its channels per
     group: a depthwise 3x3 of 96 channels counts 97x its forward where 2x is right, and an
-    EfficientNet encoder's backward ten times the whole network's forward."""
+    EfficientNet encoder's backward some 18 times the whole generator's forward."""
     forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
