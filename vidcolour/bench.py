@@ -159,7 +159,6 @@ def _bench(
         plan.target_coding,
         plan.target.chroma_size,
         plan.fields,
-        compiled=colouriser.compiled,
     )
 
     def colour() -> int:
@@ -167,7 +166,7 @@ def _bench(
             codes.append(stage(chunk.luma))
         return frames
 
-    stage(chunks[0].luma)  # warm, as the model was: with --compile, its colour maths compile
+    stage(chunks[0].luma)  # warm, as the model was
     colour_fps = _timed(colour)
     log(f"colour stage: {colour_fps:.1f} fps")
 

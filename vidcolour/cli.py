@@ -515,7 +515,7 @@ COMPILE_OPTION = click.option(
     "--compile",
     "compiled",
     is_flag=True,
-    help="Run the model and the colour maths through torch.compile: faster per frame "
+    help="Run the model through torch.compile: faster per frame "
     "(about 1.3x the generator on a 2-core CPU) after a compile of seconds per picture size; "
     "needs a C++ compiler on the CPU. For films, not single stills.",
 )
@@ -632,10 +632,7 @@ class ColouriseArgs:
             compiled=self.compiled,
         )
         if self.compiled:  # else the first progress line comes after a silent compile
-            _notice(
-                "--compile: the model and its colour maths compile on the first batch of each "
-                "picture size"
-            )
+            _notice("--compile: the model compiles on the first batch of each picture size")
         return colouriser
 
     def batch_settings(self) -> Settings:

@@ -129,19 +129,23 @@ class YCbCrCoding:
             unit.sub_(16 * self._scale).div_(219 * self._scale)
         return unit.clamp_(0, 1)
 
+    @property
+    def chroma_affine(self) -> tuple[float, float]:
+        """(neutral, scale): a colour difference c in [-0.5, 0.5] is the Cb / Cr code
+        ``neutral + scale * c``."""
+        if self.full_range:
+            return float(2 ** (self.bits - 1)), float(2**self.bits - 1)
+        return 128 * self._scale, 224 * self._scale
+
     def chroma_to_code(self, c: torch.Tensor) -> torch.Tensor:
         """Colour difference in [-0.5, 0.5] -> Cb / Cr codes (float, not rounded)."""
-        if self.full_range:
-            return 2 ** (self.bits - 1) + c * (2**self.bits - 1)
-        return (128 + 224 * c) * self._scale
+        neutral, scale = self.chroma_affine
+        return neutral + scale * c
 
     def chroma_to_unit(self, code: torch.Tensor) -> torch.Tensor:
         """Cb / Cr codes -> colour difference in [-0.5, 0.5] (the inverse of chroma_to_code)."""
-        if self.full_range:
-            c = (code - 2 ** (self.bits - 1)) / (2**self.bits - 1)
-        else:
-            c = (code / self._scale - 128) / 224
-        return c.clamp(-0.5, 0.5)
+        neutral, scale = self.chroma_affine
+        return ((code - neutral) / scale).clamp(-0.5, 0.5)
 
 
 def grey_to_l(y: torch.Tensor) -> torch.Tensor:
@@ -175,8 +179,20 @@ def site_lightness(y: torch.Tensor, coding: YCbCrCoding, size: tuple[int, int]) 
         return grey_to_l(F.adaptive_avg_pool2d(y, size))
     block = (H // h, W // w)
     steps = coding.luma_steps * block[0] * block[1]
-    mean = F.avg_pool2d(y, block) if block != (1, 1) else y
-    return _lightness_table(steps, y.device)[(mean * steps).round_().long()]
+    index = (_block_sum(y, block) * coding.luma_steps).round_().long()  # = mean * steps
+    return _lightness_table(steps, y.device)[index]
+
+
+def _block_sum(y: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """Sums of y's last two dimensions over (rows, columns) blocks, as strided adds (on a
+    2-core CPU 4x faster than ``avg_pool2d`` at 1080p 4:2:0); y itself for 1 x 1 blocks."""
+    rows = y[..., 0 :: block[0], :]
+    for i in range(1, block[0]):
+        rows = rows + y[..., i :: block[0], :]
+    total = rows[..., 0 :: block[1]]
+    for j in range(1, block[1]):
+        total = total + rows[..., j :: block[1]]
+    return total
 
 
 @functools.lru_cache(maxsize=8)
@@ -194,35 +210,121 @@ def lab_to_chroma(
     clips to the code range and pairs them with the stream's own Y' plane.
 
     The video pipeline's hottest colour maths (a frame's every chroma site): ``lab_to_rgb``'s
-    conversion (kornia's constants: D65, the sRGB transfer, clipped to [0, 1]) written out with
-    in-place steps and no channel stacking, then the Y'CbCr matrix.
+    conversion (kornia's constants: D65, the sRGB transfer, clipped to [0, 1]), then the
+    Y'CbCr matrix, written for eager CPU speed, where each step is a pass over memory:
+
+    - each transfer function's two pieces (the cube and its line, the 1/2.4 power and its line)
+      join without a select: ``piece(max(x, knee)) + line(min(x, knee)) - line(knee)``, equal
+      to the select wherever the pieces meet at the knee (here within 1e-7). A ``torch.where``
+      and its comparison cost many times an add;
+    - the 3x3 matrices are scaled sums of planes, not a matrix product (which, with three
+      inputs, costs more than the sums);
+    - the constant offsets, D65's white and the transfer's scale fold into the matrices, and
+      the constant the transfer's joint leaves on R'G'B' cancels in the colour differences.
+
+    On the CPU it works in pieces of about ``_CHUNK_SITES`` sites, so that each piece's planes
+    stay in the caches from one pass to the next. Eager, it beats what ``torch.compile`` makes
+    of it, or made of the plain form (docs/BENCHMARKS.md), so ``run --compile`` leaves it be.
+
+    ``benchmarks/colour_stage_changes.py`` times it against the plain form (kornia's
+    conversion, then the matrix) and reports the largest code difference between them.
     """
-    kr, kb = YCBCR_MATRICES[coding.matrix]
     with torch.autocast(L.device.type, enabled=False):
-        fy = _float32(L).add(16.0).div_(116.0)
-        ab = _float32(ab)
-        f = torch.cat([ab[:, :1] / 500.0 + fy, fy, (fy - ab[:, 1:] / 200.0).clamp_(min=0.0)], 1)
-        xyz = torch.where(f > 0.2068966, f.pow(3.0), f.sub(4.0 / 29.0).div_(7.787))
-        xyz *= _WHITE.to(xyz.device)
-        rgb = torch.einsum("ij,bjhw->bihw", _XYZ_TO_RGB.to(xyz.device), xyz)
-        low, curve = rgb * 12.92, rgb > 0.0031308  # the sRGB transfer's two pieces
-        rgb = rgb.clamp_(min=0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
-        rgb = torch.where(curve, rgb, low).clamp_(0.0, 1.0)
-        r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-        y = kr * r + (1 - kr - kb) * g + kb * b
-        cb = (b - y).div_(2 * (1 - kb))
-        cr = (r - y).div_(2 * (1 - kr))
-        return coding.chroma_to_code(cb), coding.chroma_to_code(cr)
+        # Cb and Cr stacked first, so that each is one contiguous block
+        codes = torch.empty((2, *L.shape), dtype=torch.float32, device=L.device)
+        sites = _CHUNK_SITES if L.device.type == "cpu" else None
+        for part in _chunks(L.shape, sites):
+            _lab_to_chroma(
+                _float32(L[part]), _float32(ab[part]), coding, codes[(slice(None), *part)]
+            )
+        return codes[0], codes[1]
 
 
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883])[:, None, None]  # D65, as kornia's
-_XYZ_TO_RGB = torch.tensor(  # kornia's xyz_to_rgb
-    [
-        [3.2404813432005266, -1.5371515162713185, -0.4985363261688878],
-        [-0.9692549499965682, 1.8759900014898907, 0.0415559265582928],
-        [0.0556466391351772, -0.2040413383665112, 1.0573110696453443],
+_CHUNK_SITES = 2**18  # a piece's planes (3 MiB each) stay in the CPU's caches between passes
+
+
+def _chunks(shape: torch.Size, sites: int | None) -> list[tuple[slice, slice, slice]]:
+    """Index tuples that cover (B, C, h, w) in pieces of about ``sites`` h x w positions
+    (whole frames together, or rows of one frame); one piece when ``sites`` is None."""
+    batch, _, height, width = shape
+    if sites is None:
+        return [(slice(None), slice(None), slice(None))]
+    frames = max(1, sites // max(1, height * width))
+    rows = height if frames > 1 else max(1, sites // width)
+    return [
+        (slice(i, i + frames), slice(None), slice(r, r + rows))
+        for i in range(0, batch, frames)
+        for r in range(0, height, rows)
     ]
+
+
+def _lab_to_chroma(
+    L: torch.Tensor, ab: torch.Tensor, coding: YCbCrCoding, codes: torch.Tensor
+) -> None:
+    """``lab_to_chroma`` of one piece, into ``codes`` (2, B, 1, h, w): Cb, Cr.
+
+    Planes are stacked first (C, B, 1, h, w), so that each is one contiguous block."""
+    f = torch.empty((3, *L.shape), device=L.device, dtype=torch.float32)
+    fy = torch.add(L, 16.0, out=f[1]).div_(116.0)
+    torch.add(fy, ab[:, :1], alpha=1 / 500, out=f[0])
+    torch.sub(fy, ab[:, 1:], alpha=1 / 200, out=f[2]).clamp_(min=0.0)
+    # CIE f -> X/Xn, Y/Yn, Z/Zn: f^3 above the knee, (f - 4/29) / 7.787 below; the line's
+    # constant and D65's white go into the matrix that follows.
+    line = f.clamp_max(_F_KNEE)
+    xyz = f.clamp_min_(_F_KNEE).pow_(3.0).add_(line, alpha=1 / 7.787)
+    rgb = _mix(xyz, _XYZ_TO_RGB_D65, _XYZ_TO_RGB_OFFSET).clamp_(0.0, 1.0)  # linear, clipped
+    # the sRGB transfer, less its constant 0.055 + 12.92 * knee (which Cb and Cr cancel)
+    line = rgb.clamp_max(_SRGB_KNEE)
+    rgb = rgb.clamp_min_(_SRGB_KNEE).pow_(1 / 2.4).mul_(1.055).add_(line, alpha=12.92)
+    neutral = coding.chroma_affine[0]
+    _mix(rgb, _chroma_weights(coding), (neutral, neutral), codes)
+
+
+def _mix(
+    planes: torch.Tensor,
+    matrix: tuple[tuple[float, ...], ...],
+    offset: tuple[float, ...],
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``matrix @ planes + offset`` over the first dimension, one scaled sum a row: planes
+    (C, ...), matrix R rows of C floats, offset R floats; returns (R, ...), in ``out`` if
+    given."""
+    if out is None:
+        out = torch.empty_like(planes[: len(matrix)])
+    for plane, row, constant in zip(out, matrix, offset, strict=True):
+        torch.mul(planes[0], row[0], out=plane)
+        for j in range(1, len(row)):
+            plane.add_(planes[j], alpha=row[j])
+        plane.add_(constant)
+    return out
+
+
+def _chroma_weights(coding: YCbCrCoding) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The Cb and Cr codes, less their neutral code, as weights on the R'G'B' that
+    ``lab_to_chroma`` makes (the plain transfer's output plus a constant, which these
+    weights cancel: each row sums to zero)."""
+    kr, kb = YCBCR_MATRICES[coding.matrix]
+    kg = 1 - kr - kb
+    scale = coding.chroma_affine[1]
+    cb = (-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5)
+    cr = (0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr)))
+    return tuple(scale * w for w in cb), tuple(scale * w for w in cr)
+
+
+_WHITE = (0.95047, 1.0, 1.08883)  # D65, as kornia's
+_XYZ_TO_RGB = (  # kornia's xyz_to_rgb
+    (3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
+    (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
+    (0.0556466391351772, -0.2040413383665112, 1.0573110696453443),
 )
+_F_KNEE = 0.2068966  # kornia's threshold for 6/29
+_SRGB_KNEE = 0.0031308
+# lab_to_chroma's joined f^-1 is the true one plus knee / 7.787 (exactly above the knee, to
+# 5e-8 below): the matrix takes D65's white, its offset takes that constant off.
+_XYZ_TO_RGB_D65 = tuple(
+    tuple(m * w for m, w in zip(row, _WHITE, strict=True)) for row in _XYZ_TO_RGB
+)
+_XYZ_TO_RGB_OFFSET = tuple(-sum(row) * _F_KNEE / 7.787 for row in _XYZ_TO_RGB_D65)
 
 
 def ycbcr_to_rgb(

@@ -14,8 +14,6 @@ returned are on the coded grid.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 
 from vidcolour.colour import YCbCrCoding, grey_to_l, lab_to_chroma, site_lightness
-from vidcolour.predict import Compiled, resize
+from vidcolour.predict import resize
 from vidcolour.video.orientation import Orientation
 
 
@@ -78,22 +76,17 @@ class ColourStage:
         chroma_size: tuple[int, int],
         fields: bool = False,
         orientation: Orientation | None = None,
-        *,
-        compiled: bool = False,
     ) -> None:
         """``source``: the input's coding; ``target``: the output's (same matrix and range; its
-        bit depth); ``chroma_size``: (h, w) of the output's chroma planes. ``compiled``: Lab
-        to Cb/Cr through ``torch.compile`` (``run --compile``; 2.5x faster on a 2-core Xeon at
-        576p and 1080p, the same codes, docs/BENCHMARKS.md)."""
+        bit depth); ``chroma_size``: (h, w) of the output's chroma planes. Lab to Cb/Cr runs
+        eager also under ``run --compile``: its eager form is faster on the CPU than Inductor's
+        code for it (docs/BENCHMARKS.md)."""
         self.predictor = predictor
         self.source = source
         self.target = target
         self.chroma_size = chroma_size
         self.fields = fields
         self.orientation = orientation or Orientation()
-        self._to_chroma: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
-            _compiled_lab_to_chroma(predictor.device) if compiled else lab_to_chroma
-        )
 
     @property
     def streams(self) -> int:
@@ -128,7 +121,7 @@ class ColourStage:
         """Cb and Cr: two (B, h, w) arrays of codes coded as ``target``, h x w =
         ``chroma_size``, on the coded grid."""
         ab = resize(self.orientation.coded(work.ab), self._picture_chroma_size)
-        cb, cr = self._to_chroma(work.L_chroma, ab, self.target)
+        cb, cr = lab_to_chroma(work.L_chroma, ab, self.target)
         if self.fields:  # the fields' rows interleaved again
             b = cb.shape[0] // 2
             cb, cr = (torch.stack([c[:b], c[b:]], dim=-2).flatten(-3, -2) for c in (cb, cr))
@@ -141,13 +134,6 @@ class ColourStage:
     def __call__(self, luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cb and Cr for ``luma`` (see ``predict`` and ``chroma``), with nothing between."""
         return self.chroma(self.predict(luma))
-
-
-@functools.cache
-def _compiled_lab_to_chroma(device: torch.device) -> Compiled:
-    """One compiled ``lab_to_chroma`` a device, shared by every colour stage: ``batch --jobs``
-    runs several films at once, and its lock keeps two of them from compiling together."""
-    return Compiled(lab_to_chroma, device)
 
 
 def video_chroma(

@@ -486,7 +486,6 @@ def _run_stages(
         plan.target.chroma_size,
         plan.fields,
         job.orientation,
-        compiled=job.colouriser.compiled,
     )
     stabilise = None
     if options.stabilise:
