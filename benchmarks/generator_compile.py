@@ -3,13 +3,14 @@ each one's share of the bf16 matmul rate measured in the same run (issue 22, goa
 
     python benchmarks/generator_compile.py [--model default] [--size 256x384] [--batch 8]
         [--rounds 5] [--profile] [--form stored] [--config ibn_sn_md] [--eager-only]
+        [--malloc-default]
 
-As `vidcolour run` predicts: the generator in its prediction form (--form stored: as a weights
-file stores it, without that form's further folds; benchmarks/prediction_form.py), in
+As `vidcolour run` predicts: the generator in its prediction form (--form stored: as a
+weights file stores it, without that form's further folds; benchmarks/prediction_form.py), in
 channels-last memory, bf16 autocast where the CPU runs bf16 natively, inference mode, batches
-of --batch at the working size. Eager and
-compiled rounds alternate, so both see the same machine; prints the compile time, the median
-milliseconds per frame of each, their FLOP/s over the matmul rate (MFU), and the CPU.
+of --batch at the working size, malloc keeping large freed blocks (--malloc-default: not).
+Eager and compiled rounds alternate, so both see the same machine; prints the compile time, the
+median milliseconds per frame of each, their FLOP/s over the matmul rate (MFU), and the CPU.
 Compiling needs a C++ compiler on a CPU.
 """
 
@@ -27,7 +28,7 @@ from vidcolour.config import load_config
 from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
 from vidcolour.nets import build_generator, count_flops, fold_for_inference, fold_for_prediction
-from vidcolour.perf import matmul_flops_per_s
+from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.resources import resolve_config
 from vidcolour.weights import load_generator
 
@@ -46,11 +47,18 @@ parser.add_argument(
 parser.add_argument(
     "--eager-only", action="store_true", help="no compiling: eager rounds alone, back to back"
 )
+parser.add_argument(
+    "--malloc-default",
+    action="store_true",
+    help="leave glibc's malloc as it is (run keeps large freed blocks: perf.keep_freed_memory)",
+)
 args = parser.parse_args()
 
 height, width = map(int, args.size.split("x"))
 device = torch.device("cpu")
 dtype = autocast_dtype(device, "auto")
+if not args.malloc_default:
+    keep_freed_memory()  # as Colouriser.load does for run: large freed blocks kept, not re-faulted
 if args.config:  # as a weights file would hold it: SN and BN folded; then as run predicts
     generator = fold_for_inference(
         build_generator(load_config(resolve_config(args.config)).model.generator)

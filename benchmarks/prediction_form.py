@@ -31,7 +31,7 @@ from vidcolour.devices import autocast_dtype
 from vidcolour.model_files import open_model
 from vidcolour.nets import ConvAct, InstanceHalf, PhaseConvTranspose, count_flops
 from vidcolour.nets.fold import fold_for_inference, fold_ibn, fold_narrow_transposed
-from vidcolour.perf import matmul_flops_per_s
+from vidcolour.perf import keep_freed_memory, matmul_flops_per_s
 from vidcolour.weights import load_generator
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,6 +51,7 @@ args = parser.parse_args()
 height, width = map(int, args.size.split("x"))
 device = torch.device("cpu")
 dtype = autocast_dtype(device, "auto")
+keep_freed_memory()  # as Colouriser.load does for run: large freed blocks kept, not re-faulted
 found = open_model(args.model)  # a weights file (the bundled models are)
 base = args.baseline
 stored = fold_for_inference(load_generator(found.path)[0])
