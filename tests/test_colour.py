@@ -141,8 +141,8 @@ def test_lab_to_chroma_matches_kornias_conversion_over_the_whole_lab_box(
 ) -> None:
     """The joined transfer pieces and folded matrices against the plain form they replace
     (kornia's Lab -> R'G'B', clipped, then the matrix), out of gamut too: within 0.01 of a
-    code. In pieces (several frames a piece, rows of a frame a piece) as whole, to float
-    rounding."""
+    code; and the same in pieces (several frames a piece, rows of a frame a piece) as whole,
+    to float rounding."""
     rng = np.random.default_rng(4)
     L = torch.from_numpy(rng.uniform(0, 100, (3, 1, 40, 50))).float()
     ab = torch.from_numpy(rng.uniform(-110, 110, (3, 2, 40, 50))).float()
@@ -155,12 +155,12 @@ def test_lab_to_chroma_matches_kornias_conversion_over_the_whole_lab_box(
         coding.chroma_to_code((rgb[:, 2:] - y) / (2 * (1 - kb))),
         coding.chroma_to_code((rgb[:, :1] - y) / (2 * (1 - kr))),
     )
-    monkeypatch.setattr(colour, "_CHUNK_SITES", 10**9)  # the batch whole
+    monkeypatch.setattr(colour, "_PIECE_SITES", 10**9)  # the batch whole
     whole = lab_to_chroma(L, ab, coding)
     for mine, plain in zip(whole, expected, strict=True):
         assert (mine - plain).abs().max() < 0.01
     for sites in (4000, 700, 2000):  # two frames a piece; 14 rows a piece; 40 rows a piece
-        monkeypatch.setattr(colour, "_CHUNK_SITES", sites)
+        monkeypatch.setattr(colour, "_PIECE_SITES", sites)
         for piecewise, at_once in zip(lab_to_chroma(L, ab, coding), whole, strict=True):
             # a vector kernel's tail elements may round the last bit differently
             assert (piecewise - at_once).abs().max() < 1e-4

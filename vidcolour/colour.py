@@ -185,7 +185,8 @@ def site_lightness(y: torch.Tensor, coding: YCbCrCoding, size: tuple[int, int]) 
 
 def _block_sum(y: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     """Sums of y's last two dimensions over (rows, columns) blocks, as strided adds (on a
-    2-core CPU 4x faster than ``avg_pool2d`` at 1080p 4:2:0); y itself for 1 x 1 blocks."""
+    2-core CPU 4x faster than ``avg_pool2d`` at 1080p 4:2:0); for 1 x 1 blocks y itself, not
+    a copy."""
     rows = y[..., 0 :: block[0], :]
     for i in range(1, block[0]):
         rows = rows + y[..., i :: block[0], :]
@@ -222,7 +223,7 @@ def lab_to_chroma(
     - the constant offsets, D65's white and the transfer's scale fold into the matrices, and
       the constant the transfer's joint leaves on R'G'B' cancels in the colour differences.
 
-    On the CPU it works in pieces of about ``_CHUNK_SITES`` sites, so that each piece's planes
+    On the CPU it works in pieces of about ``_PIECE_SITES`` sites, so that each piece's planes
     stay in the caches from one pass to the next. Eager, it beats what ``torch.compile`` makes
     of it, or made of the plain form (docs/BENCHMARKS.md), so ``run --compile`` leaves it be.
 
@@ -230,54 +231,54 @@ def lab_to_chroma(
     conversion, then the matrix) and reports the largest code difference between them.
     """
     with torch.autocast(L.device.type, enabled=False):
-        # Cb and Cr stacked first, so that each is one contiguous block
-        codes = torch.empty((2, *L.shape), dtype=torch.float32, device=L.device)
-        sites = _CHUNK_SITES if L.device.type == "cpu" else None
-        for part in _chunks(L.shape, sites):
-            _lab_to_chroma(
-                _float32(L[part]), _float32(ab[part]), coding, codes[(slice(None), *part)]
-            )
+        codes = torch.empty((2, *L.shape), dtype=torch.float32, device=L.device)  # Cb, Cr
+        matrix = _chroma_matrix(coding)
+        sites = _PIECE_SITES if L.device.type == "cpu" else None
+        for frames, rows in _pieces(L.shape, sites):
+            piece = (_float32(L[frames, :, rows]), _float32(ab[frames, :, rows]))
+            _lab_to_chroma(*piece, matrix, codes[:, frames, :, rows])
         return codes[0], codes[1]
 
 
-_CHUNK_SITES = 2**18  # a piece's planes (3 MiB each) stay in the CPU's caches between passes
+_PIECE_SITES = 2**18  # a piece's planes (1 MiB each) stay in the CPU's caches between passes
 
 
-def _chunks(shape: torch.Size, sites: int | None) -> list[tuple[slice, slice, slice]]:
-    """Index tuples that cover (B, C, h, w) in pieces of about ``sites`` h x w positions
-    (whole frames together, or rows of one frame); one piece when ``sites`` is None."""
+def _pieces(shape: torch.Size, sites: int | None) -> list[tuple[slice, slice]]:
+    """(frames, rows) slices that cover (B, C, h, w) in pieces of about ``sites`` h x w
+    positions: whole frames together, or rows of one frame; one piece when ``sites`` is None."""
     batch, _, height, width = shape
     if sites is None:
-        return [(slice(None), slice(None), slice(None))]
+        return [(slice(None), slice(None))]
     frames = max(1, sites // max(1, height * width))
     rows = height if frames > 1 else max(1, sites // width)
     return [
-        (slice(i, i + frames), slice(None), slice(r, r + rows))
+        (slice(i, i + frames), slice(r, r + rows))
         for i in range(0, batch, frames)
         for r in range(0, height, rows)
     ]
 
 
 def _lab_to_chroma(
-    L: torch.Tensor, ab: torch.Tensor, coding: YCbCrCoding, codes: torch.Tensor
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    chroma: tuple[tuple[tuple[float, ...], ...], tuple[float, ...]],
+    codes: torch.Tensor,
 ) -> None:
-    """``lab_to_chroma`` of one piece, into ``codes`` (2, B, 1, h, w): Cb, Cr.
-
-    Planes are stacked first (C, B, 1, h, w), so that each is one contiguous block."""
-    f = torch.empty((3, *L.shape), device=L.device, dtype=torch.float32)
+    """``lab_to_chroma`` of one piece, into ``codes`` (2, B, 1, h, w): Cb, Cr by ``chroma``
+    (``_chroma_matrix``). Planes are stacked first, (C, B, 1, h, w): each is one block."""
+    f = torch.empty((3, *L.shape), dtype=torch.float32, device=L.device)
     fy = torch.add(L, 16.0, out=f[1]).div_(116.0)
     torch.add(fy, ab[:, :1], alpha=1 / 500, out=f[0])
     torch.sub(fy, ab[:, 1:], alpha=1 / 200, out=f[2]).clamp_(min=0.0)
     # CIE f -> X/Xn, Y/Yn, Z/Zn: f^3 above the knee, (f - 4/29) / 7.787 below; the line's
     # constant and D65's white go into the matrix that follows.
-    line = f.clamp_max(_F_KNEE)
-    xyz = f.clamp_min_(_F_KNEE).pow_(3.0).add_(line, alpha=1 / 7.787)
+    f_below = f.clamp_max(_F_KNEE)
+    xyz = f.clamp_min_(_F_KNEE).pow_(3.0).add_(f_below, alpha=1 / 7.787)
     rgb = _mix(xyz, _XYZ_TO_RGB_D65, _XYZ_TO_RGB_OFFSET).clamp_(0.0, 1.0)  # linear, clipped
     # the sRGB transfer, less its constant 0.055 + 12.92 * knee (which Cb and Cr cancel)
-    line = rgb.clamp_max(_SRGB_KNEE)
-    rgb = rgb.clamp_min_(_SRGB_KNEE).pow_(1 / 2.4).mul_(1.055).add_(line, alpha=12.92)
-    neutral = coding.chroma_affine[0]
-    _mix(rgb, _chroma_weights(coding), (neutral, neutral), codes)
+    rgb_below = rgb.clamp_max(_SRGB_KNEE)
+    rgb = rgb.clamp_min_(_SRGB_KNEE).pow_(1 / 2.4).mul_(1.055).add_(rgb_below, alpha=12.92)
+    _mix(rgb, *chroma, out=codes)
 
 
 def _mix(
@@ -299,16 +300,18 @@ def _mix(
     return out
 
 
-def _chroma_weights(coding: YCbCrCoding) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The Cb and Cr codes, less their neutral code, as weights on the R'G'B' that
-    ``lab_to_chroma`` makes (the plain transfer's output plus a constant, which these
-    weights cancel: each row sums to zero)."""
+def _chroma_matrix(
+    coding: YCbCrCoding,
+) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]:
+    """Cb and Cr codes from the R'G'B' that ``lab_to_chroma`` makes, for ``_mix``: (rows of
+    weights, offsets). That R'G'B' is the plain transfer's output plus a constant, which the
+    weights cancel (each row sums to zero); the offsets are the neutral code."""
     kr, kb = YCBCR_MATRICES[coding.matrix]
     kg = 1 - kr - kb
-    scale = coding.chroma_affine[1]
+    neutral, scale = coding.chroma_affine
     cb = (-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5)
     cr = (0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr)))
-    return tuple(scale * w for w in cb), tuple(scale * w for w in cr)
+    return (tuple(scale * w for w in cb), tuple(scale * w for w in cr)), (neutral, neutral)
 
 
 _WHITE = (0.95047, 1.0, 1.08883)  # D65, as kornia's
