@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +29,7 @@ from vidcolour.perf import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).parent))
 from colour_stage import cpu_name
+from colour_stage_changes import compare  # before and after, alternated
 
 
 def colour_at(revision: str, folder: Path) -> ModuleType:
@@ -48,19 +47,6 @@ def colour_at(revision: str, folder: Path) -> ModuleType:
     sys.modules["colour_before"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-def alternate(
-    before: Callable[[], object], after: Callable[[], object], rounds: int, frames: int
-) -> dict[str, float]:
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    before(), after()  # warm up
-    for _ in range(rounds):
-        for name, work in (("before", before), ("after", after)):
-            start = time.perf_counter()
-            work()
-            times[name].append(time.perf_counter() - start)
-    return {k: round(1000 * statistics.median(v) / frames, 2) for k, v in times.items()}
 
 
 def largest(a: object, b: object) -> float:
@@ -103,7 +89,7 @@ def main() -> None:
         "before": args.before,
         "size": [height, width],
         "batch": b,
-        "ms_per_frame": {k: alternate(*v, args.rounds, b) for k, v in pieces.items()},
+        "ms_per_frame": {k: compare(*v, args.rounds, b) for k, v in pieces.items()},
         "largest_difference": {k: largest(v[0](), v[1]()) for k, v in pieces.items()},
     }
     print(json.dumps(result, indent=1))
