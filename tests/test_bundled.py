@@ -97,7 +97,9 @@ def _venv_with_this_environment(env_dir: Path) -> Path:
     if site.ENABLE_USER_SITE:
         homes.append(Path(site.getusersitepackages()))
     dirs = [h for h in dict.fromkeys(h.resolve() for h in homes) if h.is_dir()]
-    dirs = [d for d in dirs if not d.is_relative_to(ROOT)]  # never the source tree
+    # never the source tree itself (on sys.path under `python -m pytest`); a virtualenv kept
+    # inside the checkout (`python -m venv .venv`, as many do) is this environment all the same
+    dirs = [d for d in dirs if d != ROOT]
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True,
