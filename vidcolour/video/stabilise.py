@@ -56,7 +56,10 @@ class Stabiliser:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength = strength
-        self._flow = Flow()
+        # DIS's ultrafast preset: a step at 0.5-0.7x its cost with "fast", its
+        # flicker and error figures within 1% (docs/BENCHMARKS.md, "The stabiliser's flow");
+        # eval's warp error keeps "fast", so that the metric did not move with it.
+        self._flow = Flow(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         self._luma: np.ndarray | None = None  # previous frame, (h, w) uint8
         self._planes: list[np.ndarray] = []  # previous output a, b and luma, (h, w) float32
 
