@@ -26,6 +26,10 @@ import torch
 from vidcolour.video.flow import Flow, flow_maps, remap
 
 DEFAULT_STRENGTH = 0.95
+# DIS's ultrafast preset: a step at 0.53-0.69 of its cost with "fast", every flicker and error
+# figure within 1% (docs/BENCHMARKS.md, "The stabiliser's flow"); eval's warp error keeps
+# "fast", so that the metric did not move with it.
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
 TAU = 24.0  # luma mismatch (8-bit codes, blurred) at which trust falls to 1/e
 _SMOOTH_SIGMA = 1.0  # the luma is compared a little blurred, so grain does not read as motion
 
@@ -52,14 +56,11 @@ def trust(current: np.ndarray, before: np.ndarray, inside: np.ndarray) -> np.nda
 class Stabiliser:
     """The state of one stream of frames (one per video, or per field of interlaced video)."""
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH) -> None:
+    def __init__(self, strength: float = DEFAULT_STRENGTH, flow_preset: int = FLOW_PRESET) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength = strength
-        # DIS's ultrafast preset: a step at 0.5-0.7x its cost with "fast", its
-        # flicker and error figures within 1% (docs/BENCHMARKS.md, "The stabiliser's flow");
-        # eval's warp error keeps "fast", so that the metric did not move with it.
-        self._flow = Flow(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._flow = Flow(flow_preset)
         self._luma: np.ndarray | None = None  # previous frame, (h, w) uint8
         self._planes: list[np.ndarray] = []  # previous output a, b and luma, (h, w) float32
 
