@@ -1,12 +1,13 @@
 """The colour stage's maths now against an earlier revision's, in one run (issue 22).
 
-    python benchmarks/colour_versions.py --before 09bc52e [--size 1080x1920] [--rounds 5]
+    python benchmarks/colour_versions.py --before 09bc52e [--size 1080x1920] [--rounds 5] [--ops]
 
 Loads ``vidcolour/colour.py`` as it was at ``--before`` (``git show``; the module needs
 only torch and kornia) beside the current one, and times, batch 8, the two alternated
 round by round (median, milliseconds per frame) on 4:2:0 frames: L at the chroma sites and
-Lab -> Cb/Cr codes. Also the largest difference between the two versions' results (Lab L;
-Cb/Cr codes). Prints one JSON object, with the CPU.
+Lab -> Cb/Cr codes; also the largest difference between the two versions' results (Lab L;
+Cb/Cr codes). --ops adds why the old form was slow: single ops, pooling, piece sizes. Prints
+one JSON object, with the CPU.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vidcolour import colour
 from vidcolour.perf import keep_freed_memory
@@ -60,6 +64,12 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="a git revision of this repository")
     parser.add_argument("--size", default="1080x1920", help="HEIGHTxWIDTH of the frames")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="also: single ops on one frame's three chroma planes, the avg_pool2d the block "
+        "sums replace, and lab_to_chroma by piece size",
+    )
     args = parser.parse_args()
     keep_freed_memory()
     height, width = map(int, args.size.split("x"))
@@ -92,7 +102,52 @@ def main() -> None:
         "ms_per_frame": {k: compare(*v, args.rounds, b) for k, v in pieces.items()},
         "largest_difference": {k: largest(v[0](), v[1]()) for k, v in pieces.items()},
     }
+    if args.ops:
+        result["ops_ms"] = ops(y, L, ab, new_coding, args.rounds)
     print(json.dumps(result, indent=1))
+
+
+def ops(
+    y: torch.Tensor, L: torch.Tensor, ab: torch.Tensor, coding: object, rounds: int
+) -> dict[str, object]:
+    """Why the colour maths was slow eager, in milliseconds (median of ``rounds``): single ops
+    over one frame's three chroma planes; a 2x2 ``avg_pool2d`` of the batch's luma against
+    ``colour._block_sum`` (a frame); ``lab_to_chroma`` a frame by piece size (sites; 0: the
+    batch whole)."""
+    x = torch.cat([L[:1], ab[:1]], 1).abs_().add_(0.1)  # (1, 3, h, w), positive
+    m = torch.randn(3, 3)
+    single: dict[str, Callable[[], object]] = {
+        "add": lambda: x + 1,
+        "where": lambda: torch.where(x > 50, x, x),
+        "compare": lambda: x > 50,
+        "einsum 3x3": lambda: torch.einsum("ij,bjhw->bihw", m, x),
+        "pow 1/2.4": lambda: x.pow(1 / 2.4),
+    }
+    frames = y.shape[0]
+    result: dict[str, object] = {k: median_ms(v, rounds) for k, v in single.items()}
+    result["avg_pool2d 2x2 a frame"] = median_ms(lambda: F.avg_pool2d(y, 2), rounds) / frames
+    result["block sums 2x2 a frame"] = (
+        median_ms(lambda: colour._block_sum(y, (2, 2)), rounds) / frames
+    )
+    by_size = {}
+    for sites in (2**15, 2**17, 2**18, 2**19, 0):
+        colour._PIECE_SITES = sites or 10**12
+        by_size[str(sites)] = (
+            median_ms(lambda: colour.lab_to_chroma(L, ab, coding), rounds) / frames
+        )
+    colour._PIECE_SITES = 2**18
+    result["lab_to_chroma a frame, by piece sites"] = by_size
+    return result
+
+
+def median_ms(work: Callable[[], object], rounds: int) -> float:
+    work()  # warm up
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return round(1000 * statistics.median(times), 3)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ def run_script(*args: str) -> str:
             *("benchmarks/generator_compile.py", "--config", "default", "--size", "128x128"),
             *("--eager-only", "--malloc-default"),
         ),
-        ("benchmarks/colour_versions.py", "--before", "HEAD", "--size", "16x32", "--rounds", "1"),
+        (
+            *("benchmarks/colour_versions.py", "--before", "HEAD", "--size", "16x32"),
+            *("--rounds", "1", "--ops"),
+        ),
     ],
     ids=lambda args: Path(args[0]).name,
 )

@@ -185,8 +185,8 @@ def site_lightness(y: torch.Tensor, coding: YCbCrCoding, size: tuple[int, int]) 
 
 def _block_sum(y: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     """Sums of y's last two dimensions over (rows, columns) blocks, as strided adds (on a
-    2-core CPU 4x faster than ``avg_pool2d`` at 1080p 4:2:0); for 1 x 1 blocks y itself, not
-    a copy."""
+    2-core CPU 4x faster than ``avg_pool2d`` at 1080p 4:2:0: benchmarks/colour_versions.py
+    --ops); for 1 x 1 blocks y itself, not a copy."""
     rows = y[..., 0 :: block[0], :]
     for i in range(1, block[0]):
         rows = rows + y[..., i :: block[0], :]
