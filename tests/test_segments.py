@@ -30,6 +30,7 @@ from vidcolour.batch.ledger import LEDGER_NAME, Ledger
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import build_generator
+from vidcolour.video import pipeline
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.segments import MANIFEST, segment_chunks, work_path
 from vidcolour.video.shots import ShotDetector
@@ -319,7 +320,7 @@ def test_a_changed_input_or_model_discards_the_segments(
     other = tmp_path / "other.safetensors"
     save_generator(other, build_generator(TINY), name="tiny")
     colourised, notices = _resume(Colouriser.load(other, "cpu", resolution=64), short_film, dst)
-    assert colourised == 240 and any("changed since its" in n for n in notices)
+    assert colourised == 240 and any("the model changed since its" in n for n in notices)
 
     dst.unlink()
     copy = tmp_path / "film.mp4"
@@ -329,7 +330,23 @@ def test_a_changed_input_or_model_discards_the_segments(
         f.seek(copy.stat().st_size - 10)
         f.write(b"0123456789")
     colourised, notices = _resume(colouriser, copy, dst)
-    assert colourised == 240 and any("changed since its" in n for n in notices)
+    assert colourised == 240 and any("the input changed since its" in n for n in notices)
+
+
+def test_segments_of_another_output_revision_are_made_again(
+    model: Path, short_film: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version of vidcolour that computes other frames (pipeline.OUTPUT_REVISION) does not
+    join its segments to an earlier version's, and says that this is why it starts again."""
+    colouriser = Colouriser.load(model, "cpu", resolution=64)
+    dst = tmp_path / "out.mkv"
+    _interrupted(colouriser, short_film, dst, 150)
+    assert len(manifest(dst)["segments"]) >= 2
+    monkeypatch.setattr(pipeline, "OUTPUT_REVISION", pipeline.OUTPUT_REVISION + 1)
+    colourised, notices = _resume(colouriser, short_film, dst)
+    assert colourised == 240
+    assert any("what this vidcolour version computes changed since its" in n for n in notices)
+    assert not any("the model" in n or "the input" in n for n in notices)
 
 
 def test_a_damaged_segment_is_made_again(model: Path, short_film: Path, tmp_path: Path) -> None:

@@ -317,16 +317,29 @@ def _in_segments(options: VideoOptions, container_format: str) -> bool:
     return wanted and not whole
 
 
+# The revision of what the pipeline computes: bump it with any change that alters the frames
+# written for the same input, model and options (colour maths, stabilisation, resizing), so that
+# a film resumed across that change starts again instead of joining segments made two ways.
+# 1: Lab -> Cb/Cr without selects (codes within 1 of before) and the stabiliser's DIS flow at
+# its ultrafast preset (issue 22); work folders from before it have no revision.
+OUTPUT_REVISION = 1
+
+
 def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str:
-    """What a film's segments depend on: the input, the model and every option that shapes
-    the output (the keyframes by content)."""
+    """What a film's segments depend on: the input, the model, every option that shapes the
+    output (the keyframes by content) and ``OUTPUT_REVISION``."""
     shaping = dataclasses.asdict(options)
     for name in ("overwrite", "queue_chunks", "resume", "keyframes"):
         del shaping[name]
     if options.keyframes:
         shaping["keyframes"] = keyframes_digest({n: Path(p) for n, p in options.keyframes.items()})
     return json.dumps(
-        {"input": fingerprint(src), "model": colouriser.identity, "options": shaping},
+        {
+            "input": fingerprint(src),
+            "model": colouriser.identity,
+            "options": shaping,
+            "revision": OUTPUT_REVISION,
+        },
         sort_keys=True,
     )
 

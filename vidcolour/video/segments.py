@@ -111,7 +111,7 @@ class WorkFolder:
             found = None
         if found is not None and found.get("key") != self.key:
             tell(
-                f"{self.path}: the input, model or settings changed since its "
+                f"{self.path}: {_changed(found.get('key'), self.key)} changed since its "
                 f"{len(found.get('segments', []))} segments were made; starting again"
             )
             found = None
@@ -205,6 +205,30 @@ class WorkFolder:
     @staticmethod
     def _state_name(index: int) -> str:
         return f"state-{index:05d}.npz"
+
+
+# What each part of a work key (video/pipeline.py, ``_work_key``) is, for the user.
+_KEY_PARTS = {
+    "input": "the input",
+    "model": "the model",
+    "options": "the settings",
+    "revision": "what this vidcolour version computes",
+}
+
+
+def _changed(before: object, now: str) -> str:
+    """The parts of a work key that differ between ``before`` (as a manifest holds it) and
+    ``now``, in words; the whole key's description when ``before`` cannot be read."""
+    try:
+        old, new = json.loads(before), json.loads(now)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        old = new = None
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return "the input, model or settings"
+    parts = [words for name, words in _KEY_PARTS.items() if old.get(name) != new.get(name)]
+    if not parts:
+        parts = ["the input, model or settings"]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
 def _damage(path: Path, segment: Segment) -> str | None:
