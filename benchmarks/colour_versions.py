@@ -1,13 +1,17 @@
-"""The colour stage's maths now against an earlier revision's, in one run (issue 22).
+"""The per-frame maths now against an earlier revision's, in one run (issue 22).
 
     python benchmarks/colour_versions.py --before 09bc52e [--size 1080x1920] [--rounds 5] [--ops]
+        [--clip video.mp4 ...]
 
-Loads ``vidcolour/colour.py`` as it was at ``--before`` (``git show``; the module needs
-only torch and kornia) beside the current one, and times, batch 8, the two alternated
-round by round (median, milliseconds per frame) on 4:2:0 frames: L at the chroma sites and
-Lab -> Cb/Cr codes; also the largest difference between the two versions' results (Lab L;
-Cb/Cr codes). --ops adds why the old form was slow: single ops, pooling, piece sizes. Prints
-one JSON object, with the CPU.
+Loads ``vidcolour/colour.py`` and ``vidcolour/video/shots.py`` as they were at ``--before``
+(``git show``; the modules need only torch, kornia, OpenCV and the current package) beside the
+current ones, and times, batch 8, the two alternated round by round (median, milliseconds per
+frame) on 4:2:0 frames: L at the chroma sites, Lab -> Cb/Cr codes, L at the working size
+(``grey_to_l``, 256 px high) and the shot detector's signature of a luma plane; also the largest
+difference between the two versions' results (Lab L; Cb/Cr codes; signature values). --ops
+adds why the old form was slow: single ops, pooling, piece sizes. Each --clip is decoded and
+its signatures made both ways: the largest change of a distance between neighbouring frames,
+and the cuts each version's detector finds. Prints one JSON object, with the CPU.
 """
 
 from __future__ import annotations
@@ -24,37 +28,71 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vidcolour import colour
 from vidcolour.perf import keep_freed_memory
+from vidcolour.predict import resize
+from vidcolour.video import shots
 
 sys.path.insert(0, str(Path(__file__).parent))
 from colour_stage import cpu_name
 from colour_stage_changes import compare  # before and after, alternated
 
 
-def colour_at(revision: str, folder: Path) -> ModuleType:
-    """vidcolour/colour.py at ``revision``, imported under another name."""
+def module_at(revision: str, source_path: str, folder: Path) -> ModuleType:
+    """The repository's file ``source_path`` (a module) at ``revision``, imported under
+    another name."""
     root = Path(__file__).resolve().parents[1]
     source = subprocess.run(
-        ["git", "show", f"{revision}:vidcolour/colour.py"],
+        ["git", "show", f"{revision}:{source_path}"],
         cwd=root, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    path = folder / "colour_before.py"
+    name = f"{Path(source_path).stem}_before"
+    path = folder / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("colour_before", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["colour_before"] = module  # dataclasses look their module up
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
+def clip_lumas(path: Path) -> list[np.ndarray]:
+    """Every frame's Y' plane (8-bit video), in decoding order."""
+    with av.open(str(path)) as container:
+        return [
+            np.frombuffer(frame.planes[0], np.uint8)
+            .reshape(frame.height, frame.planes[0].line_size)[:, : frame.width]
+            .copy()
+            for frame in container.decode(container.streams.video[0])
+        ]
+
+
+def clip_changes(old: ModuleType, path: Path) -> dict[str, object]:
+    """How the signature's change moves a real clip's distances and cuts."""
+    lumas = clip_lumas(path)
+    before = [old.signature(y) for y in lumas]
+    after = [shots.signature(y) for y in lumas]
+    moved = max(
+        abs(shots.distance(before[i], before[i - 1]) - shots.distance(after[i], after[i - 1]))
+        for i in range(1, len(lumas))
+    )
+    return {
+        "frames": len(lumas),
+        "size": list(lumas[0].shape),
+        "largest distance change": round(moved, 5),
+        "cuts before": old.cuts_of(before),
+        "cuts after": shots.cuts_of(after),
+    }
+
+
 def largest(a: object, b: object) -> float:
-    pairs = zip(a, b, strict=True) if isinstance(a, tuple) else [(a, b)]
+    pairs = zip(a, b, strict=True) if isinstance(a, tuple | list) else [(a, b)]
     return float(max((x.float() - y.float()).abs().max() for x, y in pairs))  # type: ignore[union-attr]
 
 
@@ -70,18 +108,21 @@ def main() -> None:
         help="also: single ops on one frame's three chroma planes, the avg_pool2d the block "
         "sums replace, and lab_to_chroma by piece size",
     )
+    parser.add_argument("--clip", type=Path, action="append", default=[], help="repeatable")
     args = parser.parse_args()
     keep_freed_memory()
     height, width = map(int, args.size.split("x"))
     chroma, b = (height // 2, width // 2), 8
     with tempfile.TemporaryDirectory() as folder:
-        old = colour_at(args.before, Path(folder))
+        old = module_at(args.before, "vidcolour/colour.py", Path(folder))
+        old_shots = module_at(args.before, "vidcolour/video/shots.py", Path(folder))
     new_coding, old_coding = colour.YCbCrCoding("bt709"), old.YCbCrCoding("bt709")
     rng = np.random.default_rng(0)
     luma = rng.integers(0, 256, (b, height, width)).astype(np.uint8)
     y = new_coding.luma_to_unit(torch.from_numpy(luma).float()).unsqueeze(1)
     L = colour.site_lightness(y, new_coding, chroma)
     ab = torch.from_numpy(rng.uniform(-100, 100, (b, 2, *chroma))).float()
+    y_work = resize(y, (256, max(1, round(256 * width / height))))
 
     pieces: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "L at the chroma sites": (
@@ -91,6 +132,11 @@ def main() -> None:
         "Lab to Cb/Cr codes": (
             lambda: old.lab_to_chroma(L, ab, old_coding),
             lambda: colour.lab_to_chroma(L, ab, new_coding),
+        ),
+        "L at the working size": (lambda: old.grey_to_l(y_work), lambda: colour.grey_to_l(y_work)),
+        "shot signature": (
+            lambda: [torch.from_numpy(old_shots.signature(plane)) for plane in luma],
+            lambda: [torch.from_numpy(shots.signature(plane)) for plane in luma],
         ),
     }
     result = {
@@ -104,6 +150,8 @@ def main() -> None:
     }
     if args.ops:
         result["ops_ms"] = ops(y, L, ab, new_coding, args.rounds)
+    if args.clip:
+        result["clips"] = {str(path): clip_changes(old_shots, path) for path in args.clip}
     print(json.dumps(result, indent=1))
 
 

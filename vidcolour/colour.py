@@ -156,12 +156,14 @@ def grey_to_l(y: torch.Tensor) -> torch.Tensor:
     """
     with torch.autocast(y.device.type, enabled=False):
         y = _float32(y)
-        linear = torch.where(y > 0.04045, ((y + 0.055) / 1.055).pow(2.4), y / 12.92)
-        # CIE f(t) with t = Y / Yn; for grey under D65, Y / Yn is the linear value itself.
+        # CIE f(t) with t = Y / Yn; for grey under D65, Y / Yn is the linear value itself. Above
+        # sRGB's toe, f = linear^(1/3) = ((y + 0.055) / 1.055)^0.8: one power instead of two
+        # (L within 1e-5 of the two-power form, 1.5x faster: benchmarks/colour_versions.py).
         delta = 6 / 29
-        f = torch.where(linear > delta**3, linear.clamp_min(1e-12).pow(1 / 3),
-                        linear / (3 * delta**2) + 4 / 29)  # fmt: skip
-        return 116 * f - 16
+        f = ((y + 0.055) / 1.055).pow(0.8)
+        # below f = delta, L = 116 (linear / (3 delta^2) + 4/29) - 16 = linear * 116 / (3 delta^2)
+        dark = torch.where(y > 0.04045, f * f * f, y / 12.92).mul_(116 / (3 * delta**2))
+        return torch.where(f > delta, f.mul(116).sub_(16), dark)
 
 
 def site_lightness(y: torch.Tensor, coding: YCbCrCoding, size: tuple[int, int]) -> torch.Tensor:
