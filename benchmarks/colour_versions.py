@@ -1,17 +1,18 @@
 """The per-frame maths now against an earlier revision's, in one run (issue 22).
 
     python benchmarks/colour_versions.py --before 09bc52e [--size 1080x1920] [--rounds 5] [--ops]
-        [--clip video.mp4 ...]
+        [--clip video.mp4 ...] [--grain 8]
 
 Loads ``vidcolour/colour.py`` and ``vidcolour/video/shots.py`` as they were at ``--before``
 (``git show``; the modules need only torch, kornia, OpenCV and the current package) beside the
 current ones, and times, batch 8, the two alternated round by round (median, milliseconds per
 frame) on 4:2:0 frames: L at the chroma sites, Lab -> Cb/Cr codes, L at the working size
-(``grey_to_l``, 256 px high) and the shot detector's signature of a luma plane; also the largest
-difference between the two versions' results (Lab L; Cb/Cr codes; signature values). --ops
-adds why the old form was slow: single ops, pooling, piece sizes. Each --clip is decoded and
-its signatures made both ways: the largest change of a distance between neighbouring frames,
-and the cuts each version's detector finds. Prints one JSON object, with the CPU.
+(``grey_to_l``, 256 px high, the width in proportion) and the shot detector's signature of a
+luma plane; also the largest difference between the two versions' results (Lab L; Cb/Cr
+codes; signature values). --ops adds why the old form was slow: single ops, pooling, piece
+sizes. Each --clip is decoded and its signatures made both ways (with --grain, after adding
+grain): the largest change of a distance between neighbouring frames, the median distance,
+and the cuts each version finds. Prints one JSON object, with the CPU.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def module_at(revision: str, source_path: str, folder: Path) -> ModuleType:
 def clip_lumas(path: Path) -> list[np.ndarray]:
     """Every frame's Y' plane (8-bit video), in decoding order."""
     with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.format is None or stream.format.components[0].bits != 8:
+            raise SystemExit(f"{path}: --clip takes 8-bit video")
         return [
             np.frombuffer(frame.planes[0], np.uint8)
             .reshape(frame.height, frame.planes[0].line_size)[:, : frame.width]
@@ -73,19 +77,26 @@ def clip_lumas(path: Path) -> list[np.ndarray]:
         ]
 
 
-def clip_changes(old: ModuleType, path: Path) -> dict[str, object]:
-    """How the signature's change moves a real clip's distances and cuts."""
+def clip_changes(old: ModuleType, path: Path, grain: float) -> dict[str, object]:
+    """How the signature's change moves a real clip's distances and cuts (``grain``: Gaussian
+    noise of that many codes added to every frame first)."""
     lumas = clip_lumas(path)
+    if grain:
+        rng = np.random.default_rng(0)
+        lumas = [np.clip(y + rng.normal(0, grain, y.shape), 0, 255).astype(np.uint8) for y in lumas]
     before = [old.signature(y) for y in lumas]
     after = [shots.signature(y) for y in lumas]
-    moved = max(
-        abs(shots.distance(before[i], before[i - 1]) - shots.distance(after[i], after[i - 1]))
-        for i in range(1, len(lumas))
+    d_before, d_after = (
+        np.array([shots.distance(s[i], s[i - 1]) for i in range(1, len(s))])
+        for s in (before, after)
     )
     return {
         "frames": len(lumas),
         "size": list(lumas[0].shape),
-        "largest distance change": round(moved, 5),
+        "largest distance change": round(float(np.abs(d_after - d_before).max()), 5),
+        "median distance before, after": [
+            round(float(np.median(d)), 4) for d in (d_before, d_after)
+        ],
         "cuts before": old.cuts_of(before),
         "cuts after": shots.cuts_of(after),
     }
@@ -109,6 +120,12 @@ def main() -> None:
         "sums replace, and lab_to_chroma by piece size",
     )
     parser.add_argument("--clip", type=Path, action="append", default=[], help="repeatable")
+    parser.add_argument(
+        "--grain",
+        type=float,
+        default=0.0,
+        help="add Gaussian grain of this many codes (seeded) to the clips' luma, as old film has",
+    )
     args = parser.parse_args()
     keep_freed_memory()
     height, width = map(int, args.size.split("x"))
@@ -151,7 +168,10 @@ def main() -> None:
     if args.ops:
         result["ops_ms"] = ops(y, L, ab, new_coding, args.rounds)
     if args.clip:
-        result["clips"] = {str(path): clip_changes(old_shots, path) for path in args.clip}
+        result["grain"] = args.grain
+        result["clips"] = {
+            str(path): clip_changes(old_shots, path, args.grain) for path in args.clip
+        }
     print(json.dumps(result, indent=1))
 
 

@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -32,7 +33,7 @@ from vidcolour.colouriser import Colouriser
 from vidcolour.nets import build_generator
 from vidcolour.video import pipeline
 from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.segments import MANIFEST, segment_chunks, work_path
+from vidcolour.video.segments import KEY_PARTS, MANIFEST, key_change, segment_chunks, work_path
 from vidcolour.video.shots import ShotDetector
 from vidcolour.video.source import Source
 from vidcolour.video.synth import write_film
@@ -345,8 +346,36 @@ def test_segments_of_another_output_revision_are_made_again(
     monkeypatch.setattr(pipeline, "OUTPUT_REVISION", pipeline.OUTPUT_REVISION + 1)
     colourised, notices = _resume(colouriser, short_film, dst)
     assert colourised == 240
-    assert any("what this vidcolour version computes changed since its" in n for n in notices)
+    revisions = f"{pipeline.OUTPUT_REVISION - 1} -> {pipeline.OUTPUT_REVISION}"
+    said = f"what this vidcolour version computes (output revision {revisions}) changed since its"
+    assert any(said in n for n in notices)
     assert not any("the model" in n or "the input" in n for n in notices)
+
+
+def test_a_changed_work_key_is_told_part_by_part(tmp_path: Path) -> None:
+    """What the rerun says when it starts a film again: which parts of the key changed, and a
+    hedged whole when the old key cannot be read part by part."""
+    film = tmp_path / "film.mp4"
+    film.write_bytes(b"0" * 100)
+    colouriser = SimpleNamespace(identity={"sha256": "a"})
+    key = json.loads(pipeline._work_key(colouriser, film, VideoOptions("ffv1")))
+    assert set(key) == set(KEY_PARTS)  # every part has its words
+
+    def change(**parts: object) -> str:
+        return key_change(json.dumps(key), json.dumps({**key, **parts}))
+
+    assert change(model={"sha256": "b"}) == "the model"
+    assert change(input={}, options={}) == "the input and the settings"
+    assert change(revision=99) == (
+        f"what this vidcolour version computes (output revision {key['revision']} -> 99)"
+    )
+    before_revisions = json.dumps({k: v for k, v in key.items() if k != "revision"})
+    assert key_change(before_revisions, json.dumps(key)) == (
+        f"what this vidcolour version computes (output revision none -> {key['revision']})"
+    )
+    hedged = "the input, model, settings or vidcolour version"
+    assert key_change("not json", json.dumps(key)) == hedged
+    assert key_change(None, json.dumps(key)) == hedged
 
 
 def test_a_damaged_segment_is_made_again(model: Path, short_film: Path, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ class WorkFolder:
             found = None
         if found is not None and found.get("key") != self.key:
             tell(
-                f"{self.path}: {_changed(found.get('key'), self.key)} changed since its "
+                f"{self.path}: {key_change(found.get('key'), self.key)} changed since its "
                 f"{len(found.get('segments', []))} segments were made; starting again"
             )
             found = None
@@ -208,7 +208,7 @@ class WorkFolder:
 
 
 # What each part of a work key (video/pipeline.py, ``_work_key``) is, for the user.
-_KEY_PARTS = {
+KEY_PARTS = {
     "input": "the input",
     "model": "the model",
     "options": "the settings",
@@ -216,19 +216,21 @@ _KEY_PARTS = {
 }
 
 
-def _changed(before: object, now: str) -> str:
+def key_change(before: object, now: str) -> str:
     """The parts of a work key that differ between ``before`` (as a manifest holds it) and
-    ``now``, in words; the whole key's description when ``before`` cannot be read."""
+    ``now``, in words; all of them, hedged, when ``before`` cannot be read part by part."""
     try:
         old, new = json.loads(before), json.loads(now)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         old = new = None
     if not (isinstance(old, dict) and isinstance(new, dict)):
-        return "the input, model or settings"
-    parts = [words for name, words in _KEY_PARTS.items() if old.get(name) != new.get(name)]
-    if not parts:
-        parts = ["the input, model or settings"]
-    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+        return "the input, model, settings or vidcolour version"
+    parts = [words for name, words in KEY_PARTS.items() if old.get(name) != new.get(name)]
+    if not parts:  # only parts this version does not know
+        return "the input, model, settings or vidcolour version"
+    if parts[-1] == KEY_PARTS["revision"]:
+        parts[-1] += f" (output revision {old.get('revision', 'none')} -> {new.get('revision')})"
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
 def _damage(path: Path, segment: Segment) -> str | None:
