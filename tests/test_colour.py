@@ -94,6 +94,21 @@ def test_grey_to_l_is_the_lab_l_of_grey_pixels() -> None:
     assert (grey_to_l(y) - expected).abs().max() < 1e-3
 
 
+def test_grey_to_l_follows_the_cie_formula_across_both_joins() -> None:
+    """grey_to_l's one power against the textbook's two (sRGB decoding, then the CIE cube
+    root), in float64, on a dense grid and at the neighbours of both joins: y = 0.04045 (the
+    sRGB toe) and linear = (6/29)^3 (the CIE one, y = 0.0922...)."""
+    delta = 6 / 29
+    cie_joint = 1.055 * delta**1.25 - 0.055  # y whose linear value is delta^3: 0.0922...
+    joints = torch.tensor([0.04045, cie_joint], dtype=torch.float64)
+    near = joints[:, None] + torch.arange(-3, 4, dtype=torch.float64) * 1e-7
+    y = torch.cat([torch.linspace(0, 1, 200_001, dtype=torch.float64), near.flatten()])
+    linear = torch.where(y > 0.04045, ((y + 0.055) / 1.055) ** 2.4, y / 12.92)
+    f = torch.where(linear > delta**3, linear ** (1 / 3), linear / (3 * delta**2) + 4 / 29)
+    expected = 116 * f - 16
+    assert (grey_to_l(y).double() - expected).abs().max() < 2e-5
+
+
 @pytest.mark.parametrize(
     ("coding", "black", "white", "neutral"),
     [
