@@ -322,7 +322,7 @@ def _in_segments(options: VideoOptions, container_format: str) -> bool:
 # a film resumed across that change starts again instead of joining segments made two ways.
 # 1: Lab -> Cb/Cr without selects (codes within 1 of before) and the stabiliser's DIS flow at
 # its ultrafast preset (issue 22); work folders from before it have no revision.
-# 2: L from luma in one power (within 1e-5), the shot signature from every other sample.
+# 2: L from luma in one power (within 1e-5), the shot signature from 2x2 means first.
 OUTPUT_REVISION = 2
 
 
