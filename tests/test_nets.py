@@ -231,8 +231,15 @@ def test_prediction_form_keeps_outputs(name: str) -> None:
             after_bf16 = gen(l)
     assert torch.allclose(before, after, atol=1e-5)
     assert after_bf16.dtype == torch.bfloat16  # the IBN's float32 no longer reaches the head
-    # bf16 rounds at other places now: within a hundredth of the ab range (1.1 ab units)
-    assert (before_bf16 - after_bf16.float()).abs().max() < 0.01
+    # bf16 rounds at other places now, no worse: the folded form's bf16 error against float32
+    # stays within the unfolded form's (how large both are depends on the CPU: emulated bf16
+    # on an AVX2-only one rounds otherwise than native bf16), and the two forms within 2% of
+    # the ab range of each other
+    error_before = (before_bf16 - before).abs()
+    error_after = (after_bf16.float() - before).abs()
+    assert error_after.mean() <= 1.15 * error_before.mean()  # 0.88-1.03 over 16 seeds (AVX2)
+    assert error_after.max() <= 1.5 * error_before.max()  # 0.77-1.33
+    assert (before_bf16 - after_bf16.float()).abs().max() < 0.02
 
 
 def test_instance_half_works_in_place_only_without_autograd() -> None:
