@@ -73,7 +73,7 @@ def clip_lumas(path: Path) -> list[np.ndarray]:
             np.frombuffer(frame.planes[0], np.uint8)
             .reshape(frame.height, frame.planes[0].line_size)[:, : frame.width]
             .copy()
-            for frame in container.decode(container.streams.video[0])
+            for frame in container.decode(stream)
         ]
 
 
