@@ -124,6 +124,8 @@ def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
         ("data.workers=-1", r"data\.workers must be at least 0"),
         ("loss.gan_from_epoch=200", r"loss\.gan_from_epoch must be from 0 to train\.epochs - 1"),
         ("optim.freeze_encoder_epochs=-1", r"optim\.freeze_encoder_epochs must be at least 0"),
+        ("optim.encoder_lr_scale=0", r"optim\.encoder_lr_scale must be in \(0, 1\], not 0"),
+        ("optim.encoder_lr_scale=1.5", r"optim\.encoder_lr_scale must be in \(0, 1\], not 1\.5"),
         (
             "optim.freeze_encoder_epochs=201",
             r"optim\.freeze_encoder_epochs must be from 0 to train\.epochs \(200\), not 201",

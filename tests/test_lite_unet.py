@@ -163,6 +163,36 @@ def test_tiny_lite_model_trains_freezes_exports_and_runs(
     assert rgb.shape == (40, 70, 3)
 
 
+def test_the_encoder_learns_at_its_own_rate(fake_imagenet: Path, tmp_path: Path) -> None:
+    """optim.encoder_lr_scale gives the encoder that fraction of every step's generator rate,
+    decay included; a resume that asks for another fraction stops with one line."""
+    photos = tmp_path / "photos"
+    write_photos(photos, 4)  # 2 steps an epoch, the second epoch decaying
+    config = small_lite(
+        f"model.generator.encoder_weights={fake_imagenet}",
+        "optim.freeze_encoder_epochs=0",
+        "optim.encoder_lr_scale=0.25",
+    )
+    run = tmp_path / "run"
+    for steps in (1, 4):  # a checkpoint after each step holds the rates that step ran with
+        train(
+            config, RunArgs(data=str(photos), out=run, max_steps=steps, device="cpu", resume=True)
+        )
+        groups = load_checkpoint(latest_checkpoint(run)[0])["opt_generator"]["param_groups"]
+        decoder, encoder = (g["lr"] for g in groups)
+        assert decoder == pytest.approx(2e-4 * min(1, (4 - (steps - 1)) / 2))
+        assert encoder == pytest.approx(0.25 * decoder)
+    n_encoder = len(list(build_generator(config.model.generator).encoder.parameters()))
+    assert len(groups[1]["params"]) == n_encoder
+
+    other = small_lite(
+        f"model.generator.encoder_weights={fake_imagenet}", "optim.freeze_encoder_epochs=0"
+    )
+    with pytest.raises(VidcolourError, match="encoder_lr_scale cannot change") as info:
+        train(other, RunArgs(data=str(photos), out=run, max_steps=4, device="cpu", resume=True))
+    assert "\n" not in str(info.value)
+
+
 def test_folding_the_encoder_and_decoder_norms_is_exact(fake_imagenet: Path) -> None:
     config = GeneratorConfig(
         arch="lite0_unet", ngf=8, norm="ibn", spectral_norm=True, encoder_weights=str(fake_imagenet)

@@ -133,6 +133,9 @@ class OptimConfig:
     # lite*_unet: epochs during which the pretrained encoder is frozen (weights and batch-norm
     # statistics) while the decoder learns, then trained with the rest, as DeOldify does.
     freeze_encoder_epochs: int = 0
+    # lite*_unet: the pretrained encoder's learning rate as a fraction of lr_g once it learns
+    # (fastai's discriminative rates, which DeOldify's unfrozen phase uses); 1: one rate for all.
+    encoder_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _at_least("optim.lr_g", self.lr_g, 0)
@@ -141,6 +144,10 @@ class OptimConfig:
         _in_unit("optim.beta2", self.beta2)
         _at_least("optim.decay_epochs", self.decay_epochs, 0)
         _at_least("optim.freeze_encoder_epochs", self.freeze_encoder_epochs, 0)
+        if not 0 < self.encoder_lr_scale <= 1:  # 0 would be a frozen encoder that drifts
+            raise ConfigError(
+                f"optim.encoder_lr_scale must be in (0, 1], not {self.encoder_lr_scale}"
+            )
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 from vidcolour._version import __version__
 from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
 from vidcolour.colour import model_to_rgb, rgb_to_model
-from vidcolour.config import Config, to_dict, to_yaml
+from vidcolour.config import Config, OptimConfig, to_dict, to_yaml
 from vidcolour.data import (
     ImageDataset,
     ScanReport,
@@ -319,7 +319,9 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
     discriminator.to(rt.device).train()
     o = config.optim
     optims = Optimisers(
-        torch.optim.Adam(generator.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2)),
+        torch.optim.Adam(
+            generator_groups(bare_generator(generator), o), lr=o.lr_g, betas=(o.beta1, o.beta2)
+        ),
         torch.optim.Adam(discriminator.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
     )
     if rt.world > 1:
@@ -331,6 +333,20 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
         )
         discriminator = DistributedDataParallel(discriminator, device_ids=ids)
     return Nets(generator, discriminator, feature_network(config, rt.device)), optims
+
+
+def generator_groups(generator: Generator, o: OptimConfig) -> list[dict[str, Any]]:
+    """The generator's parameter groups, each with its ``lr_scale`` of ``lr_g``: one group, or
+    with ``optim.encoder_lr_scale`` below 1 the rest first and the pretrained encoder second."""
+    part = generator.pretrained_part() if o.encoder_lr_scale < 1 else None
+    if part is None:
+        return [{"params": list(generator.parameters()), "lr_scale": 1.0}]
+    encoder = {id(p) for p in part.parameters()}
+    rest = [p for p in generator.parameters() if id(p) not in encoder]
+    return [
+        {"params": rest, "lr_scale": 1.0},
+        {"params": list(part.parameters()), "lr_scale": o.encoder_lr_scale},
+    ]
 
 
 def feature_network(config: Config, device: torch.device) -> ImageNetLite | None:
@@ -456,7 +472,16 @@ class TrainingState:
         too when this state has one (``load_average``)."""
         unwrap(self.nets.generator).load_state_dict(state["generator"])
         unwrap(self.nets.discriminator).load_state_dict(state["discriminator"])
-        self.optims.generator.load_state_dict(state["opt_generator"])
+        opt = self.optims.generator
+        saved = [g.get("lr_scale", 1.0) for g in state["opt_generator"]["param_groups"]]
+        wanted = [g.get("lr_scale", 1.0) for g in opt.param_groups]
+        if saved != wanted:
+            raise VidcolourError(
+                f"the checkpoint's generator learning-rate scales {saved} are not this "
+                f"config's {wanted}: "
+                "optim.encoder_lr_scale cannot change within a run"
+            )
+        opt.load_state_dict(state["opt_generator"])
         self.optims.discriminator.load_state_dict(state["opt_discriminator"])
         self.step, self.epoch, self.in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         _set_rng_state(state["rng"], rt)
@@ -869,7 +894,7 @@ def train_one_epoch(
         factor = lr_factor(state.step, run.per_epoch, tc.epochs, oc.decay_epochs)
         for opt, base in ((optims.generator, oc.lr_g), (optims.discriminator, oc.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = base * factor
+                group["lr"] = base * factor * group.get("lr_scale", 1.0)
         adversarial = adversarial_at(config, state.epoch)
         # per step: validating the live generator puts every part back in train mode
         generator = bare_generator(nets.generator)
