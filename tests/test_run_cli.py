@@ -265,3 +265,26 @@ def test_bench_reports_every_stage(model: Path, clip: Path, tmp_path: Path) -> N
     # the keys docs/BENCHMARKS.md documents, and no others: `bench --json` is read by scripts
     documented = (ROOT / "docs" / "BENCHMARKS.md").read_text().split("bench --json keys:")[1]
     assert set(figures) == set(re.findall(r"`(\w+)`", documented.split("\n\n")[1]))
+    assert (figures["crf"], figures["preset"], figures["tune"]) == (18, "veryfast", "grain")
+
+    # run's encoder settings reach both encodes: a higher crf writes a smaller file
+    cheap = tmp_path / "cheap.json"
+    result = CliRunner().invoke(
+        main,
+        ["bench", "--input", str(clip), "--model", str(model), "--resolution", "64",
+         "--batch-size", "2", "--crf", "40", "--preset", "ultrafast", "--tune", "none",
+         "--json", str(cheap)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "encode (h264, crf 40, preset ultrafast)" in result.output
+    settings = json.loads(cheap.read_text())
+    assert (settings["crf"], settings["preset"], settings["tune"]) == (40, "ultrafast", None)
+    assert 0 < settings["output_bytes_per_frame"] < figures["output_bytes_per_frame"]
+
+
+def test_bench_refuses_encoder_settings_its_codec_lacks(clip: Path) -> None:
+    result = CliRunner().invoke(main, ["bench", "--input", str(clip), "--preset", "fastest"])
+    assert result.exit_code != 0
+    assert "unknown --preset 'fastest'" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["bench", "--codec", "ffv1", "--crf", "10"])
+    assert result.exit_code != 0 and "apply to h264 and h265, not ffv1" in result.output

@@ -44,6 +44,9 @@ class BenchResult:
     working_size: tuple[int, int]
     batch_size: int
     codec: str
+    crf: int | None  # the encoder settings the encode and end-to-end runs used (resolved)
+    preset: str | None
+    tune: str | None
     model: str
     device: str
     precision: str
@@ -53,6 +56,7 @@ class BenchResult:
     colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
     encode_fps: float
     end_to_end_fps: float
+    output_bytes_per_frame: float  # the end-to-end run's file over its frames
     model_gflop_per_frame: float
     model_tflops: float
     matmul_tflops: float  # bf16 (fp32 when the run is fp32) matmul, measured in this run
@@ -64,6 +68,15 @@ class BenchResult:
     # predict: L and the generator, stabilise, chroma: Lab -> Cb/Cr, encode): overlapped
     # stages can sum to more than 1, up to the cores they share.
     stage_shares: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """x264/x265 settings as ``run``'s --crf, --preset and --tune take them; None: the codec's."""
+
+    crf: int | None = None
+    preset: str | None = None
+    tune: str | None = None
 
 
 def _timed(work: Callable[[], int]) -> float:
@@ -79,9 +92,12 @@ def run_bench(
     *,
     batch_size: int = 8,
     codec: str = "h264",
+    encoder: Encoder = Encoder(),
     max_frames: int | None = None,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
+    """Every stage of the pipeline alone, then the whole, on ``input_path`` (None: a synthetic
+    PAL clip); ``encoder``: x264/x265 settings as ``run`` takes them, None for the codec's."""
     with tempfile.TemporaryDirectory(prefix="vidcolour-bench-") as scratch:
         work = Path(scratch)
         if input_path is None:
@@ -90,7 +106,7 @@ def run_bench(
             input_path = write_clip(
                 work / "synthetic.mp4", frames=SYNTHETIC_FRAMES, size=SYNTHETIC_SIZE
             )
-        return _bench(colouriser, input_path, work, batch_size, codec, max_frames, log)
+        return _bench(colouriser, input_path, work, batch_size, codec, encoder, max_frames, log)
 
 
 def _bench(
@@ -99,6 +115,7 @@ def _bench(
     work: Path,
     batch_size: int,
     codec_name: str,
+    encoder: Encoder,
     max_frames: int | None,
     log: Callable[[str], None],
 ) -> BenchResult:
@@ -182,9 +199,9 @@ def _bench(
                 first,
                 plan,
                 codec,
-                crf=None,
-                preset=None,
-                tune=None,
+                crf=encoder.crf,
+                preset=encoder.preset,
+                tune=encoder.tune,
                 tag="bench",
                 notify=lambda _: None,
             )
@@ -195,7 +212,13 @@ def _bench(
         return frames
 
     encode_fps = _timed(encode)
-    log(f"encode ({codec_name}): {encode_fps:.1f} fps")
+    crf, preset, tune = codec.resolve(encoder.crf, encoder.preset, encoder.tune)
+    settings = "".join(
+        f", {name} {value}"
+        for name, value in (("crf", crf), ("preset", preset), ("tune", tune))
+        if value is not None
+    )
+    log(f"encode ({codec_name}{settings}): {encode_fps:.1f} fps")
     chunks.clear()  # free the decoded frames before the end-to-end run
     codes.clear()
 
@@ -204,10 +227,16 @@ def _bench(
     if max_frames:
         e2e_input = work / f"head{input_path.suffix}"
         _copy_head(input_path, e2e_input, max_frames)
-    options = VideoOptions(codec=codec_name, batch_size=batch_size, overwrite=True)
-    report = colourise_video(
-        colouriser, e2e_input, work / f"e2e{CODECS[codec_name].extension}", options
+    options = VideoOptions(
+        codec=codec_name,
+        crf=encoder.crf,
+        preset=encoder.preset,
+        tune=encoder.tune,
+        batch_size=batch_size,
+        overwrite=True,
     )
+    e2e_output = work / f"e2e{codec.extension}"
+    report = colourise_video(colouriser, e2e_input, e2e_output, options)
     e2e_fps = report.fps
     shares = {k: v / report.seconds for k, v in report.stage_seconds.items()}
     log("end to end, share of the time each stage was busy: "
@@ -227,6 +256,9 @@ def _bench(
         working_size=size,
         batch_size=batch_size,
         codec=codec_name,
+        crf=crf,
+        preset=preset,
+        tune=tune,
         model=colouriser.name,
         device=_device_name(dev),
         precision=str(matmul_dtype).removeprefix("torch."),
@@ -236,6 +268,7 @@ def _bench(
         colour_stage_fps=colour_fps,
         encode_fps=encode_fps,
         end_to_end_fps=e2e_fps,
+        output_bytes_per_frame=e2e_output.stat().st_size / report.frames,
         model_gflop_per_frame=flops / 1e9,
         model_tflops=model_flops / 1e12,
         matmul_tflops=matmul / 1e12,

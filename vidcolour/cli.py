@@ -544,6 +544,18 @@ class _OncePerKind:
         return notify
 
 
+CRF_OPTION = click.option(
+    "--crf",
+    type=click.IntRange(0, 51),
+    help="Quality for h264/h265, lower is better [default: 18 for h264, 20 for h265].",
+)
+PRESET_OPTION = click.option(
+    "--preset", help="x264/x265 preset [default: veryfast for h264, fast for h265]."
+)
+TUNE_OPTION = click.option(
+    "--tune", help="x264/x265 tune, or 'none' [default: grain, which keeps film grain]."
+)
+
 _COLOURISE_OPTIONS = (
     click.option(
         "--model",
@@ -554,16 +566,9 @@ _COLOURISE_OPTIONS = (
     DEVICE_OPTION,
     click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True),
     CODEC_OPTION,
-    click.option(
-        "--crf",
-        type=click.IntRange(0, 51),
-        help="Quality for h264/h265, lower is better [default: 18 for h264, 20 for h265].",
-    ),
-    click.option("--preset", help="x264/x265 preset [default: veryfast for h264, fast for h265]."),
-    click.option(
-        "--tune",
-        help="x264/x265 tune, or 'none' [default: grain, which keeps film grain].",
-    ),
+    CRF_OPTION,
+    PRESET_OPTION,
+    TUNE_OPTION,
     RESOLUTION_OPTION,
     PRECISION_OPTION,
     COMPILE_OPTION,
@@ -1142,6 +1147,9 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
 @PRECISION_OPTION
 @COMPILE_OPTION
 @CODEC_OPTION
+@CRF_OPTION
+@PRESET_OPTION
+@TUNE_OPTION
 @click.option("--frames", type=click.IntRange(min=1), help="Use at most this many frames.")
 def bench_command(
     input_path: Path | None,
@@ -1153,6 +1161,9 @@ def bench_command(
     precision: str,
     compiled: bool,
     codec: str | None,
+    crf: int | None,
+    preset: str | None,
+    tune: str | None,
     frames: int | None,
 ) -> None:
     """Measure each stage of the video pipeline, then the whole, in one run.
@@ -1162,13 +1173,16 @@ def bench_command(
     the slowest stage's fps.
 
     \b
-    Example:
+    Examples:
       vidcolour bench --json bench.json
+      vidcolour bench --input film.mkv --frames 500 --preset superfast
     """
-    from vidcolour.bench import run_bench, to_json, write_json
+    from vidcolour.bench import Encoder, run_bench, to_json, write_json
     from vidcolour.colouriser import Colouriser
+    from vidcolour.video.codecs import check_encoder_options
 
     _check_json_out(json_out)
+    check_encoder_options(codec or "h264", crf, preset, tune)
     colouriser = Colouriser.load(
         model, device, precision=precision, resolution=resolution, compiled=compiled
     )
@@ -1178,6 +1192,7 @@ def bench_command(
         input_path,
         batch_size=batch_size,
         codec=codec or "h264",
+        encoder=Encoder(crf, preset, tune),
         max_frames=frames,
         log=lambda line: console.print(line, highlight=False),
     )
