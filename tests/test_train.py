@@ -193,6 +193,31 @@ def test_learning_rates_decay_linearly(photos: Path, tmp_path: Path) -> None:
     assert [r["lr_d"] / r["lr_g"] for r in records] == pytest.approx([0.5] * 12)
 
 
+def test_a_checkpoint_from_before_the_rate_scales_resumes(photos: Path, tmp_path: Path) -> None:
+    """Checkpoints written before optim.encoder_lr_scale hold groups without a scale: they
+    resume at one rate, and the decay goes on as in one run."""
+    run = tmp_path / "run"
+    config = small_config("bn_sn_md", "train.epochs=4", "optim.decay_epochs=2")
+    train(config, RunArgs(data=str(photos), out=run, max_steps=7, device="cpu"))
+    path = latest_checkpoint(run)[0]
+    state = torch.load(path, weights_only=True)
+    for group in state["opt_generator"]["param_groups"]:
+        del group["lr_scale"]
+    torch.save(state, path)
+    train(config, RunArgs(data=str(photos), out=run, max_steps=12, device="cpu", resume=True))
+    assert [r["lr_g"] for r in train_records(run)][7:] == pytest.approx(
+        [2e-4 * (12 - (s - 1)) / 6 for s in range(8, 13)]
+    )
+
+
+def test_a_rate_scale_needs_a_pretrained_encoder(photos: Path, tmp_path: Path) -> None:
+    config = small_config("bn_sn_md", "optim.encoder_lr_scale=0.5")
+    with pytest.raises(
+        VidcolourError, match=r"encoder_lr_scale applies to .* \(lite\*_unet\), not unet$"
+    ):
+        train(config, RunArgs(data=str(photos), out=tmp_path / "run", device="cpu"))
+
+
 def test_the_loop_learns(tmp_path: Path) -> None:
     """On 4 images, a few hundred steps bring ab-L1 below half of the grey baseline's."""
     data = tmp_path / "four"

@@ -56,7 +56,7 @@ class BenchResult:
     colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
     encode_fps: float
     end_to_end_fps: float
-    output_bytes_per_frame: float  # the end-to-end run's file over its frames
+    video_bytes_per_frame: float  # the end-to-end output's video packets over its frames
     model_gflop_per_frame: float
     model_tflops: float
     matmul_tflops: float  # bf16 (fp32 when the run is fp32) matmul, measured in this run
@@ -188,7 +188,7 @@ def _bench(
     log(f"colour stage: {colour_fps:.1f} fps")
 
     # Encode: what the encoder does (new chroma planes in, packets muxed to a file).
-    out = work / f"encode{CODECS[codec_name].extension}"
+    out = work / f"encode{codec.extension}"
 
     def encode() -> int:
         with Source(input_path) as source:
@@ -268,7 +268,7 @@ def _bench(
         colour_stage_fps=colour_fps,
         encode_fps=encode_fps,
         end_to_end_fps=e2e_fps,
-        output_bytes_per_frame=e2e_output.stat().st_size / report.frames,
+        video_bytes_per_frame=_video_bytes(e2e_output) / report.frames,
         model_gflop_per_frame=flops / 1e9,
         model_tflops=model_flops / 1e12,
         matmul_tflops=matmul / 1e12,
@@ -294,6 +294,12 @@ def _copy_head(src: Path, dst: Path, frames: int) -> None:
             count += 1
             if count >= frames:
                 break
+
+
+def _video_bytes(path: Path) -> int:
+    """The size of ``path``'s video packets: what the encoder wrote, without audio or muxing."""
+    with av.open(str(path)) as container:
+        return sum(packet.size for packet in container.demux(container.streams.video[0]))
 
 
 def _device_name(device: torch.device) -> str:

@@ -1182,7 +1182,8 @@ def bench_command(
     from vidcolour.video.codecs import check_encoder_options
 
     _check_json_out(json_out)
-    check_encoder_options(codec or "h264", crf, preset, tune)
+    codec = codec or DEFAULT_CODEC
+    check_encoder_options(codec, crf, preset, tune)
     colouriser = Colouriser.load(
         model, device, precision=precision, resolution=resolution, compiled=compiled
     )
@@ -1191,7 +1192,7 @@ def bench_command(
         colouriser,
         input_path,
         batch_size=batch_size,
-        codec=codec or "h264",
+        codec=codec,
         encoder=Encoder(crf, preset, tune),
         max_frames=frames,
         log=lambda line: console.print(line, highlight=False),

@@ -36,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 from vidcolour._version import __version__
 from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
 from vidcolour.colour import model_to_rgb, rgb_to_model
-from vidcolour.config import Config, OptimConfig, to_dict, to_yaml
+from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import (
     ImageDataset,
     ScanReport,
@@ -320,7 +320,7 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
     o = config.optim
     optims = Optimisers(
         torch.optim.Adam(
-            generator_groups(bare_generator(generator), o), lr=o.lr_g, betas=(o.beta1, o.beta2)
+            generator_groups(bare_generator(generator), config), lr=o.lr_g, betas=(o.beta1, o.beta2)
         ),
         torch.optim.Adam(discriminator.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
     )
@@ -335,12 +335,18 @@ def build_nets(config: Config, rt: Runtime) -> tuple[Nets, Optimisers]:
     return Nets(generator, discriminator, feature_network(config, rt.device)), optims
 
 
-def generator_groups(generator: Generator, o: OptimConfig) -> list[dict[str, Any]]:
+def generator_groups(generator: Generator, config: Config) -> list[dict[str, Any]]:
     """The generator's parameter groups, each with its ``lr_scale`` of ``lr_g``: one group, or
     with ``optim.encoder_lr_scale`` below 1 the rest first and the pretrained encoder second."""
-    part = generator.pretrained_part() if o.encoder_lr_scale < 1 else None
-    if part is None:
+    o = config.optim
+    if o.encoder_lr_scale == 1:
         return [{"params": list(generator.parameters()), "lr_scale": 1.0}]
+    part = generator.pretrained_part()
+    if part is None:
+        raise VidcolourError(
+            "optim.encoder_lr_scale applies to a generator with a pretrained encoder "
+            f"(lite*_unet), not {config.model.generator.arch}"
+        )
     encoder = {id(p) for p in part.parameters()}
     rest = [p for p in generator.parameters() if id(p) not in encoder]
     return [
@@ -482,6 +488,8 @@ class TrainingState:
                 "optim.encoder_lr_scale cannot change within a run"
             )
         opt.load_state_dict(state["opt_generator"])
+        for group, scale in zip(opt.param_groups, wanted, strict=True):
+            group["lr_scale"] = scale  # torch keeps the saved groups' keys: older ones lack it
         self.optims.discriminator.load_state_dict(state["opt_discriminator"])
         self.step, self.epoch, self.in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         _set_rng_state(state["rng"], rt)
