@@ -216,6 +216,7 @@ def test_a_rate_scale_needs_a_pretrained_encoder(photos: Path, tmp_path: Path) -
         VidcolourError, match=r"encoder_lr_scale applies to .* \(lite\*_unet\), not unet$"
     ):
         train(config, RunArgs(data=str(photos), out=tmp_path / "run", device="cpu"))
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
 def test_the_loop_learns(tmp_path: Path) -> None:

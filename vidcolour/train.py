@@ -342,17 +342,24 @@ def generator_groups(generator: Generator, config: Config) -> list[dict[str, Any
     if o.encoder_lr_scale == 1:
         return [{"params": list(generator.parameters()), "lr_scale": 1.0}]
     part = generator.pretrained_part()
-    if part is None:
-        raise VidcolourError(
-            "optim.encoder_lr_scale applies to a generator with a pretrained encoder "
-            f"(lite*_unet), not {config.model.generator.arch}"
-        )
+    assert part is not None, "check_encoder_rate refuses a scale without a pretrained part"
     encoder = {id(p) for p in part.parameters()}
     rest = [p for p in generator.parameters() if id(p) not in encoder]
     return [
         {"params": rest, "lr_scale": 1.0},
         {"params": list(part.parameters()), "lr_scale": o.encoder_lr_scale},
     ]
+
+
+def check_encoder_rate(config: Config) -> None:
+    """Refuse ``optim.encoder_lr_scale`` below 1 for a generator without a pretrained encoder,
+    before the run directory is made (it builds a throwaway generator only then)."""
+    scaled = config.optim.encoder_lr_scale < 1
+    if scaled and build_generator(config.model.generator).pretrained_part() is None:
+        raise VidcolourError(
+            "optim.encoder_lr_scale applies to a generator with a pretrained encoder "
+            f"(lite*_unet), not {config.model.generator.arch}"
+        )
 
 
 def feature_network(config: Config, device: torch.device) -> ImageNetLite | None:
@@ -661,6 +668,7 @@ def _train(
             "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
             "emulated, tens of times slower than fp32; train.precision=auto picks fp32 here"
         )
+    check_encoder_rate(config)
     if not dry_run:
         _prepare_run_dir(args, rt)
 
