@@ -491,8 +491,7 @@ class TrainingState:
         if saved != wanted:
             raise VidcolourError(
                 f"the checkpoint's generator learning-rate scales {saved} are not this "
-                f"config's {wanted}: "
-                "optim.encoder_lr_scale cannot change within a run"
+                f"config's {wanted}: optim.encoder_lr_scale cannot change within a run"
             )
         opt.load_state_dict(state["opt_generator"])
         for group, scale in zip(opt.param_groups, wanted, strict=True):
