@@ -1,8 +1,12 @@
+import subprocess
+import sys
+import threading
+
 import pytest
 import torch
 
 from vidcolour import devices, perf
-from vidcolour.devices import autocast_dtype
+from vidcolour.devices import autocast_dtype, model_workers, use_threads
 from vidcolour.errors import VidcolourError
 
 CPU = torch.device("cpu")
@@ -84,3 +88,81 @@ def test_the_matmul_rate_counts_two_flops_per_multiply_add(monkeypatch) -> None:
     monkeypatch.setattr(perf.time, "perf_counter", lambda: float(next(clock)))
     rate = perf.matmul_rate(CPU, torch.float32, 64, seconds=0.5)
     assert rate == 2 * 64**3 * perf.WINDOW  # one window (at least one), timed as 1 s
+
+
+@pytest.mark.parametrize(
+    ("device", "threads", "compiled", "requested", "expected"),
+    [
+        ("cpu", 2, False, 0, 2),  # auto on a CPU: two, each on half the threads
+        ("cpu", 1, False, 0, 1),  # one thread: nothing to share
+        ("cpu", 2, True, 0, 1),  # torch.compile serialises its calls
+        ("cuda", 2, False, 0, 1),
+        ("cpu", 2, False, 3, 3),  # asked for: as asked
+    ],
+)
+def test_model_workers(monkeypatch, device, threads, compiled, requested, expected) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert model_workers(torch.device(device), requested, compiled) == expected
+
+
+def test_use_threads_changes_the_calling_thread_alone() -> None:
+    default = torch.get_num_threads()
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        use_threads(default + 1)
+        seen["worker"] = torch.get_num_threads()
+
+    def later() -> None:
+        seen["later"] = torch.get_num_threads()
+
+    for target in (worker, later):  # one after the other: "later" starts once worker is done
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    assert seen == {"worker": default + 1, "later": default}
+    assert torch.get_num_threads() == default
+
+
+ARENA_PROBE = """
+import ctypes, os, sys, tempfile, threading
+from vidcolour.perf import keep_freed_memory
+
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.malloc.restype = ctypes.c_void_p
+
+def arenas():
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "info.xml")
+        stream = libc.fopen(path.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        return open(path).read().count("<heap nr=")
+
+if sys.argv[1] == "tuned":
+    keep_freed_memory()
+before = arenas()
+thread = threading.Thread(target=lambda: libc.malloc(1 << 16))
+thread.start()
+thread.join()
+print(before, arenas())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_keep_freed_memory_gives_new_threads_the_main_arena() -> None:
+    """A thread started after it allocates in the arena the settings hold in, not its own."""
+
+    def arenas(mode: str) -> list[int]:
+        probe = subprocess.run(
+            [sys.executable, "-c", ARENA_PROBE, mode], capture_output=True, text=True, check=True
+        )
+        return [int(n) for n in probe.stdout.split()]
+
+    before, after = arenas("plain")
+    assert after == before + 1  # the probe sees a thread's own arena when there is one
+    before, after = arenas("tuned")
+    assert after == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from fractions import Fraction
@@ -259,6 +260,31 @@ def test_copies_can_be_made_while_the_input_is_unchanged(
     colouriser.colourise_video(src, tmp_path / "out.mp4")
     assert src.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "src.mkv"]  # no temp left
+
+
+def test_two_model_workers_keep_the_film_order(
+    colouriser: Colouriser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks predicted side by side come back in the film's order, even when the later one
+    is ready first: two workers write what one does, code for code (FFV1)."""
+    calls = itertools.count()
+
+    def predict(L: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        if next(calls) % 2 == 0:
+            time.sleep(0.05)  # every other chunk comes back after the one behind it
+        return torch.cat([L - 50, 50 - L], dim=1) * 0.4  # each frame's colour from its own L
+
+    monkeypatch.setattr(colouriser, "predict_ab", predict)
+    src = write_clip(tmp_path / "src.mp4", frames=23, size=(64, 96))  # 6 chunks of 4, one of 3
+    planes = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}.mkv"
+        colouriser.colourise_video(src, out, codec="ffv1", batch_size=4, model_workers=workers)
+        planes[workers] = [f.to_ndarray(format="yuv444p") for f in frames(out)]
+    assert len(planes[2]) == 23
+    assert all(np.array_equal(a, b) for a, b in zip(planes[1], planes[2], strict=True))
+    chroma_means = {round(float(p[1:].mean()), 1) for p in planes[1]}
+    assert len(chroma_means) > 5  # the frames' colours differ: an order mixed up would show
 
 
 def test_a_failing_stage_is_reported_as_itself(vfr_mkv: Path, tmp_path: Path) -> None:

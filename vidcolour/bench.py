@@ -12,6 +12,7 @@ import json
 import platform
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import av
 import torch
 
+from vidcolour import devices
 from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
@@ -51,8 +53,9 @@ class BenchResult:
     device: str
     precision: str
     compiled: bool  # the model through torch.compile (--compile)
+    model_workers: int  # threads running the generator side by side (devices.model_workers)
     decode_fps: float
-    model_fps: float  # the generator alone, on batches at the working size
+    model_fps: float  # the generator alone, on batches at the working size, by model_workers
     colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
     encode_fps: float
     end_to_end_fps: float
@@ -65,8 +68,8 @@ class BenchResult:
     slowest_stage: str
     end_to_end_over_model: float  # end-to-end fps / the generator alone's
     # Share of the end-to-end run's wall time each stage was busy, in its own thread (decode,
-    # predict: L and the generator, stabilise, chroma: Lab -> Cb/Cr, encode): overlapped
-    # stages can sum to more than 1, up to the cores they share.
+    # predict: L and the generator, summed over the model workers, stabilise, chroma: Lab ->
+    # Cb/Cr, encode): overlapped stages can sum to more than 1, up to the cores they share.
     stage_shares: dict[str, float]
 
 
@@ -93,11 +96,13 @@ def run_bench(
     batch_size: int = 8,
     codec: str = "h264",
     encoder: Encoder = Encoder(),
+    model_workers: int = 0,
     max_frames: int | None = None,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Every stage of the pipeline alone, then the whole, on ``input_path`` (None: a synthetic
-    PAL clip); ``encoder``: x264/x265 settings as ``run`` takes them, None for the codec's."""
+    PAL clip); ``encoder``: x264/x265 settings as ``run`` takes them, None for the codec's;
+    ``model_workers``: as ``run --model-workers`` (0: auto), for the model alone too."""
     with tempfile.TemporaryDirectory(prefix="vidcolour-bench-") as scratch:
         work = Path(scratch)
         if input_path is None:
@@ -106,7 +111,10 @@ def run_bench(
             input_path = write_clip(
                 work / "synthetic.mp4", frames=SYNTHETIC_FRAMES, size=SYNTHETIC_SIZE
             )
-        return _bench(colouriser, input_path, work, batch_size, codec, encoder, max_frames, log)
+        workers = devices.model_workers(colouriser.device, model_workers, colouriser.compiled)
+        return _bench(
+            colouriser, input_path, work, batch_size, codec, encoder, workers, max_frames, log
+        )
 
 
 def _bench(
@@ -116,6 +124,7 @@ def _bench(
     batch_size: int,
     codec_name: str,
     encoder: Encoder,
+    workers: int,
     max_frames: int | None,
     log: Callable[[str], None],
 ) -> BenchResult:
@@ -158,16 +167,42 @@ def _bench(
 
     # The median batch time, as the training MFU uses the median of its windows: robust to
     # the other processes of a shared machine, like the matmul reference's best-of-windows.
+    # With several model workers, each times its share of the batches while the others run,
+    # each on its share of the threads, as in the pipeline.
     L = torch.rand(batch_size, 1, *size, device=dev) * 100
-    times = []
-    for _ in range(max(3, -(-frames * per_frame // batch_size))):
-        start = time.perf_counter()
-        colouriser.predict_ab(L, size)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)  # CPU-GPU sync point, once per batch
-        times.append(time.perf_counter() - start)
-    model_fps = batch_size / per_frame / statistics.median(times)
-    log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame)")
+    batches = max(3, -(-frames * per_frame // batch_size))
+    times: list[float] = []
+    threads = max(1, torch.get_num_threads() // workers)
+
+    failed: list[BaseException] = []
+
+    def time_batches(count: int) -> None:
+        try:
+            if workers > 1:
+                devices.use_threads(threads)
+            for i in range(count + 1):  # the first warms this thread's pool, untimed
+                start = time.perf_counter()
+                colouriser.predict_ab(L, size)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)  # CPU-GPU sync point, once per batch
+                if i:
+                    times.append(time.perf_counter() - start)
+        except BaseException as exc:  # raised again on the calling thread
+            failed.append(exc)
+
+    timers = [
+        threading.Thread(target=time_batches, args=(-(-batches // workers),))
+        for _ in range(workers)
+    ]
+    for timer in timers:
+        timer.start()
+    for timer in timers:
+        timer.join()
+    if failed:
+        raise failed[0]
+    model_fps = workers * batch_size / per_frame / statistics.median(times)
+    log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame"
+        f"{f', {workers} workers' if workers > 1 else ''})")  # fmt: skip
 
     codes = []
     stage = ColourStage(
@@ -234,6 +269,7 @@ def _bench(
         tune=encoder.tune,
         batch_size=batch_size,
         overwrite=True,
+        model_workers=workers,
     )
     e2e_output = work / f"e2e{codec.extension}"
     report = colourise_video(colouriser, e2e_input, e2e_output, options)
@@ -263,6 +299,7 @@ def _bench(
         device=_device_name(dev),
         precision=str(matmul_dtype).removeprefix("torch."),
         compiled=colouriser.compiled,
+        model_workers=workers,
         decode_fps=decode_fps,
         model_fps=model_fps,
         colour_stage_fps=colour_fps,

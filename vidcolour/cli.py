@@ -555,6 +555,14 @@ PRESET_OPTION = click.option(
 TUNE_OPTION = click.option(
     "--tune", help="x264/x265 tune, or 'none' [default: grain, which keeps film grain]."
 )
+MODEL_WORKERS_OPTION = click.option(
+    "--model-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Threads running the model side by side, each on its share of the CPU's threads; 0: "
+    "two on a CPU, one on CUDA or with --compile (docs/VIDEO.md). `bench` measures either.",
+)
 
 _COLOURISE_OPTIONS = (
     click.option(
@@ -572,6 +580,7 @@ _COLOURISE_OPTIONS = (
     RESOLUTION_OPTION,
     PRECISION_OPTION,
     COMPILE_OPTION,
+    MODEL_WORKERS_OPTION,
     click.option(
         "--stabilise/--no-stabilise",
         default=True,
@@ -621,6 +630,7 @@ class ColouriseArgs:
     resolution: int
     precision: str
     compiled: bool  # not in the batch ledger's settings: within a code of the eager colour
+    model_workers: int  # nor this: scheduling, the same colour (docs/VIDEO.md)
     stabilise: bool
     strength: float
     saturation: float
@@ -670,6 +680,7 @@ class ColouriseArgs:
             stabilise=self.stabilise,
             strength=self.strength,
             segment_seconds=self.segment_seconds or None,
+            model_workers=self.model_workers,
         )
 
 
@@ -1146,6 +1157,7 @@ def report_command(dst_dir: Path, output: Path | None) -> None:
 @RESOLUTION_OPTION
 @PRECISION_OPTION
 @COMPILE_OPTION
+@MODEL_WORKERS_OPTION
 @CODEC_OPTION
 @CRF_OPTION
 @PRESET_OPTION
@@ -1160,6 +1172,7 @@ def bench_command(
     resolution: int,
     precision: str,
     compiled: bool,
+    model_workers: int,
     codec: str | None,
     crf: int | None,
     preset: str | None,
@@ -1194,6 +1207,7 @@ def bench_command(
         batch_size=batch_size,
         codec=codec,
         encoder=Encoder(crf, preset, tune),
+        model_workers=model_workers,
         max_frames=frames,
         log=lambda line: console.print(line, highlight=False),
     )

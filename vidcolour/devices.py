@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from vidcolour.errors import VidcolourError
@@ -41,3 +43,40 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return None
     return torch.bfloat16
+
+
+_THREADS = threading.Lock()
+
+
+def model_workers(device: torch.device, requested: int = 0, compiled: bool = False) -> int:
+    """How many threads run the generator side by side on one film (``requested``; 0: auto).
+
+    Auto is two on a CPU with two or more intra-op threads, each on half of them: when the
+    decoder and x264 take a core from a generator on both, it waits for that core at each
+    layer's end, where two generators on one each let the other carry on (on a 2-core EPYC,
+    end to end 4-8% faster at 576p and 1080p; docs/BENCHMARKS.md, "Two model workers"). One on
+    CUDA, which runs one batch at a time anyway, and under ``torch.compile``, whose calls are
+    serialised (predict.Compiled).
+    """
+    if requested:
+        return requested
+    if device.type != "cpu" or compiled or torch.get_num_threads() < 2:
+        return 1
+    return 2
+
+
+def use_threads(count: int) -> None:
+    """Run the calling thread's torch CPU work on ``count`` intra-op threads, and nothing else's.
+
+    Call it first thing in a thread of one's own. torch's count is per thread (an OpenMP
+    setting) but ``torch.set_num_threads`` also changes the count new threads start with; a
+    throwaway thread puts that back, so threads started later (another film's) are as before.
+    """
+    with _THREADS:
+        default = torch.get_num_threads()  # this thread's first use: it would undo what follows
+        if count == default:
+            return
+        torch.set_num_threads(count)
+        reset = threading.Thread(target=torch.set_num_threads, args=(default,))
+        reset.start()
+        reset.join()

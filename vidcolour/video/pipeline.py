@@ -1,12 +1,14 @@
 """``vidcolour run`` for videos: decode -> colourise -> encode, overlapped.
 
-Three stages joined by bounded queues, so memory stays flat whatever the length:
-a decode thread (PyAV releases the GIL while decoding), a model thread (torch releases it
-during its kernels) and the encoder on the calling thread, which also owns the output file and
-so is the one place that handles interruption and cleanup.
+Stages joined by bounded queues, so memory stays flat whatever the length: a decode thread
+(PyAV releases the GIL while decoding), model workers (torch releases it during its kernels;
+on a CPU two, each predicting every other chunk on half the intra-op threads:
+devices.model_workers), a colour thread that takes their chunks back in order, and the encoder
+on the calling thread, which also owns the output file and so is the one place that handles
+interruption and cleanup.
 
-    Source.chunks -> segments.segment_chunks --q--> ColourStage.predict -> StabiliseStage
-                                                    -> ColourStage.chroma --q--> SegmentWriter
+    Source.chunks -> segments.segment_chunks --q--> ColourStage.predict (chunk k: worker k % n)
+        --q--> StabiliseStage -> ColourStage.chroma --q--> SegmentWriter
 
 A film is written in segments (video/segments.py): each a file of its own in a work folder,
 kept once finished with the state the next starts from, then joined into the output by copying
@@ -18,7 +20,7 @@ picture as it is displayed (upright, for a phone's rotated video) and the stabil
 it there; the chroma planes go back on the coded grid (vidcolour/video/orientation.py).
 
 With stabilisation (the default) the decode thread also finds the cuts, holding chunks back
-for a look-ahead of three frames, and the model thread steadies each batch's predicted colour
+for a look-ahead of three frames, and the colour thread steadies each batch's predicted colour
 along the motion before it becomes chroma (docs/VIDEO.md).
 """
 
@@ -40,6 +42,7 @@ import av
 import numpy as np
 import torch
 
+from vidcolour.devices import model_workers, use_threads
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, remove_temps, write_error
 from vidcolour.progress import plural
@@ -116,6 +119,7 @@ class VideoOptions:
     batch_size: int = 8
     overwrite: bool = False
     queue_chunks: int = 2  # chunks buffered between stages
+    model_workers: int = 0  # threads running the generator side by side; 0: auto (devices)
     stabilise: bool = True  # motion-aware chroma stabilisation within shots
     strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
     keyframes: Mapping[int, Path] | None = None  # painted frames: frame number -> image file
@@ -140,9 +144,9 @@ class VideoReport:
     notices: list[str] = field(default_factory=list)
     read_error: str | None = None
     cuts: list[int] | None = None  # frames that start a shot, when stabilised
-    # Seconds each stage was busy in the overlapped run (STAGES; each thread times its own):
-    # their shares of ``seconds`` show where the time went (`vidcolour bench`). With keyframes
-    # the model thread's three stages are not timed apart and stay 0.
+    # Seconds each stage was busy in the overlapped run (STAGES; each thread times its own,
+    # "predict" summed over the model workers): their shares of ``seconds`` show where the time
+    # went (`vidcolour bench`). With keyframes stabilise and chroma are not timed and stay 0.
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     resumed_frames: int = 0  # of ``frames``: taken from an earlier run's finished segments
@@ -330,7 +334,7 @@ def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str
     """What a film's segments depend on: the input, the model, every option that shapes the
     output (the keyframes by content) and ``OUTPUT_REVISION``."""
     shaping = dataclasses.asdict(options)
-    for name in ("overwrite", "queue_chunks", "resume", "keyframes"):
+    for name in ("overwrite", "queue_chunks", "model_workers", "resume", "keyframes"):
         del shaping[name]
     if options.keyframes:
         shaping["keyframes"] = keyframes_digest({n: Path(p) for n, p in options.keyframes.items()})
@@ -488,8 +492,8 @@ def _run_stages(
 ) -> None:
     """Colourise ``stream`` (from film frame ``job.report.frames`` on) into ``sink``.
     ``carried``: the stabiliser's state to start from (a resumed film's)."""
-    # One piece: the decode and model threads and the encoding loop share the stop event, the
-    # failure list and the two queues through put/get; apart, each would take all of them.
+    # One piece: the decode, model and colour threads and the encoding loop share the stop
+    # event, the failure list and the queues through put/get; apart, each would take them all.
     options, plan, report, keyframes = job.options, job.plan, job.report, job.keyframes
     progress, checks = job.progress, job.checks
     stop = threading.Event()
@@ -505,9 +509,18 @@ def _run_stages(
     if options.stabilise:
         stabilise = StabiliseStage(colour.streams, options.strength)
         stabilise.restore(carried or {})
-    decoded: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
+    device = job.colouriser.device
+    n_workers = model_workers(device, options.model_workers, job.colouriser.compiled)
+    threads = max(1, torch.get_num_threads() // n_workers)
+    # Chunk k goes to model worker k % n and comes back from it, so order needs no sorting;
+    # the workers' queues share queue_chunks between them (memory as with one).
+    decoded: list[queue.Queue[Any]] = [
+        queue.Queue(maxsize=max(1, options.queue_chunks // n_workers)) for _ in range(n_workers)
+    ]
+    predicted: list[queue.Queue[Any]] = [queue.Queue(maxsize=1) for _ in range(n_workers)]
     coloured: queue.Queue[Any] = queue.Queue(maxsize=options.queue_chunks)
     failures: list[BaseException] = []
+    timing = threading.Lock()
 
     def put(q: queue.Queue[Any], item: Any) -> bool:
         while not stop.is_set():
@@ -536,43 +549,69 @@ def _run_stages(
     def decode() -> None:
         try:
             chunks = iter(stream)
-            while True:
+            for k in itertools.count():
                 clock = time.perf_counter()
                 chunk = next(chunks, None)
                 busy["decode"] += time.perf_counter() - clock
-                if chunk is None or not put(decoded, chunk):
+                if chunk is None or not put(decoded[k % n_workers], chunk):
                     break
             if chunk is None:
-                put(decoded, _END)
+                for q in decoded:
+                    put(q, _END)
         except BaseException as exc:
             failures.append(exc)
             stop.set()
 
+    def predict(worker: int) -> None:
+        try:
+            if n_workers > 1:
+                use_threads(threads)
+            while True:
+                chunk = get(decoded[worker])
+                work = None
+                if chunk is not _END and chunk.frames:
+                    clock = time.perf_counter()
+                    work = colour.predict(chunk.luma)
+                    with timing:  # summed over the workers
+                        busy["predict"] += time.perf_counter() - clock
+                if not put(predicted[worker], (chunk, work)) or chunk is _END:
+                    return
+        except BaseException as exc:
+            failures.append(exc)
+            stop.set()
+
+    def in_order() -> Iterator[Any]:
+        """Each chunk and its predicted colour, (chunk, work), in the film's order; then _END."""
+        for k in itertools.count():
+            chunk, work = get(predicted[k % n_workers])
+            yield _END if chunk is _END else (chunk, work)
+            if chunk is _END:
+                return
+
     def colourise() -> None:
         try:
+            items = in_order()
             if keyframes is not None:
                 guided = _guided(colour, stabilise, keyframes, options, report.frames)
-                for item in guided(lambda: get(decoded)):
+                for item in guided(lambda: next(items)):
                     if not put(coloured, item):
                         return
                 return
-            while True:
-                chunk = get(decoded)
-                if chunk is _END:
+            for item in items:
+                if item is _END:
                     put(coloured, _END)
                     return
+                chunk, work = item
                 codes, state = None, {}
                 if stabilise is not None and chunk.segment_state is not None:
                     state = stabilise.state()  # what the segment starting here carries in
-                if chunk.frames:
+                if work is not None:
                     clock = time.perf_counter()
-                    work = colour.predict(chunk.luma)
-                    busy["predict"] += (now := time.perf_counter()) - clock
                     if stabilise is not None:
                         work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
-                    busy["stabilise"] += (clock := time.perf_counter()) - now
+                    busy["stabilise"] += (now := time.perf_counter()) - clock
                     codes = colour.chroma(work)
-                    busy["chroma"] += time.perf_counter() - clock
+                    busy["chroma"] += time.perf_counter() - now
                 if not put(coloured, (chunk, codes, state)):
                     return
         except BaseException as exc:
@@ -581,7 +620,11 @@ def _run_stages(
 
     workers = [
         threading.Thread(target=decode, name="vidcolour-decode", daemon=True),
-        threading.Thread(target=colourise, name="vidcolour-model", daemon=True),
+        *(
+            threading.Thread(target=predict, args=(i,), name=f"vidcolour-model{i}", daemon=True)
+            for i in range(n_workers)
+        ),
+        threading.Thread(target=colourise, name="vidcolour-colour", daemon=True),
     ]
     for worker in workers:
         worker.start()
@@ -633,17 +676,16 @@ def _guided(
     start only at cuts, where nothing is carried."""
     guide = KeyframeGuide(keyframes, options.keyframe_reach, start)
 
-    def stage(next_chunk: Callable[[], Any]) -> Iterator[Any]:
+    def stage(next_item: Callable[[], Any]) -> Iterator[Any]:
         # chunk, its first frame's display index, its colour stage state, each frame's ab
         waiting: list[tuple[Chunk, int, WorkingColour | None, list[np.ndarray | None]]] = []
         frames = start  # film index of the next chunk's first frame
         while True:
-            chunk = next_chunk()
+            item = next_item()
+            chunk, work = (_END, None) if item is _END else item
             resolved = guide.flush() if chunk is _END else []
             if chunk is not _END:
-                work = None
-                if chunk.frames:
-                    work = colour.predict(chunk.luma)
+                if work is not None:
                     if stabilise is not None:
                         work = work.with_ab(stabilise(work.by_stream(), chunk.cuts))
                     lumas = flow_luma(work.y)

@@ -1,0 +1,97 @@
+"""`vidcolour bench` with one model worker and with two, and in an earlier tree: does running
+the generator on two threads of one intra-op thread each move goal 1 (issue 22)?
+
+    python benchmarks/model_workers.py --before c73cec5 --input clip.mp4 [--input ...] [--rounds 4]
+
+Each measurement is a fresh process running ``bench.run_bench`` with the bundled model (the
+earlier tree's from a git worktree of ``--before``, put first on its path; that tree predates
+``model_workers``, so its one model thread also stabilises and makes the chroma). The three
+alternate round by round, so a drift of the machine falls on all of them alike. Prints each
+run's end to end, model alone and their ratio, then each configuration's medians, then one JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import json, sys
+tree, src, workers = json.loads(sys.argv[1])
+sys.path.insert(0, tree)
+from pathlib import Path
+from vidcolour.bench import run_bench
+from vidcolour.colouriser import Colouriser
+colouriser = Colouriser.load(None, "cpu")
+extra = {} if workers is None else {"model_workers": workers}
+r = run_bench(colouriser, Path(src), log=lambda line: None, **extra)
+keys = ("end_to_end_fps", "model_fps", "end_to_end_over_model", "stage_shares")
+print(json.dumps({key: getattr(r, key) for key in keys}))
+"""
+
+
+def measure(tree: Path, src: Path, workers: int | None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps([str(tree), str(src.resolve()), workers])],
+        cwd=tree,  # `python -c` puts the working folder first on the path: the tree measured
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="a git revision of this repository")
+    parser.add_argument("--input", type=Path, action="append", required=True)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    results: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory(prefix="vidcolour-workers-") as folder:
+        before = Path(folder) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(before), args.before],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            configs = {f"before ({args.before})": (before, None), "workers 1": (ROOT, 1),
+                       "workers 2": (ROOT, 2)}  # fmt: skip
+            for src in args.input:
+                runs = results.setdefault(src.name, {name: [] for name in configs})
+                for r in range(args.rounds):
+                    for name, (tree, workers) in configs.items():
+                        figures = measure(tree, src, workers)
+                        runs[name].append(figures)
+                        print(f"{src.name} round {r + 1} {name}: end to end "
+                              f"{figures['end_to_end_fps']:.2f} fps, model alone "
+                              f"{figures['model_fps']:.2f}, ratio "
+                              f"{figures['end_to_end_over_model']:.3f}", flush=True)  # fmt: skip
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
+                           check=False, capture_output=True)  # fmt: skip
+    summary = {
+        src: {
+            name: {
+                key: round(statistics.median(r[key] for r in runs), 3)
+                for key in ("end_to_end_fps", "model_fps", "end_to_end_over_model")
+            }
+            for name, runs in configs_runs.items()
+        }
+        for src, configs_runs in results.items()
+    }
+    for src, by_config in summary.items():
+        for name, medians in by_config.items():
+            print(f"{src} {name}: medians {medians}")
+    print(json.dumps({"rounds": args.rounds, "medians": summary, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
