@@ -54,8 +54,9 @@ def model_workers(device: torch.device, requested: int = 0, compiled: bool = Fal
     Auto is two on a CPU with two or more intra-op threads, each on half of them: when the
     decoder and x264 take a core from a generator on both, it waits for that core at each
     layer's end, where two generators on one each let the other carry on (on a 2-core EPYC,
-    end to end 4-8% faster at 576p and 1080p; docs/BENCHMARKS.md, "Two model workers"). One on
-    CUDA, which runs one batch at a time anyway, and under ``torch.compile``, whose calls are
+    end to end 2-18% faster than one worker in each of seven rounds at 576p, 1080p and on the
+    example clip; docs/BENCHMARKS.md, "Two model workers"). One on CUDA (not measured there: a
+    GPU takes the batches one at a time) and under ``torch.compile``, whose calls are
     serialised (predict.Compiled).
     """
     if requested:
