@@ -1,4 +1,4 @@
-"""Where the model thread's time goes, piece by piece, at one picture size (issue 22).
+"""Where the colour stage's time goes, piece by piece, at one picture size (issue 22).
 
     python benchmarks/colour_stage.py [--size 576x720] [--batch 8] [--rounds 20]
 

@@ -1,3 +1,5 @@
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -152,7 +154,10 @@ print(before, arenas())
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or "MALLOC_ARENA_MAX" in os.environ,
+    reason="glibc's malloc, its arenas not limited from outside",
+)
 def test_keep_freed_memory_gives_new_threads_the_main_arena() -> None:
     """A thread started after it allocates in the arena the settings hold in, not its own."""
 

@@ -124,14 +124,16 @@ def test_guide_reports_keyframes_past_the_end() -> None:
 
 
 # ----------------------------------------------------------------------------- the pipeline
+@pytest.mark.parametrize("workers", [1, 2])
 def test_keyframes_colour_their_shot_and_leave_the_others_bit_identical(
-    clip: tuple[Path, Path, list[np.ndarray]], colouriser: Colouriser, tmp_path: Path
+    clip: tuple[Path, Path, list[np.ndarray]], colouriser: Colouriser, tmp_path: Path, workers: int
 ) -> None:
     _, grey, rgb = clip
     auto, guided = tmp_path / "auto.mkv", tmp_path / "guided.mkv"
-    colourise_video(colouriser, grey, auto, VideoOptions("ffv1"))
+    colourise_video(colouriser, grey, auto, VideoOptions("ffv1", model_workers=workers))
     keyframes = paint(tmp_path / "kf", rgb, [SHOT + SHOT // 2])  # the middle shot only
-    report = colourise_video(colouriser, grey, guided, VideoOptions("ffv1", keyframes=keyframes))
+    options = VideoOptions("ffv1", keyframes=keyframes, model_workers=workers)
+    report = colourise_video(colouriser, grey, guided, options)
     assert report.frames == 3 * SHOT and report.cuts == [SHOT, 2 * SHOT]
     a, g = planes(auto), planes(guided)
     for t in [*range(SHOT), *range(2 * SHOT, 3 * SHOT)]:

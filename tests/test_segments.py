@@ -431,15 +431,13 @@ def test_resume_with_keyframes_equals_one_run(
     Image.fromarray(tinted).save(painted / "000070.png")
     keyframes = {70: painted / "000070.png"}
     ref, dst = tmp_path / "ref.mkv", tmp_path / "out.mkv"
-    options = VideoOptions("ffv1", segment_seconds=1.6, keyframes=keyframes)
+    options = VideoOptions("ffv1", segment_seconds=1.6, keyframes=keyframes, model_workers=1)
     colourise_video(colouriser, short_film, ref, options)
     _interrupted(colouriser, short_film, dst, 150, keyframes=keyframes)
-    report = colourise_video(
-        colouriser,
-        short_film,
-        dst,
-        VideoOptions("ffv1", segment_seconds=1.6, keyframes=keyframes, resume=True),
-    )
+    resumed = VideoOptions(
+        "ffv1", segment_seconds=1.6, keyframes=keyframes, resume=True, model_workers=2
+    )  # the worker count is not part of the segments' key: the same colour
+    report = colourise_video(colouriser, short_film, dst, resumed)
     assert report.resumed_frames > 0
     assert picture(dst) == picture(ref)
 

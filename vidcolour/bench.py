@@ -56,7 +56,7 @@ class BenchResult:
     model_workers: int  # threads running the generator side by side (devices.model_workers)
     decode_fps: float
     model_fps: float  # the generator alone, on batches at the working size, by model_workers
-    colour_stage_fps: float  # the model thread's whole job: L, generator, Cb/Cr
+    colour_stage_fps: float  # the colour stage on one thread: L, generator, Cb/Cr
     encode_fps: float
     end_to_end_fps: float
     video_bytes_per_frame: float  # the end-to-end output's video packets over its frames

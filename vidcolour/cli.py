@@ -557,7 +557,7 @@ TUNE_OPTION = click.option(
 )
 MODEL_WORKERS_OPTION = click.option(
     "--model-workers",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 16),
     default=0,
     show_default=True,
     help="Threads running the model side by side, each on its share of the CPU's threads; 0: "

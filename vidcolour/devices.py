@@ -54,9 +54,9 @@ def model_workers(device: torch.device, requested: int = 0, compiled: bool = Fal
     Auto is two on a CPU with two or more intra-op threads, each on half of them: when the
     decoder and x264 take a core from a generator on both, it waits for that core at each
     layer's end, where two generators on one each let the other carry on (on a 2-core EPYC,
-    end to end 2-18% faster than one worker in each of seven rounds at 576p, 1080p and on the
-    example clip; docs/BENCHMARKS.md, "Two model workers"). One on CUDA (not measured there: a
-    GPU takes the batches one at a time) and under ``torch.compile``, whose calls are
+    end to end ahead of one worker in 14 of 17 rounds at 576p, 1080p and on the example clip;
+    docs/BENCHMARKS.md, "Two model workers, one malloc arena"). One on CUDA (not measured
+    there: a GPU takes the batches one at a time) and under ``torch.compile``, whose calls are
     serialised (predict.Compiled).
     """
     if requested:
@@ -72,6 +72,9 @@ def use_threads(count: int) -> None:
     Call it first thing in a thread of one's own. torch's count is per thread (an OpenMP
     setting) but ``torch.set_num_threads`` also changes the count new threads start with; a
     throwaway thread puts that back, so threads started later (another film's) are as before.
+    A thread whose first parallel torch call falls inside that window (well under a
+    millisecond) keeps ``count`` threads: slower, never wrong. The call also empties oneDNN's
+    cache of compiled kernels, which the next batches rebuild.
     """
     with _THREADS:
         default = torch.get_num_threads()  # this thread's first use: it would undo what follows

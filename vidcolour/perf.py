@@ -71,10 +71,11 @@ def keep_freed_memory() -> bool:
     so every training step pays page faults to re-zero its activation memory. Keeping them
     (as tcmalloc does) made CPU training 5-10% faster on our machines (docs/BENCHMARKS.md).
     Process memory then stays at its peak rather than shrinking between steps, which suits a
-    training process. Threads started afterwards share the main thread's arena, where these
-    settings hold: in an arena of its own a thread ran the generator 2-4% slower than the main
-    thread did (1-2% in the main arena), and with one arena `vidcolour bench` end to end went
-    1-16% faster (docs/BENCHMARKS.md, "Two model workers, one malloc arena"). Returns False
+    training process. Threads started afterwards share the main thread's arena: in an arena of
+    its own a thread ran the generator 2-4% slower than the main thread did (1-2% in the main
+    arena), and with one arena `vidcolour bench` end to end went 1-16% faster, six pairs of six
+    (docs/BENCHMARKS.md, "Two model workers, one malloc arena"). One arena is also what an
+    application that loads a ``Colouriser`` gets, whatever its own threads. Returns False
     where the C library is not glibc (nothing changes).
     """
     try:

@@ -512,8 +512,10 @@ def _run_stages(
     device = job.colouriser.device
     n_workers = model_workers(device, options.model_workers, job.colouriser.compiled)
     threads = max(1, torch.get_num_threads() // n_workers)
-    # Chunk k goes to model worker k % n and comes back from it, so order needs no sorting;
-    # the workers' queues share queue_chunks between them (memory as with one).
+    # Chunk k goes to model worker k % n and comes back from it, so order needs no sorting.
+    # In flight at most: 1 decoding, queue_chunks (at least 1 a worker) queued, 1 per worker
+    # predicting and 1 done, 1 stabilising, queue_chunks to encode, 1 encoding: 11 with two
+    # workers where the single model thread held 7 (docs/VIDEO.md).
     decoded: list[queue.Queue[Any]] = [
         queue.Queue(maxsize=max(1, options.queue_chunks // n_workers)) for _ in range(n_workers)
     ]
