@@ -2,11 +2,14 @@
 the generator on two threads of one intra-op thread each move goal 1 (issue 22)?
 
     python benchmarks/model_workers.py --before c73cec5 --input clip.mp4 [--input ...] [--rounds 4]
+        [--workers 1,2]
 
 Each measurement is a fresh process running ``bench.run_bench`` with the bundled model (the
 earlier tree's from a git worktree of ``--before``, put first on its path; that tree predates
 ``model_workers``, so its one model thread also stabilises and makes the chroma). The three
-alternate round by round, so a drift of the machine falls on all of them alike. Prints each
+alternate round by round, so a drift of the machine falls on all of them alike. ``--workers``
+names this tree's configurations (default 1 and 2; 0 is auto, what ``run`` does): with
+``--workers 0`` it is this tree against the earlier one, each as a user runs it. Prints each
 run's end to end, model alone and their ratio, then each configuration's medians, then one JSON.
 """
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="a git revision of this repository")
     parser.add_argument("--input", type=Path, action="append", required=True)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--workers", default="1,2", help="this tree's, comma-separated")
     args = parser.parse_args()
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="vidcolour-workers-") as folder:
@@ -62,8 +66,9 @@ def main() -> None:
             cwd=ROOT, check=True, capture_output=True,
         )  # fmt: skip
         try:
-            configs = {f"before ({args.before})": (before, None), "workers 1": (ROOT, 1),
-                       "workers 2": (ROOT, 2)}  # fmt: skip
+            configs = {f"before ({args.before})": (before, None)}
+            for n in map(int, args.workers.split(",")):
+                configs[f"workers {n}"] = (ROOT, n)
             for src in args.input:
                 runs = results.setdefault(src.name, {name: [] for name in configs})
                 for r in range(args.rounds):
