@@ -5,12 +5,13 @@ the generator on two threads of one intra-op thread each move goal 1 (issue 22)?
         [--workers 1,2]
 
 Each measurement is a fresh process running ``bench.run_bench`` with the bundled model (the
-earlier tree's from a git worktree of ``--before``, put first on its path; that tree predates
-``model_workers``, so its one model thread also stabilises and makes the chroma). The three
-alternate round by round, so a drift of the machine falls on all of them alike. ``--workers``
-names this tree's configurations (default 1 and 2; 0 is auto, what ``run`` does): with
-``--workers 0`` it is this tree against the earlier one, each as a user runs it. Prints each
-run's end to end, model alone and their ratio, then each configuration's medians, then one JSON.
+earlier tree's from a git worktree of ``--before``, put first on its path, run as its ``run``
+runs: c73cec5 predates ``model_workers``, so there one model thread also stabilises and makes
+the chroma). The configurations alternate round by round, so a drift of the machine falls on
+all of them alike. ``--workers`` names this tree's configurations (default 1 and 2; 0 is auto,
+what ``run`` does): with ``--workers 0`` it is this tree against the earlier one, each as a
+user runs it. Prints each run's end to end, model alone and their ratio, then each
+configuration's medians, then one JSON.
 """
 
 from __future__ import annotations
