@@ -48,8 +48,7 @@ def trust(current: np.ndarray, before: np.ndarray, inside: np.ndarray) -> np.nda
     # Old film's exposure flickers: compare the pictures, not their brightness.
     before *= (current.mean() + 1.0) / (before.mean() + 1.0)
     mismatch = cv2.GaussianBlur(cv2.absdiff(current, before), (0, 0), _SMOOTH_SIGMA)
-    # float32 throughout; OpenCV's exp, cheaper than NumPy's and within 3e-7 of it
-    weight = cv2.exp(cv2.multiply(mismatch, mismatch, scale=-1 / TAU**2))
+    weight = np.exp(np.square(mismatch * np.float32(1 / TAU)) * -1)  # float32 throughout
     weight *= inside
     return weight
 
