@@ -1,3 +1,4 @@
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -260,6 +261,28 @@ def test_instance_half_works_in_place_only_without_autograd() -> None:
     assert torch.allclose(out.detach(), y, atol=1e-6)
     # the form compiled code takes: the same, from sums and one scale and shift
     assert torch.allclose(half.by_sums(x), y, atol=1e-5)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_instance_half_channels_last_is_instance_norm(affine: bool) -> None:
+    # float32 channels-last takes its own two-pass form: it must be instance norm (to float64's
+    # within float32's resolution of the data), stay in place and leave the other channels be
+    torch.manual_seed(0)
+    inorm = nn.InstanceNorm2d(3, affine=affine)
+    if affine:
+        nn.init.normal_(inorm.weight)
+        nn.init.normal_(inorm.bias)
+    half = InstanceHalf(3, inorm)
+    exact = copy.deepcopy(inorm).double()
+    for offset in (0.0, 40.0):  # a mean far from 0 is where a one-pass variance fails
+        x = (torch.randn(2, 5, 6, 7) + offset).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            same = x.clone()
+            y = half(same)
+            want = exact(x[:, :3].double()).float()
+        assert y is same and y.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(y[:, 3:], x[:, 3:])
+        assert torch.allclose(y[:, :3], want, atol=2e-5)
 
 
 @pytest.mark.parametrize("bias", [True, False])

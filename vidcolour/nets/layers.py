@@ -86,10 +86,11 @@ class InstanceHalf(nn.Module):
     (``fold.fold_ibn``): instance norm on the first ``split`` channels, the rest as they come.
 
     x: (B, C, H, W) -> (B, C, H, W), in x's dtype (IBN's is float32 under autocast). Eager and
-    without autograd, the normalised channels are written into x itself: no copy of the rest.
-    Under ``torch.compile`` it is ``by_sums``: Inductor lowers instance norm to Welford
-    reductions that vectorise poorly over a slice of channels-last channels, and in-place
-    writes cost it copies (docs/BENCHMARKS.md).
+    without autograd, the normalised channels are written into x itself: no copy of the rest;
+    float32 in channels-last (how ``Colouriser`` runs it) takes ``in_place_nhwc``. Under
+    ``torch.compile`` it is ``by_sums``: Inductor lowers instance norm to Welford reductions
+    that vectorise poorly over a slice of channels-last channels, and in-place writes cost it
+    copies (docs/BENCHMARKS.md).
     """
 
     def __init__(self, split: int, inorm: nn.InstanceNorm2d) -> None:
@@ -100,10 +101,34 @@ class InstanceHalf(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():
             return self.by_sums(x)
-        a = self.inorm(x[:, : self.split]).to(x.dtype)
         if x.requires_grad:
-            return torch.cat([a, x[:, self.split :]], dim=1)
-        x[:, : self.split] = a
+            return torch.cat([self.inorm(x[:, : self.split]).to(x.dtype), x[:, self.split :]], 1)
+        nhwc = x.is_contiguous(memory_format=torch.channels_last)
+        if nhwc and x.dtype == torch.float32 and not self.inorm.track_running_stats:
+            return self.in_place_nhwc(x)
+        x[:, : self.split] = self.inorm(x[:, : self.split]).to(x.dtype)
+        return x
+
+    def in_place_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` on float32 x in channels-last, written into x, in two passes over the
+        normalised channels' statistics: their mean, subtracted in place, then the norm of
+        what is left (the textbook two-pass variance, as stable as instance norm's own).
+        Instance norm itself wants those channels contiguous in NCHW: a copy there and one
+        back, and a Welford reduction that vectorises poorly over a slice of channels-last
+        channels; this runs in about half the time (docs/BENCHMARKS.md)."""
+        b, c, h, w = x.shape
+        part = x[:, : self.split]
+        rows = x.permute(0, 2, 3, 1).view(b, h * w, c)[..., : self.split]  # the same memory
+        part.sub_((rows.sum(1) / (h * w)).view(b, -1, 1, 1))
+        variance = torch.linalg.vector_norm(rows, dim=1).square_().div_(h * w)
+        scale = torch.rsqrt(variance.add_(self.inorm.eps)).view(b, -1, 1, 1)
+        weight, bias = self.inorm.weight, self.inorm.bias
+        if weight is not None:
+            scale = scale * weight.view(1, -1, 1, 1)
+        if bias is None:
+            part.mul_(scale)
+        else:
+            torch.addcmul(bias.view(1, -1, 1, 1), part, scale, out=part)
         return x
 
     def by_sums(self, x: torch.Tensor) -> torch.Tensor:
