@@ -295,6 +295,10 @@ def test_phase_conv_transpose_is_the_transposed_conv(bias: bool) -> None:
             out = phases(x.contiguous(memory_format=layout))
             assert out.shape == (2, 2, 10, 14)
             assert torch.allclose(out, up(x), atol=1e-6)
+            # the input in two parts along channels (a U-Net's last output and its skip): the
+            # same as their concatenation, which is never made
+            parts = [p.contiguous(memory_format=layout) for p in x.split([4, 2], dim=1)]
+            assert torch.allclose(phases(parts), up(x), atol=1e-6)
 
 
 def test_only_narrow_stride_two_transposed_convs_are_folded() -> None:

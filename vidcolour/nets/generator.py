@@ -26,7 +26,14 @@ from torch import nn
 
 from vidcolour.config import GeneratorConfig
 from vidcolour.nets.base import Generator
-from vidcolour.nets.layers import NORM_PLANS, Site, conv_block, has_instance_norm
+from vidcolour.nets.layers import (
+    NORM_PLANS,
+    Site,
+    conv_block,
+    has_instance_norm,
+    head_on,
+    joined,
+)
 
 DECODER_DROPOUT_BLOCKS = 3  # pix2pix puts its dropout noise in the first three decoder blocks
 
@@ -80,9 +87,10 @@ class UNetGenerator(Generator):
             x = block(x)
             skips.append(x)
         skips.pop()  # the bottleneck feeds the decoder directly
+        parts = [x]  # what the next block sees, concatenated
         for block in self.decoder:
-            x = torch.cat([block(x), skips.pop()], dim=1)
-        return self.head(x)
+            parts = [block(joined(parts)), skips.pop()]
+        return head_on(self.head, parts)
 
 
 def pad_to_fit(

@@ -8,11 +8,12 @@ are entries in ``NORM_PLANS``; the networks never branch on the variant's name.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.utils.flop_counter import conv_flop_count
@@ -161,7 +162,8 @@ class PhaseConvTranspose(nn.Module):
     output channels, gives each phase at its own one-pixel offset. oneDNN's transposed
     convolution to few channels (the generator's head: 2) runs far below its rate for wide
     ones, its plain convolution to 4 x Cout less so (docs/BENCHMARKS.md).
-    x: (B, Cin, H, W) -> (B, Cout, 2H, 2W).
+    x: (B, Cin, H, W) -> (B, Cout, 2H, 2W), or a sequence of tensors whose channels together
+    are Cin: the same for their concatenation, which is never made (``head_on``).
     """
 
     TAPS = ((3, 1), (2, 0))  # kernel rows (or columns) of output phase 0, 1, by input offset
@@ -181,14 +183,46 @@ class PhaseConvTranspose(nn.Module):
         if transposed.bias is not None:
             self.conv.bias = nn.Parameter(transposed.bias.detach().repeat(4), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        phases = self.conv(x).view(n, 2, 2, self.cout, h + 1, w + 1)
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        parts = [x] if isinstance(x, torch.Tensor) else list(x)
+        n, _, h, w = parts[0].shape
+        phases = self.conv_parts(parts).view(n, 2, 2, self.cout, h + 1, w + 1)
         rows = [
             torch.stack([phases[:, r, s, :, r : r + h, s : s + w] for s in (0, 1)], dim=-1)
             for r in (0, 1)
         ]  # each (B, Cout, H, W, 2): the columns of one row phase, interleaved
         return torch.stack(rows, dim=3).reshape(n, self.cout, 2 * h, 2 * w)
+
+    def conv_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The 2x2 convolution of the parts' concatenation along channels, as the sum of each
+        part's convolution with its channels' share of the weights: the same sums, grouped."""
+        conv, start, out = self.conv, 0, None
+        for part in parts:
+            stop = start + part.shape[1]
+            bias = conv.bias if out is None else None
+            y = F.conv2d(part, conv.weight[:, start:stop], bias, conv.stride, conv.padding)
+            out, start = y if out is None else out.add_(y), stop
+        assert out is not None and start == conv.in_channels, "parts must make up the input"
+        return out
+
+
+def head_on(head: nn.Module, parts: list[torch.Tensor]) -> torch.Tensor:
+    """A U-Net's ``head`` on the concatenation of ``parts`` (its last decoder block's output
+    and the skip of that size), made only where the head cannot take the parts apart. A head
+    in prediction form (``PhaseConvTranspose``, eager) takes them apart: at the generator's
+    full resolution that concatenation is the largest tensor of a pass (50 MB for a batch of
+    8 at 576p), above the size glibc serves from fresh pages by mmap, so each batch faulted
+    and zeroed it anew (docs/BENCHMARKS.md)."""
+    takes_parts = isinstance(getattr(head, "conv", None), PhaseConvTranspose)
+    # compiled code gets the concatenation: Inductor plans its own
+    if len(parts) > 1 and takes_parts and not torch.compiler.is_compiling():
+        return head(parts)
+    return head(joined(parts))
+
+
+def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``parts`` concatenated along channels (one part: itself)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 # oneDNN's convolutions with a fused activation, as Inductor calls them (x86 builds of torch)

@@ -40,7 +40,7 @@ from vidcolour.nets.efficientnet import (
     load_trunk_weights,
 )
 from vidcolour.nets.generator import decoder_block
-from vidcolour.nets.layers import Site, conv_block
+from vidcolour.nets.layers import Site, conv_block, head_on, joined
 
 DECODER_WIDTHS = (8, 4, 2, 1)  # times ngf, at strides 16, 8, 4, 2
 
@@ -88,10 +88,11 @@ class LiteUNetGenerator(Generator):
         self.check_input(l)
         rgb = (grey_srgb(l) - self.mean) / self.std  # (B, 3, H, W): one grey, three normalisations
         skips, _ = self.encoder.features(rgb.to(l.dtype))
-        x = skips.pop()  # (B, C, H/32, W/32)
+        parts = [skips.pop()]  # (B, C, H/32, W/32); then what the next block sees, concatenated
         for block in self.decoder:
-            x = torch.cat([block(x), skips.pop().to(x.dtype)], dim=1)
-        return self.head(x)
+            x = joined(parts)
+            parts = [block(x), skips.pop().to(x.dtype)]
+        return head_on(self.head, parts)
 
 
 def init_pretrained(generator: Generator) -> str | None:
