@@ -17,17 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from colour_stage import cpu_name  # benchmarks/, the script's own folder
+from model_workers import ROOT, run_child, worktree
 
 from vidcolour.colour import AB_SCALE
-
-ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, sys, time
@@ -56,15 +53,9 @@ print(json.dumps(times))
 def measure(tree: Path, args: argparse.Namespace, out: Path) -> list[float]:
     """Seconds per batch of ``--batches`` batches in a fresh process of ``tree``."""
     size = [int(side) for side in args.size.split("x")]
-    settings = [str(tree), args.model, size, args.batch, args.threads, args.batches, str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(settings)],
-        cwd=tree,  # `python -c` puts the working folder first on the path: the tree measured
-        capture_output=True,
-        text=True,
-        check=True,
+    return run_child(
+        tree, CHILD, [str(tree), args.model, size, args.batch, args.threads, args.batches, str(out)]
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -78,23 +69,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     frames: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="vidcolour-generator-") as folder:
-        before = Path(folder) / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(before), args.before],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
+    with worktree(args.before) as before, tempfile.TemporaryDirectory() as folder:
         trees = {f"before ({args.before})": before, "this tree": ROOT}
         outputs = {name: Path(folder) / f"{i}.pt" for i, name in enumerate(trees)}
-        try:
-            for r in range(args.rounds):
-                for name, tree in trees.items():
-                    ms = 1000 * statistics.median(measure(tree, args, outputs[name])) / args.batch
-                    frames.setdefault(name, []).append(ms)
-                    print(f"round {r + 1} {name}: {ms:.2f} ms a frame", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
-                           check=False, capture_output=True)  # fmt: skip
+        for r in range(args.rounds):
+            for name, tree in trees.items():
+                ms = 1000 * statistics.median(measure(tree, args, outputs[name])) / args.batch
+                frames.setdefault(name, []).append(ms)
+                print(f"round {r + 1} {name}: {ms:.2f} ms a frame", flush=True)
         a, b = (torch.load(path, weights_only=True) for path in outputs.values())
     result = {
         "cpu": cpu_name(),

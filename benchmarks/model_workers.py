@@ -17,12 +17,15 @@ configuration's medians, then one JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +45,36 @@ print(json.dumps({key: getattr(r, key) for key in keys}))
 
 
 def measure(tree: Path, src: Path, workers: int | None) -> dict:
+    return run_child(tree, CHILD, [str(tree), str(src.resolve()), workers])
+
+
+def run_child(tree: Path, child: str, settings: list[Any]) -> Any:
+    """``child`` (Python source) in a fresh process of ``tree``, with ``settings`` as JSON in
+    its argv[1]; its last line of output, read as JSON."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps([str(tree), str(src.resolve()), workers])],
+        [sys.executable, "-c", child, json.dumps(settings)],
         cwd=tree,  # `python -c` puts the working folder first on the path: the tree measured
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    """A git worktree of this repository at ``revision``, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="vidcolour-before-") as folder:
+        path = Path(folder) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), revision],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
+                           check=False, capture_output=True)  # fmt: skip
 
 
 def main() -> None:
@@ -60,29 +85,20 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="this tree's, comma-separated")
     args = parser.parse_args()
     results: dict[str, dict[str, list[dict]]] = {}
-    with tempfile.TemporaryDirectory(prefix="vidcolour-workers-") as folder:
-        before = Path(folder) / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(before), args.before],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
-        try:
-            configs = {f"before ({args.before})": (before, None)}
-            for n in map(int, args.workers.split(",")):
-                configs[f"workers {n}"] = (ROOT, n)
-            for src in args.input:
-                runs = results.setdefault(src.name, {name: [] for name in configs})
-                for r in range(args.rounds):
-                    for name, (tree, workers) in configs.items():
-                        figures = measure(tree, src, workers)
-                        runs[name].append(figures)
-                        print(f"{src.name} round {r + 1} {name}: end to end "
-                              f"{figures['end_to_end_fps']:.2f} fps, model alone "
-                              f"{figures['model_fps']:.2f}, ratio "
-                              f"{figures['end_to_end_over_model']:.3f}", flush=True)  # fmt: skip
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
-                           check=False, capture_output=True)  # fmt: skip
+    with worktree(args.before) as before:
+        configs: dict[str, tuple[Path, int | None]] = {f"before ({args.before})": (before, None)}
+        for n in map(int, args.workers.split(",")):
+            configs[f"workers {n}"] = (ROOT, n)
+        for src in args.input:
+            runs = results.setdefault(src.name, {name: [] for name in configs})
+            for r in range(args.rounds):
+                for name, (tree, workers) in configs.items():
+                    figures = measure(tree, src, workers)
+                    runs[name].append(figures)
+                    print(f"{src.name} round {r + 1} {name}: end to end "
+                          f"{figures['end_to_end_fps']:.2f} fps, model alone "
+                          f"{figures['model_fps']:.2f}, ratio "
+                          f"{figures['end_to_end_over_model']:.3f}", flush=True)  # fmt: skip
     summary = {
         src: {
             name: {
