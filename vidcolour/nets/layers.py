@@ -122,8 +122,7 @@ class InstanceHalf(nn.Module):
         part = x[:, : self.split]
         rows = x.permute(0, 2, 3, 1).view(b, h * w, c)[..., : self.split]  # the same memory
         part.sub_((rows.sum(1) / (h * w)).view(b, -1, 1, 1))
-        # each channel's centred values dotted with themselves: 4x faster here than
-        # vector_norm (and nearer float64's sum of squares), with the same memory
+        # each channel's centred values dotted with themselves, over the same memory
         variance = torch.linalg.vecdot(rows, rows, dim=1).div_(h * w)
         scale = torch.rsqrt(variance.add_(self.inorm.eps)).view(b, -1, 1, 1)
         weight, bias = self.inorm.weight, self.inorm.bias
