@@ -278,8 +278,10 @@ def test_instance_half_channels_last_is_instance_norm(affine: bool) -> None:
         x = (torch.randn(2, 5, 6, 7) + offset).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             same = x.clone()
-            y = half(same)
+            y = half.in_place_nhwc(same)
+            taken = half(x.clone())  # what forward does with float32 channels-last
             want = exact(x[:, :3].double()).float()
+        assert torch.equal(taken, y)  # the form under test, not instance norm's own
         assert y is same and y.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(y[:, 3:], x[:, 3:])
         assert torch.allclose(y[:, :3], want, atol=2e-5)
