@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 
 from vidcolour.colouriser import Colouriser
+from vidcolour.defaults import SEGMENT_SECONDS
 from vidcolour.video import segments
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     colouriser = Colouriser.load(device="cpu")
-    ways = {"one piece": None, "default": segments.DEFAULT_SECONDS, "short": args.short}
+    ways = {"one piece": None, "default": SEGMENT_SECONDS, "short": args.short}
     results: dict[str, list[dict]] = {name: [] for name in ways}
     with tempfile.TemporaryDirectory() as tmp:
         film = repeated(args.input, Path(tmp) / "film.mkv", args.repeat)

@@ -35,11 +35,12 @@ import numpy as np
 from PIL import Image
 
 from vidcolour.colouriser import Colouriser
+from vidcolour.defaults import STABILISE_STRENGTH
 from vidcolour.perf import keep_freed_memory
 from vidcolour.video.evaluate import evaluate_video
 from vidcolour.video.flow import Flow
 from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.stabilise import DEFAULT_STRENGTH, Stabiliser
+from vidcolour.video.stabilise import Stabiliser
 from vidcolour.video.synth import grey_copy, write_scenes
 
 KEYS = ("cdc", "cdc_ab", "warp_error", "ab_l1", "colourfulness")
@@ -87,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--strength", type=float, default=DEFAULT_STRENGTH)
+    parser.add_argument("--strength", type=float, default=STABILISE_STRENGTH)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 

@@ -16,8 +16,9 @@ import torch
 
 from vidcolour.config import Config, from_dict
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import atomic_path, torch_load
+from vidcolour.fsutil import atomic_path
 from vidcolour.nets import Generator, build_generator, fold_for_inference
+from vidcolour.torch_files import torch_load
 
 FORMAT = "vidcolour.checkpoint"
 FORMAT_VERSION = 1

@@ -23,20 +23,12 @@ from rich.table import Table
 
 from vidcolour._version import __version__
 from vidcolour.config import Resize, load_config, to_yaml
+from vidcolour.defaults import KEYFRAME_REACH, MAX_SATURATION, SEGMENT_SECONDS, STABILISE_STRENGTH
 from vidcolour.errors import INTERRUPTED, UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path
-from vidcolour.nets import (
-    model_costs,
-)
 from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
-from vidcolour.video.keyframes import REACH
-from vidcolour.video.segments import DEFAULT_SECONDS as SEGMENT_SECONDS
-from vidcolour.video.segments import work_path
-from vidcolour.video.stabilise import DEFAULT_STRENGTH
-
-MAX_SATURATION = 4.0  # as vidcolour.colouriser.MAX_SATURATION, which imports torch's models
 
 if TYPE_CHECKING:
     from vidcolour.batch.runner import Settings
@@ -129,6 +121,8 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     """
     if size % 128:
         raise UsageError(f"--size must be a multiple of 128, got {size}")
+    from vidcolour.nets import model_costs
+
     table = Table(
         title=f"vidcolour configs, costs per {size}x{size} frame",
         box=box.SIMPLE_HEAD,
@@ -591,7 +585,7 @@ _COLOURISE_OPTIONS = (
     click.option(
         "--strength",
         type=click.FloatRange(0.0, 1.0, max_open=True),
-        default=DEFAULT_STRENGTH,
+        default=STABILISE_STRENGTH,
         show_default=True,
         help="How much of the colour carried from the previous frame is kept where the motion "
         "is trusted (0: none, each frame on its own).",
@@ -719,7 +713,7 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--keyframe-reach",
     type=click.IntRange(min=0),
-    default=REACH,
+    default=KEYFRAME_REACH,
     show_default=True,
     help="Frames colour is carried back from a keyframe (the frames before it are held).",
 )
@@ -777,6 +771,7 @@ def run_command(
     """
     from vidcolour.run import colourise_image_file, plan_jobs
     from vidcolour.video.pipeline import colourise_video
+    from vidcolour.video.segments import work_path
 
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)

@@ -21,6 +21,7 @@ from PIL import Image
 
 from vidcolour._version import __version__
 from vidcolour.colour import denormalise_ab, grey_to_l, lab_to_rgb, normalise_l
+from vidcolour.defaults import MAX_SATURATION
 from vidcolour.devices import autocast_dtype, resolve_device
 from vidcolour.errors import VidcolourError
 from vidcolour.model_files import open_model
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from vidcolour.video.pipeline import VideoReport
 
 DEFAULT_RESOLUTION = 256  # the training size
-MAX_SATURATION = 4.0  # a gain beyond which every colour is clipped to the gamut's edge
 
 
 class Colouriser:

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import load_state_strict
 from vidcolour.nets.efficientnet import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -30,6 +29,7 @@ from vidcolour.nets.efficientnet import (
     imagenet_weights_path,
     load_trunk_weights,
 )
+from vidcolour.torch_files import load_state_strict
 
 # VGG19 "E" layout; "M" is a 2x2 max pool.
 VGG19_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

@@ -29,6 +29,7 @@ from PIL import Image
 from vidcolour.batch.ledger import Ledger, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser
+from vidcolour.defaults import STABILISE_STRENGTH
 from vidcolour.errors import DiskFullError, VidcolourError
 from vidcolour.fsutil import file_sha256, remove_temps
 from vidcolour.metrics import colourfulness
@@ -39,7 +40,6 @@ from vidcolour.video.codecs import CODECS
 from vidcolour.video.keyframes import find_keyframes, keyframes_digest, sidecar
 from vidcolour.video.pipeline import Progress, VideoOptions, colourise_video
 from vidcolour.video.segments import work_path
-from vidcolour.video.stabilise import DEFAULT_STRENGTH
 
 
 class Outcome(Enum):
@@ -66,7 +66,7 @@ class Settings:
     resolution: int
     precision: str
     stabilise: bool = True
-    strength: float = DEFAULT_STRENGTH
+    strength: float = STABILISE_STRENGTH
     saturation: float = 1.0
 
     def resolved(self) -> Settings:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import load_state_strict
+from vidcolour.torch_files import load_state_strict
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage, as EfficientNet-B0.
 STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),

@@ -18,10 +18,10 @@ keyframes of a shot, the forward and backward carries blend by distance and conf
 two maps by distance. A cut ends every carry: colour never crosses one, and shots without a
 keyframe get exactly the automatic colour.
 
-Streaming: colour goes back from a keyframe at most ``REACH`` frames (the frames before it are
-held until it arrives; ``vidcolour run --keyframe-reach``), which bounds memory whatever the
-shot's length: earlier frames of a longer shot get the carry from the shot's previous keyframe,
-or the automatic colour if there is none.
+Streaming: colour goes back from a keyframe at most ``KEYFRAME_REACH`` frames (the frames
+before it are held until it arrives; ``vidcolour run --keyframe-reach``), which bounds memory
+whatever the shot's length: earlier frames of a longer shot get the carry from the shot's
+previous keyframe, or the automatic colour if there is none.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from vidcolour.colour import grey_to_l, rgb_to_lab
+from vidcolour.defaults import KEYFRAME_REACH
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.video.flow import Flow, flow_maps, remap
@@ -47,7 +48,6 @@ from vidcolour.video.planes import Layout, coding_of, luma_view
 from vidcolour.video.source import Source
 from vidcolour.video.stabilise import trust
 
-REACH = 150  # frames colour is carried back from a keyframe (6 s at 25 fps)
 SIDECAR_SUFFIX = ".keyframes"  # batch: reel.mp4's keyframes are in reel.mp4.keyframes/
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 MIN_CHROMA = 1.0  # mean |ab| (Lab units) below which a keyframe counts as unpainted (grey)
@@ -285,7 +285,7 @@ class KeyframeGuide:
     """
 
     keyframes: Keyframes
-    reach: int = REACH
+    reach: int = KEYFRAME_REACH
     start: int = 0  # the first frame pushed: a film resumed mid-way (video/segments.py)
     _flow: Flow = field(default_factory=Flow)
     _forward: _Carry | None = None

@@ -42,6 +42,7 @@ import av
 import numpy as np
 import torch
 
+from vidcolour.defaults import KEYFRAME_REACH, SEGMENT_SECONDS, STABILISE_STRENGTH
 from vidcolour.devices import model_workers, use_threads
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, remove_temps, write_error
@@ -57,7 +58,6 @@ from vidcolour.video.codecs import (
 )
 from vidcolour.video.colourise import AbPredictor, ColourStage, WorkingColour
 from vidcolour.video.keyframes import (
-    REACH,
     KeyframeGuide,
     Keyframes,
     check_keyframes,
@@ -76,11 +76,10 @@ from vidcolour.video.segments import (
     segment_chunks,
     work_path,
 )
-from vidcolour.video.segments import DEFAULT_SECONDS as SEGMENT_SECONDS
 from vidcolour.video.shots import mark_cuts
 from vidcolour.video.sink import Plan, Sink, plan_output
 from vidcolour.video.source import Chunk, DecodeStats, Source, Stretch
-from vidcolour.video.stabilise import DEFAULT_STRENGTH, StabiliseStage, flow_luma
+from vidcolour.video.stabilise import StabiliseStage, flow_luma
 
 COLOUR_SPREAD = 2.0  # mean |C - neutral| in 8-bit codes above which the input counts as colour
 _NO_DISPLAY_MATRIX = {"avi"}  # containers whose muxer drops the display matrix
@@ -121,9 +120,9 @@ class VideoOptions:
     queue_chunks: int = 2  # chunks buffered between stages
     model_workers: int = 0  # threads running the generator side by side; 0: auto (devices)
     stabilise: bool = True  # motion-aware chroma stabilisation within shots
-    strength: float = DEFAULT_STRENGTH  # in [0, 1): weight of the colour carried along motion
+    strength: float = STABILISE_STRENGTH  # in [0, 1): weight of the colour carried along motion
     keyframes: Mapping[int, Path] | None = None  # painted frames: frame number -> image file
-    keyframe_reach: int = REACH  # frames colour is carried back from a keyframe
+    keyframe_reach: int = KEYFRAME_REACH  # frames colour is carried back from a keyframe
     compare: bool = False  # write the input and the colour side by side, for review
     start: float = 0.0  # seconds: colourise a stretch of the film (a preview) from here
     duration: float | None = None  # seconds of it; None: to the end

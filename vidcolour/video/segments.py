@@ -46,7 +46,6 @@ from vidcolour.video.source import Chunk, DecodeStats, Source
 
 MANIFEST = "manifest.json"
 FORMAT = 1  # of the manifest
-DEFAULT_SECONDS = 180.0  # target length of a segment: a crash costs at most about this much
 CAP_FACTOR = 2  # a shot longer than CAP_FACTOR x the target is split, its state carried across
 _FINGERPRINT_BYTES = 1 << 20
 _TIME_SLACK = 1e-3  # seconds: timestamps rounded to a time base's ticks (ms in Matroska)

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 import torch
 
+from vidcolour.defaults import STABILISE_STRENGTH
 from vidcolour.video.flow import Flow, flow_maps, remap
 
-DEFAULT_STRENGTH = 0.95
 # DIS's ultrafast preset: a step at 0.53-0.69 of its cost with "fast", every flicker and error
 # figure within 1% (docs/BENCHMARKS.md, "The stabiliser's flow"); eval's warp error keeps
 # "fast", so that the metric did not move with it.
@@ -56,7 +56,9 @@ def trust(current: np.ndarray, before: np.ndarray, inside: np.ndarray) -> np.nda
 class Stabiliser:
     """The state of one stream of frames (one per video, or per field of interlaced video)."""
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH, flow_preset: int = FLOW_PRESET) -> None:
+    def __init__(
+        self, strength: float = STABILISE_STRENGTH, flow_preset: int = FLOW_PRESET
+    ) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength = strength
@@ -106,7 +108,7 @@ class StabiliseStage:
     """The pipeline's stabilisation stage: one ``Stabiliser`` per stream of pictures (two for
     interlaced video, one per field), steadying each batch's predicted colour in turn."""
 
-    def __init__(self, streams: int, strength: float = DEFAULT_STRENGTH) -> None:
+    def __init__(self, streams: int, strength: float = STABILISE_STRENGTH) -> None:
         self.stabilisers = [Stabiliser(strength) for _ in range(streams)]
 
     def __call__(
