@@ -123,6 +123,13 @@ def test_bad_input(model: Path, tmp_path: Path, make: object, message: str) -> N
     assert_clean_failure(code, output, out, message)
 
 
+def test_a_missing_input_stops_the_queue_before_any_work(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "coloured"
+    code, output = run(clip, tmp_path / "typo.mp4", "-o", f"{out}/", "--model", "no-such-model")
+    assert code == 1 and "typo.mp4: no such file" in output and "Traceback" not in output
+    assert not out.exists()  # nothing written, nothing created; the model was never loaded
+
+
 def test_bad_model(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "colour.mp4"
     code, output = run(clip, "-o", out, "--model", tmp_path / "missing.safetensors")

@@ -770,8 +770,6 @@ def run_command(
       vidcolour run film.mkv -o colour.mkv --resume    (after a crash or a kill)
     """
     from vidcolour.run import colourise_image_file, plan_jobs
-    from vidcolour.video.pipeline import colourise_video
-    from vidcolour.video.segments import work_path
 
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
@@ -795,6 +793,10 @@ def run_command(
         options = dataclasses.replace(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )
+    # torch and the pipeline load only once the inputs and options have passed their checks
+    from vidcolour.video.pipeline import colourise_video
+    from vidcolour.video.segments import work_path
+
     colouriser = colourise.load()
     console = make_console()
     notices = _OncePerKind()

@@ -7,10 +7,10 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vidcolour.colouriser import Colouriser
 from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, write_error
 from vidcolour.stills import read_still, write_still
@@ -33,6 +33,9 @@ IMAGE_FORMATS = {
     ".webp": "WEBP",
     ".bmp": "BMP",
 }
+
+if TYPE_CHECKING:  # the command line plans its jobs before it loads torch
+    from vidcolour.colouriser import Colouriser
 
 
 def is_image(path: Path) -> bool:
@@ -93,11 +96,14 @@ def plan_jobs(
     """Each input with its output: ``output`` itself for one input, or a file in the directory
     ``output`` (same name; a video keeps its container when it can hold ``codec``). ``output``
     is a directory when it is one, when there are several inputs, or when it ends with a
-    slash; a missing one is created once every input has its output. Encoder options are
-    checked against each video's codec here, before a model loads or a frame is decoded."""
+    slash; a missing one is created once every input has its output. Inputs that do not exist
+    and encoder options that do not suit a video's codec fail here, before a model loads or a
+    frame is decoded (a typo in the third name of a queue stops it at once, not hours in)."""
     if not inputs:
         raise VidcolourError("no input given")
     for src in inputs:
+        if not src.exists():
+            raise VidcolourError(f"{src}: no such file")
         if src.is_dir():
             raise UsageError(
                 f"{src} is a directory: run takes video and image files "
