@@ -51,6 +51,15 @@ def test_errors_are_one_line_without_traceback() -> None:
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
+def test_times_must_be_finite() -> None:
+    """nan and infinity pass a range's comparisons; the options refuse them as click refuses
+    any bad value (its usage lines, then one error line)."""
+    for option, value in (("--start", "nan"), ("--duration", "inf"), ("--strength", "nan")):
+        result = run("run", "a.mp4", "-o", "b.mp4", option, value)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert f"Invalid value for '{option}': '{value}' is not a finite number" in result.output
+
+
 def test_python_dash_m_entry_point() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "vidcolour", "--help"], capture_output=True, text=True, check=True

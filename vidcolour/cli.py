@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from vidcolour._version import __version__
 from vidcolour.config import Resize, load_config, to_yaml
 from vidcolour.defaults import KEYFRAME_REACH, MAX_SATURATION, SEGMENT_SECONDS, STABILISE_STRENGTH
 from vidcolour.errors import INTERRUPTED, UsageError, VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.fsutil import atomic_path, check_writable_folder, write_error
 from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
@@ -47,6 +48,16 @@ class _UsageFailure(click.ClickException):
     exit_code = 2
 
 
+class _Finite(click.FloatRange):
+    """A float range without nan and infinity, which pass a range's comparisons unnoticed."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,6 +65,10 @@ class _Group(click.Group):
         except VidcolourError as exc:
             failure = _UsageFailure if isinstance(exc, UsageError) else click.ClickException
             raise failure(str(exc)) from None  # one line: "Error: ..."
+        except OSError as exc:  # a folder that cannot be made, a file that cannot be written
+            where = Path(exc.filename) if isinstance(exc.filename, str) else None
+            reason = write_error(where, exc) if where else exc.strerror or str(exc)
+            raise click.ClickException(str(reason)) from None
         except KeyboardInterrupt:  # click's own handler says "Aborted!" and exits 1
             click.echo("Error: interrupted", err=True)
             raise SystemExit(INTERRUPTED) from None
@@ -79,8 +94,9 @@ def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def _check_json_out(json_out: Path | None) -> None:
-    if json_out is not None and json_out != JSON_STDOUT and not json_out.parent.is_dir():
-        raise VidcolourError(f"--json folder does not exist: {json_out.parent}")
+    """Before the work it reports on: a --json file's folder exists and can be written."""
+    if json_out is not None and json_out != JSON_STDOUT:
+        check_writable_folder(json_out.parent, "--json folder")
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -425,6 +441,9 @@ def eval_command(
     if not models and not baselines:
         models = (DEFAULT_MODEL,)  # as `run` does
     _check_json_out(json_out)
+    if plots is not None:  # made if missing: the nearest folder that exists must be writable
+        existing = next(p for p in (plots, *plots.parents) if p.exists())
+        check_writable_folder(existing, "--plots folder")
     err = make_console()
     torch_device = resolve_device(device)
     extras = Extras()
@@ -584,7 +603,7 @@ _COLOURISE_OPTIONS = (
     ),
     click.option(
         "--strength",
-        type=click.FloatRange(0.0, 1.0, max_open=True),
+        type=_Finite(0.0, 1.0, max_open=True),
         default=STABILISE_STRENGTH,
         show_default=True,
         help="How much of the colour carried from the previous frame is kept where the motion "
@@ -592,7 +611,7 @@ _COLOURISE_OPTIONS = (
     ),
     click.option(
         "--saturation",
-        type=click.FloatRange(0.0, MAX_SATURATION),
+        type=_Finite(0.0, MAX_SATURATION),
         default=1.0,
         show_default=True,
         help="Gain on the predicted colour, before stabilisation: below 1 paler, above 1 "
@@ -600,7 +619,7 @@ _COLOURISE_OPTIONS = (
     ),
     click.option(
         "--segment-seconds",
-        type=click.FloatRange(min=0.0),
+        type=_Finite(min=0.0),
         default=SEGMENT_SECONDS,
         show_default=True,
         help="Seconds of film per segment: a video is written in segments, each kept when "
@@ -724,7 +743,7 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--start",
-    type=click.FloatRange(min=0.0),
+    type=_Finite(min=0.0),
     default=0.0,
     show_default=True,
     help="Seconds into each video to begin at: with --duration, a preview of a stretch "
@@ -732,7 +751,7 @@ def colourise_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=_Finite(min=0.0, min_open=True),
     help="Seconds of each video to colourise [default: to the end].",
 )
 @click.option(

@@ -29,15 +29,21 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     On any exception, KeyboardInterrupt included, the temp file is removed.
     """
     dest = Path(dest)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:  # the folder is missing, read-only or full
+        raise write_error(dest, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:  # on disk before it gets the name: survives power loss too
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # after the writer: some (safetensors) replace the file
-        os.replace(tmp, dest)
+        try:
+            with open(tmp, "rb+") as f:  # on disk before it gets the name: survives power loss
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)  # after the writer: some (safetensors) replace it
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise write_error(dest, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -64,11 +70,16 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         raise VidcolourError(f"output {dst} is a directory")
     if dst.exists() and not overwrite:
         raise VidcolourError(f"{dst} exists (use --overwrite to replace it)")
-    parent = dst.parent
-    if not parent.is_dir():
-        raise VidcolourError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise VidcolourError(f"output directory {parent} is not writable")
+    check_writable_folder(dst.parent, "output directory")
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """``folder`` exists and new files can be made in it (a read-only mount is not writable,
+    even for root); else an error naming it as ``what``."""
+    if not folder.is_dir():
+        raise VidcolourError(f"{what} {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VidcolourError(f"{what} {folder} is not writable")
 
 
 def write_error(dst: Path, exc: BaseException) -> VidcolourError:

@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 from vidcolour._version import __version__
 from vidcolour.config import ConfigError, GeneratorConfig, from_dict, to_dict
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import atomic_path
+from vidcolour.fsutil import atomic_path, write_error
 from vidcolour.nets import Generator, build_generator, fold_batch_norm, fold_spectral_norm
 
 FORMAT = "vidcolour.generator"
@@ -80,7 +80,10 @@ def save_generator(
         folded=",".join(_folded_parts(model)),
     )
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        try:
+            save_file(tensors, str(tmp), metadata=header)
+        except SafetensorError as exc:  # its I/O errors (a full disk...), in its own words
+            raise write_error(Path(path), exc) from None
 
 
 def read_info(path: str | Path) -> WeightsInfo:
