@@ -196,7 +196,9 @@ def test_full_disk(model: Path, tmp_path: Path) -> None:
     assert_clean_failure(done.returncode, done.stderr, out, "cannot write")
 
 
-def test_ctrl_c(model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted(model: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C, and SIGTERM as Slurm or ``kill`` send it: nothing at the output, no temp file."""
     src = write_clip(tmp_path / "long.mkv", frames=1200, size=(240, 320), codec="ffv1")
     out = tmp_path / "colour.mkv"
     command = _cli(src, "-o", out, "--model", model, "--batch-size", "2")
@@ -214,7 +216,7 @@ def test_ctrl_c(model: Path, tmp_path: Path) -> None:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.3)  # into the job, seconds before its end
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert_clean_failure(1, stderr, out, "interrupted")

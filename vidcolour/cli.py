@@ -34,6 +34,7 @@ from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
 if TYPE_CHECKING:
     from vidcolour.batch.runner import Settings
     from vidcolour.colouriser import Colouriser
+    from vidcolour.run import Job
     from vidcolour.video.pipeline import VideoOptions
 
 DEVICE_OPTION = click.option(
@@ -788,7 +789,7 @@ def run_command(
       vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
       vidcolour run film.mkv -o colour.mkv --resume    (after a crash or a kill)
     """
-    from vidcolour.run import colourise_image_file, plan_jobs
+    from vidcolour.run import plan_jobs
 
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
@@ -812,12 +813,26 @@ def run_command(
         options = dataclasses.replace(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )
-    # torch and the pipeline load only once the inputs and options have passed their checks
+    colouriser = colourise.load()  # torch loads once the inputs and options have passed
+    with _terminate_as_interrupt():
+        failed = _run_jobs(jobs, colouriser, options, overwrite, compare, make_console())
+    if failed:
+        raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
+
+
+def _run_jobs(
+    jobs: list[Job],
+    colouriser: Colouriser,
+    options: VideoOptions,
+    overwrite: bool,
+    compare: bool,
+    console: Console,
+) -> int:
+    """``run``'s inputs one after another; returns how many failed (one alone raises)."""
+    from vidcolour.run import colourise_image_file
     from vidcolour.video.pipeline import colourise_video
     from vidcolour.video.segments import work_path
 
-    colouriser = colourise.load()
-    console = make_console()
     notices = _OncePerKind()
     failed = 0
     for job in jobs:
@@ -840,9 +855,26 @@ def run_command(
             if work_path(job.dst).is_dir():
                 kept = " (its finished segments are kept: --resume goes on from them)"
             click.echo(f"Error: interrupted; {job.dst} was not written{kept}", err=True)
-            raise SystemExit(130) from None
-    if failed:
-        raise VidcolourError(f"{failed} of {len(jobs)} inputs failed")
+            raise SystemExit(INTERRUPTED) from None
+    return failed
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what Slurm, Kubernetes and ``kill`` send before killing) ends the work as
+    Ctrl-C does: the output not written, its temp file removed, finished segments kept."""
+
+    def handle(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread (e.g. under a test runner)
+        return
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------- shots, eval-video
