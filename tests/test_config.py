@@ -162,3 +162,19 @@ def test_every_shipped_config_writes_every_key() -> None:
     for name in config_names():
         written = keys(yaml.safe_load(resolve_config(name).read_text()))
         assert want - written == set(), name
+
+
+def test_a_shipped_name_is_not_hidden_by_the_current_folder(tmp_path, monkeypatch) -> None:
+    """A folder `in` or a file `default` where the command runs does not replace the shipped
+    configs of those names; `./name` asks for the file."""
+    from vidcolour.errors import VidcolourError
+    from vidcolour.resources import configs_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "default").write_text("name: mine\n")
+    assert resolve_config("in") == configs_dir() / "in.yaml"
+    assert resolve_config("default") == configs_dir() / "default.yaml"
+    assert load_config(resolve_config("./default")).name == "mine"
+    with pytest.raises(VidcolourError, match="is a folder"):
+        resolve_config("./in")

@@ -151,7 +151,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     for column in ("G params", "G GFLOP", "D params", "D GFLOP"):
         table.add_column(column, justify="right")
     for name in config_names():
-        config = load_config(resolve_config(name), overrides)
+        config = load_config(configs_dir() / f"{name}.yaml", overrides)  # not a file named so
         g, d = config.model.generator, config.model.discriminator
         costs = model_costs(config.model, size)
         table.add_row(

@@ -6,6 +6,7 @@ editable install they are at the repository's top level.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from vidcolour.errors import VidcolourError
@@ -27,13 +28,17 @@ def config_names() -> list[str]:
 
 
 def resolve_config(name_or_path: str) -> Path:
-    """A config given by path, or by the name of a shipped config (``ibn_sn_md``)."""
+    """A config given by path, or by the name of a shipped config (``ibn_sn_md``). A shipped
+    config's bare name means it, whatever the current folder holds; ``./name`` means a file."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    shipped = configs_dir() / f"{name_or_path}.yaml"
+    bare = not path.suffix and not any(sep in name_or_path for sep in ("/", os.sep))
+    if not (bare and shipped.is_file()) and (path.suffix in (".yaml", ".yml") or path.exists()):
+        if path.is_dir():
+            raise VidcolourError(f"config {path} is a folder, not a YAML file")
         if not path.is_file():
             raise VidcolourError(f"config file not found: {path}")
         return path
-    shipped = configs_dir() / f"{name_or_path}.yaml"
     if not shipped.is_file():
         known = ", ".join(config_names())
         raise VidcolourError(f"unknown config '{name_or_path}' (shipped configs: {known})")
