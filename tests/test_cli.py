@@ -44,6 +44,7 @@ def test_errors_are_one_line_without_traceback() -> None:
         (("config", "no_such_config"), "unknown config 'no_such_config'", 1),
         (("config", "missing.yaml"), "config file not found", 1),
         (("models", "--size", "200"), "multiple of 128", 2),  # a usage error
+        (("models", "--set", "model.discriminator.scales=9"), "too small for the disc", 2),
     ]:
         result = run(*args)
         assert result.exit_code == code

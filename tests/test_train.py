@@ -542,6 +542,33 @@ def test_dry_run_prints_the_plan_and_trains_nothing(photos: Path, tmp_path: Path
     assert not run.exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.image_size=160", "multiples of 64 px and at least 64 px, not 160 px"),
+        ("model.discriminator.scales=9", "too small for the discriminator's 9 scales"),
+    ],
+)
+def test_a_size_the_model_cannot_take_is_refused_before_the_run(
+    photos: Path, tmp_path: Path, setting: str, message: str
+) -> None:
+    """Refused in one line before the run folder exists, as --dry-run refuses it too, not
+    with a traceback at the first step."""
+    from click.testing import CliRunner
+
+    from vidcolour.cli import main
+
+    run = tmp_path / "run"
+    sets = [x for s in [*SMALL, setting] for x in ("--set", s)]
+    for dry in ([], ["--dry-run"]):
+        args = ["train", "--config", "ibn_sn_md", "--data", str(photos), "--out", str(run),
+                "--device", "cpu", *sets, *dry]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert message in result.output.strip().splitlines()[-1]
+        assert not run.exists()
+
+
 def test_run_config_path(tmp_path: Path) -> None:
     """--config, else a resumed run's own config.yaml, else the default recipe."""
     assert run_config_path("bn", tmp_path, resume=True) == resolve_config("bn")

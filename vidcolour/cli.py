@@ -153,7 +153,10 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
     for name in config_names():
         config = load_config(configs_dir() / f"{name}.yaml", overrides)  # not a file named so
         g, d = config.model.generator, config.model.discriminator
-        costs = model_costs(config.model, size)
+        try:
+            costs = model_costs(config.model, size)
+        except ValueError as exc:
+            raise UsageError(f"{name} at --size {size}: {exc}") from None
         table.add_row(
             name,
             g.arch,

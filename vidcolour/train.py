@@ -54,6 +54,7 @@ from vidcolour.nets import (
     Generator,
     build_discriminator,
     build_generator,
+    check_size,
     flop_counter,
     init_pretrained,
 )
@@ -656,6 +657,15 @@ def train(
             dist.destroy_process_group()
 
 
+def _check_model(config: Config) -> None:
+    """What the config's networks cannot do, refused before the run folder exists."""
+    check_encoder_rate(config)
+    try:
+        check_size(config.model, config.train.image_size)
+    except ValueError as exc:
+        raise VidcolourError(f"train.image_size={config.train.image_size}: {exc}") from None
+
+
 def _train(
     config: Config, args: RunArgs, rt: Runtime, console: Console, dry_run: bool
 ) -> dict[str, Any]:
@@ -667,7 +677,7 @@ def _train(
             "warning: train.precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX): "
             "emulated, tens of times slower than fp32; train.precision=auto picks fp32 here"
         )
-    check_encoder_rate(config)
+    _check_model(config)
     if not dry_run:
         _prepare_run_dir(args, rt)
 

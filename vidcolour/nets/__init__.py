@@ -47,6 +47,7 @@ __all__ = [
     "UNetGenerator",
     "build_discriminator",
     "build_generator",
+    "check_size",
     "count_flops",
     "count_params",
     "flop_counter",
@@ -118,18 +119,18 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+def check_size(config: ModelConfig, size: int) -> None:
+    """Raise ValueError, in one line, if size x size pictures cannot go through the config's
+    generator and discriminator: tried on the meta device, so that a run is refused before
+    it starts, not at its first step."""
+    _on_meta(config, size)
+
+
 def model_costs(config: ModelConfig, size: int) -> dict[str, float]:
     """Parameter counts and FLOPs per size x size frame of a config's generator and
-    discriminator, measured on the meta device (no memory, no weights).
-
-    Spectral norm is left out: it adds no parameters, is folded away for inference, and its
-    power iterations are slow to trace on the meta device.
-    """
-    g_config = dataclasses.replace(config.generator, spectral_norm=False)
-    d_config = dataclasses.replace(config.discriminator, spectral_norm=False)
+    discriminator, measured on the meta device. Raises ValueError as ``check_size``."""
+    gen, disc = _on_meta(config, size)
     with torch.device("meta"):
-        gen = build_generator(g_config)
-        disc = build_discriminator(d_config)
         l = torch.empty(1, 1, size, size)
         ab = torch.empty(1, 2, size, size)
         return {
@@ -138,3 +139,30 @@ def model_costs(config: ModelConfig, size: int) -> dict[str, float]:
             "d_params": count_params(disc),
             "d_flops": count_flops(disc, l, ab),
         }
+
+
+def _on_meta(config: ModelConfig, size: int) -> tuple[Generator, MultiScaleDiscriminator]:
+    """The config's generator and discriminator on the meta device (no memory, no weights),
+    once a size x size picture has gone through the discriminator; ValueError, in one line,
+    where either cannot take it. Spectral norm is left out: it adds no parameters, is folded
+    away for inference, and its power iterations are slow to trace on the meta device."""
+    g_config = dataclasses.replace(config.generator, spectral_norm=False)
+    d_config = dataclasses.replace(config.discriminator, spectral_norm=False)
+    with torch.device("meta"):
+        gen = build_generator(g_config)
+        multiple, least = gen.size_multiple, gen.min_size
+        if size % multiple or size < least:
+            raise ValueError(
+                f"this generator takes sides that are multiples of {multiple} px and at least "
+                f"{least} px, not {size} px"
+            )
+        disc = build_discriminator(d_config)
+        try:
+            disc.eval()(torch.empty(1, 1, size, size), torch.empty(1, 2, size, size))
+        except (RuntimeError, ValueError):  # a kernel larger than its input; one-pixel norms
+            raise ValueError(
+                f"{size} px is too small for the discriminator's {d_config.scales} scales "
+                "(each halves the picture): fewer scales, or larger pictures"
+            ) from None
+        disc.train()
+    return gen, disc
