@@ -130,6 +130,17 @@ def test_a_missing_input_stops_the_queue_before_any_work(clip: Path, tmp_path: P
     assert not out.exists()  # nothing written, nothing created; the model was never loaded
 
 
+def test_a_refusal_leaves_no_output_folder(clip: Path, tmp_path: Path) -> None:
+    """The output folder (-o ending in /) is made when the work starts, not before a refusal."""
+    out = tmp_path / "coloured"
+    code, output = run(clip, "-o", f"{out}/", "--model", tmp_path / "missing.safetensors")
+    assert code == 1 and "model file not found" in output
+    other = shutil.copy(clip, tmp_path / "other.mkv")
+    code, output = run(clip, other, "-o", f"{out}/", "--keyframes", tmp_path)
+    assert code == 2 and "--keyframes colours one video" in output
+    assert not out.exists()
+
+
 def test_bad_model(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "colour.mp4"
     code, output = run(clip, "-o", out, "--model", tmp_path / "missing.safetensors")

@@ -448,6 +448,12 @@ def test_image_list_file_and_errors(photos: Path, tmp_path: Path) -> None:
     relative.unlink()
     with pytest.raises(VidcolourError, match="no such image folder"):
         list_images(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = tmp_path / "run"
+    with pytest.raises(VidcolourError, match="no usable images"):
+        train(small_config("bn"), RunArgs(data=str(empty), out=run, max_steps=1, device="cpu"))
+    assert not run.exists()  # refused before the run folder was made
 
 
 def test_existing_run_needs_resume(photos: Path, tmp_path: Path) -> None:

@@ -792,7 +792,7 @@ def run_command(
       vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
       vidcolour run film.mkv -o colour.mkv --resume    (after a crash or a kill)
     """
-    from vidcolour.run import plan_jobs
+    from vidcolour.run import make_output_folder, plan_jobs
 
     c = colourise
     jobs = plan_jobs(inputs, output, c.codec, crf=c.crf, preset=c.preset, tune=c.tune)
@@ -817,6 +817,7 @@ def run_command(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )
     colouriser = colourise.load()  # torch loads once the inputs and options have passed
+    make_output_folder(jobs)
     with _terminate_as_interrupt():
         failed = _run_jobs(jobs, colouriser, options, overwrite, compare, make_console())
     if failed:

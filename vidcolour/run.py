@@ -96,7 +96,8 @@ def plan_jobs(
     """Each input with its output: ``output`` itself for one input, or a file in the directory
     ``output`` (same name; a video keeps its container when it can hold ``codec``). ``output``
     is a directory when it is one, when there are several inputs, or when it ends with a
-    slash; a missing one is created once every input has its output. Inputs that do not exist
+    slash; a missing one is made by ``make_output_folder`` when the work starts (a refusal
+    before then leaves no empty folder behind). Inputs that do not exist
     and encoder options that do not suit a video's codec fail here, before a model loads or a
     frame is decoded (a typo in the third name of a queue stops it at once, not hours in)."""
     if not inputs:
@@ -132,12 +133,16 @@ def plan_jobs(
                 f"{seen[job.dst]} and {job.src} would both be written to {job.dst}"
             )
         seen[job.dst] = job.src
-    if into_dir and not output.is_dir():
-        try:
-            output.mkdir(parents=True)
-        except OSError as exc:
-            raise VidcolourError(f"cannot create {output}: {exc.strerror}") from None
     return jobs
+
+
+def make_output_folder(jobs: Sequence[Job]) -> None:
+    """Make the output folder ``plan_jobs`` named, if missing."""
+    for folder in {job.dst.parent for job in jobs}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VidcolourError(f"cannot create {folder}: {exc.strerror}") from None
 
 
 def colourise_image_file(

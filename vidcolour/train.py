@@ -429,12 +429,15 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
 
 
-def _prepare_run_dir(args: RunArgs, rt: Runtime) -> None:
-    if not rt.is_main:
-        return
+def _check_run_dir(args: RunArgs) -> None:
     has_run = (args.out / "checkpoints").is_dir() or (args.out / "metrics.jsonl").exists()
     if has_run and not args.resume:
         raise VidcolourError(f"{args.out} already holds a run: pass --resume, or another --out")
+
+
+def _prepare_run_dir(args: RunArgs, rt: Runtime) -> None:
+    if not rt.is_main:
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in (args.out / "checkpoints").glob(".step-*.tmp"):  # a killed run's partial write
         stale.unlink()
@@ -679,9 +682,10 @@ def _train(
         )
     _check_model(config)
     if not dry_run:
-        _prepare_run_dir(args, rt)
-
+        _check_run_dir(args)
     report, dataset, per_epoch, val_paths = _scan_data(config, args, rt, say)
+    if not dry_run:  # made once the data has passed: a refusal leaves no empty folder
+        _prepare_run_dir(args, rt)
 
     if dry_run:
         if rt.is_main:  # the plan itself on stdout, valid YAML: `train --dry-run ... > plan.yaml`
