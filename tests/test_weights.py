@@ -1,12 +1,14 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tests.helpers import tiny
 from vidcolour import weights
+from vidcolour.errors import VidcolourError
 from vidcolour.nets import build_generator, fold_for_inference
 from vidcolour.weights import WeightsError, load_generator, read_info, save_generator
 
@@ -109,6 +111,20 @@ def test_tensors_that_do_not_fit_the_config(tmp_path) -> None:
         read_info(path)
 
 
+def test_weights_that_are_not_numbers(tmp_path) -> None:
+    """A run that diverged saves NaN: refused at load, not turned into flat colour."""
+    path = tmp_path / "g.safetensors"
+    save_generator(path, _trained_generator(), name="tiny")
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+        meta = f.metadata()
+    key = sorted(tensors)[-1]
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(WeightsError, match=f"'{key}' holds NaN or infinite values"):
+        load_generator(path)
+
+
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch) -> None:
     path = tmp_path / "g.safetensors"
 
@@ -118,6 +134,19 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(weights, "save_file", disk_full)
     with pytest.raises(OSError):
         save_generator(path, _trained_generator(), name="tiny")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_weights_writer_failing_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(weights, "save_file", full)
+    out = tmp_path / "g.safetensors"
+    with pytest.raises(VidcolourError, match=r"cannot write .*No space left"):
+        weights.save_generator(out, _trained_generator(), name="tiny")
     assert list(tmp_path.iterdir()) == []
 
 

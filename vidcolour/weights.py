@@ -142,6 +142,9 @@ def load_generator(
                         f"{path}: '{key}' has shape {tuple(tensor.shape)}, "
                         f"the config needs {tuple(ref.shape)}"
                     )
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    # a run that diverged: every picture would come out one flat colour
+                    raise WeightsError(f"{path}: '{key}' holds NaN or infinite values")
                 state[key] = tensor.to(ref.dtype)
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path} is damaged ({str(exc).splitlines()[0]})") from None
