@@ -356,6 +356,36 @@ def test_kill_9_then_resume(photos: Path, tmp_path: Path) -> None:
     assert found is not None and found[1]["step"] == steps
 
 
+def test_sigterm_checkpoints_the_step_in_hand(photos: Path, tmp_path: Path) -> None:
+    """SIGTERM (Slurm's notice before its kill): a checkpoint of the last step, exit 130;
+    --resume then goes on from that very step."""
+    run = tmp_path / "run"
+    steps = 150
+    train_args = _cli_train_args(photos, run, steps, "--set", "train.checkpoint_every=1000")
+    proc = _run_cli(*train_args)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = run / "metrics.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "--resume goes on" in out
+    stopped_at = int(out.split("stopped at step ")[1].split(",")[0])
+    assert 0 < stopped_at < steps
+    found = latest_checkpoint(run)
+    assert found is not None and found[1]["step"] == stopped_at
+
+    proc = _run_cli(*train_args, "--resume")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f"step {stopped_at}" in out and "resumed from step-" in out
+    assert [r["step"] for r in train_records(run)] == list(range(1, steps + 1))
+
+
 def test_torchrun_two_cpu_processes(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = _cli_train_args(photos, run, 3, "--set", "train.batch_size=1")

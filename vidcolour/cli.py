@@ -10,10 +10,11 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -249,8 +250,15 @@ def train_command(
     from vidcolour.train import RunArgs, run_config_path, train
 
     config = load_config(run_config_path(config_name, out, resume), overrides)
-    args = RunArgs(data=data, out=out, val=val, resume=resume, max_steps=max_steps, device=device)
-    train(config, args, dry_run=dry_run)
+    stop = threading.Event()
+    args = RunArgs(data, out, val, resume, max_steps, device, stop)
+    # one process: a signal checkpoints the step in hand; under torchrun, torchrun's own ending
+    alone = os.environ.get("WORLD_SIZE", "1") == "1"
+    with _stop_on_signals(stop, "checkpointing after this step") if alone else nullcontext():
+        train(config, args, dry_run=dry_run)
+    if stop.is_set():
+        click.echo(f"Error: interrupted; --resume goes on from {out}'s checkpoint", err=True)
+        raise SystemExit(INTERRUPTED)
 
 
 def _safetensors_name(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -1123,16 +1131,18 @@ def batch_command(
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM (what Slurm and Kubernetes send before killing) set ``stop``: the
-    files in hand are given back unfinished, their temp files removed. A second Ctrl-C
-    interrupts at once."""
+def _stop_on_signals(
+    stop: threading.Event, doing: str = "giving back the files in hand"
+) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (what Slurm and Kubernetes send before killing) set ``stop``, and
+    the work winds down as ``doing`` says (a batch gives back the files in hand, their temp
+    files removed). A second Ctrl-C interrupts at once."""
 
     def handle(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo("stopping: giving back the files in hand (Ctrl-C again to quit now)", err=True)
+        click.echo(f"stopping: {doing} (Ctrl-C again to quit now)", err=True)
 
     if threading.current_thread() is not threading.main_thread():
         yield  # signals can only be handled on the main thread (e.g. under a test runner)

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -406,6 +407,10 @@ class RunArgs:
     resume: bool = False
     max_steps: int | None = None
     device: str = "auto"
+    # Set by the caller (on SIGTERM or Ctrl-C): the run checkpoints after the step in hand and
+    # returns. Read by single-process runs only: under torchrun one rank stopping alone would
+    # stall the others' gradient exchange, so there torchrun's own signals end the run.
+    stop: threading.Event | None = None
 
 
 class _Log:
@@ -721,7 +726,7 @@ def _train(
     # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
     loader = make_loader(dataset, sampler, tc.batch_size, workers, rt, persistent=True)
     with _Status(console, rt.is_main, total, state.step) as status:
-        while state.step < total and state.epoch < tc.epochs:
+        while state.step < total and state.epoch < tc.epochs and not run.stopping:
             sampler.set_epoch(state.epoch)
             if state.in_epoch:
                 skipping = SkipSampler(sampler, state.in_epoch * tc.batch_size)
@@ -738,14 +743,14 @@ def _train(
                     run.validate(state)
             elif state.step != run.saved_step:
                 run.checkpoint(state)  # stopped mid-epoch (--max-steps)
-        if state.step != run.validated_step:
+        if state.step != run.validated_step and not run.stopping:
             run.validate(state)  # samples of the final weights, however short the run
 
     if rt.is_main:
         plot_learning_curves({config.name: read_metrics(args.out)}, args.out / "curves.png")
         skipped = run.skipped_files
         say(
-            f"done: step {state.step}, run in {args.out}"
+            f"{'stopped at' if run.stopping else 'done:'} step {state.step}, run in {args.out}"
             + (f", {len(skipped)} files skipped" if skipped else "")
         )
     return run.last
@@ -858,6 +863,11 @@ class _Run:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # sums over the window
     window_steps: int = 0
 
+    @property
+    def stopping(self) -> bool:
+        """The caller asked the run to stop (``RunArgs.stop``), in a single-process run."""
+        return self.args.stop is not None and self.args.stop.is_set() and self.rt.world == 1
+
     def checkpoint(self, state: TrainingState) -> None:
         with self.meter.pause():
             if self.rt.is_main:
@@ -957,5 +967,5 @@ def train_one_epoch(
             run.checkpoint(state)
         if tc.val_every and state.step % tc.val_every == 0:
             run.validate(state)
-        if state.step >= run.total:
+        if state.step >= run.total or run.stopping:
             break
