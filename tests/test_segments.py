@@ -6,6 +6,7 @@ batch, so what each run cost survives its kill."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from tests.video_helpers import TINY, save_tiny_model
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
+from vidcolour.errors import VidcolourError
 from vidcolour.nets import build_generator
 from vidcolour.video import pipeline
 from vidcolour.video.pipeline import VideoOptions, colourise_video
@@ -332,6 +334,27 @@ def test_a_changed_input_or_model_discards_the_segments(
         f.write(b"0123456789")
     colourised, notices = _resume(colouriser, copy, dst)
     assert colourised == 240 and any("the input changed since its" in n for n in notices)
+
+
+def test_a_preview_over_an_interrupted_film_leaves_nothing_stale(
+    model: Path, short_film: Path, tmp_path: Path
+) -> None:
+    """A film stopped part-way, then a preview (in one piece) to the same output: refused
+    while the earlier segments are there; with --overwrite they go, with a notice."""
+    colouriser = Colouriser.load(model, "cpu", resolution=64)
+    dst = tmp_path / "out.mkv"
+    _interrupted(colouriser, short_film, dst, 150)
+    work = work_path(dst)
+    assert work.is_dir()
+    preview = VideoOptions("ffv1", duration=1.0)
+    with pytest.raises(VidcolourError, match="add --overwrite to discard them"):
+        colourise_video(colouriser, short_film, dst, preview)
+    assert work.is_dir() and not dst.exists()
+    notices: list[str] = []
+    again = dataclasses.replace(preview, overwrite=True)
+    colourise_video(colouriser, short_film, dst, again, notify=notices.append)
+    assert dst.is_file() and not work.exists()
+    assert leftovers(tmp_path) == [] and any("segments discarded" in n for n in notices)
 
 
 def test_segments_of_another_output_revision_are_made_again(

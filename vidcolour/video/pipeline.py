@@ -31,6 +31,7 @@ import dataclasses
 import itertools
 import json
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -246,6 +247,7 @@ def colourise_video(
             if in_segments:
                 _colourise_in_segments(job, source, stream, open_sink, on_segment, keep_work, tell)
             else:
+                _earlier_segments_go(dst, options, tell)
                 with atomic_path(dst) as tmp:
                     sink = open_sink(tmp)
                     try:
@@ -307,6 +309,24 @@ def _colourise_in_segments(
             join(work, lambda template: open_sink(tmp, template=template), whole)
     if not keep_work:
         work.remove()
+
+
+def _earlier_segments_go(dst: Path, options: VideoOptions, tell: Callable[[str], None]) -> None:
+    """Before ``dst`` is written in one piece (a preview, AVI, ``--segment-seconds 0``): the
+    segments an earlier, killed run of ``dst`` left are refused as a segmented rerun refuses
+    them, or, with --overwrite or --resume (which cannot use them here), discarded with a
+    notice, so that nothing stale stays beside the output."""
+    work = work_path(dst)
+    if not work.is_dir():
+        return
+    if not (options.overwrite or options.resume):
+        raise VidcolourError(
+            f"{work} holds an earlier run's segments, which this run (in one piece) cannot use: "
+            "add --overwrite to discard them"
+        )
+    remove_temps(dst)
+    shutil.rmtree(work)
+    tell(f"{work}: an earlier run's segments discarded (this run writes {dst.name} in one piece)")
 
 
 def _in_segments(options: VideoOptions, container_format: str) -> bool:
