@@ -75,3 +75,14 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
         except VidcolourError as exc:
             print(f"warning: {exc}; trying an older checkpoint", file=sys.stderr)
     return None
+
+
+def newest_checkpoint(run_dir: Path) -> Path:
+    """The file of ``latest_checkpoint``, or an error naming what the folder lacks."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise VidcolourError(
+            f"{run_dir} holds no checkpoint (checkpoints/step-*.pt): not a training run, "
+            "or one that never saved"
+        )
+    return found[0]

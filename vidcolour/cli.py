@@ -291,16 +291,13 @@ def export_command(checkpoint: Path, output: Path, half: bool) -> None:
       vidcolour export runs/a/checkpoints/step-000010000.pt -o model.safetensors --half
       vidcolour export runs/a -o model.safetensors
     """
-    from vidcolour.checkpoint import latest_checkpoint
+    from vidcolour.checkpoint import newest_checkpoint
     from vidcolour.model_files import export_generator
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
     if checkpoint.is_dir():
-        found = latest_checkpoint(checkpoint)
-        if found is None:
-            raise VidcolourError(f"{checkpoint} holds no checkpoint (expected a run directory)")
-        checkpoint = found[0]
+        checkpoint = newest_checkpoint(checkpoint)
     info = export_generator(checkpoint, output, half=half)
     size = output.stat().st_size / 2**20
     click.echo(f"wrote {output} ({info['name']} from {checkpoint.name}, {size:.1f} MiB)")
@@ -1277,9 +1274,21 @@ def bench_command(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in to_json(result).items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+        table.add_row(key, _bench_value(value))
     _table_console(json_out).print(table)
     if json_out == JSON_STDOUT:
         _print_json(to_json(result))
     elif json_out is not None:
         write_json(result, json_out)
+
+
+def _bench_value(value: object) -> str:
+    """A bench figure for the table (the JSON keeps every digit): floats to 3 places, the stage
+    shares as name=share pairs, so that the table stays as narrow as its longest name."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return " ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+        )
+    return str(value)

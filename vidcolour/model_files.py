@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidcolour.checkpoint import checkpoint_generator, latest_checkpoint
+from vidcolour.checkpoint import checkpoint_generator, newest_checkpoint
 from vidcolour.config import to_dict
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import file_sha256
@@ -41,10 +41,7 @@ def open_model(spec: str | Path | None) -> ModelFile:
     path = resolve_model(spec)
     run_dir = None
     if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise VidcolourError(f"{path} holds no checkpoint (expected a run directory)")
-        run_dir, path = path, found[0]
+        run_dir, path = path, newest_checkpoint(path)
     kind = model_file_kind(path)  # by content: a .pt name may hold safetensors
     if kind is None:
         raise VidcolourError(

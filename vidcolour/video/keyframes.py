@@ -61,6 +61,8 @@ _NUMBER = re.compile(r"\d+")
 def find_keyframes(folder: Path) -> dict[int, Path]:
     """The keyframes in ``folder``: every image file, by the frame number its name starts with
     the first run of digits of (``000120.png``, ``shot3_000120_coat-red.jpg`` is frame 3)."""
+    if folder.is_file():
+        raise VidcolourError(f"--keyframes takes a folder of pictures, not the file {folder}")
     if not folder.is_dir():
         raise VidcolourError(f"keyframes folder {folder} does not exist")
     found: dict[int, Path] = {}
