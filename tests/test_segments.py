@@ -347,8 +347,11 @@ def test_a_preview_over_an_interrupted_film_leaves_nothing_stale(
     work = work_path(dst)
     assert work.is_dir()
     preview = VideoOptions("ffv1", duration=1.0)
-    with pytest.raises(VidcolourError, match="add --overwrite to discard them"):
-        colourise_video(colouriser, short_film, dst, preview)
+    for resume in (False, True):  # --resume cannot use them in one piece: they are kept
+        with pytest.raises(VidcolourError, match="add --overwrite to discard them"):
+            colourise_video(
+                colouriser, short_film, dst, dataclasses.replace(preview, resume=resume)
+            )
     assert work.is_dir() and not dst.exists()
     notices: list[str] = []
     again = dataclasses.replace(preview, overwrite=True)

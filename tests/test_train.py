@@ -386,6 +386,18 @@ def test_sigterm_checkpoints_the_step_in_hand(photos: Path, tmp_path: Path) -> N
     assert [r["step"] for r in train_records(run)] == list(range(1, steps + 1))
 
 
+def test_a_stop_before_the_first_step_makes_nothing(photos: Path, tmp_path: Path) -> None:
+    """A signal while the data is scanned: no run folder, so nothing claims a checkpoint."""
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    run = tmp_path / "run"
+    args = RunArgs(data=str(photos), out=run, max_steps=5, device="cpu", stop=stop)
+    assert train(small_config("bn"), args) == {}
+    assert not run.exists()
+
+
 def test_torchrun_two_cpu_processes(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = _cli_train_args(photos, run, 3, "--set", "train.batch_size=1")
@@ -492,6 +504,24 @@ def test_existing_run_needs_resume(photos: Path, tmp_path: Path) -> None:
     train(small_config("bn"), args)
     with pytest.raises(VidcolourError, match="already holds a run"):
         train(small_config("bn"), args)
+
+
+def test_a_diverged_checkpoint_is_refused(photos: Path, tmp_path: Path) -> None:
+    """NaN in a checkpoint's generator: `run --model` and `export` refuse it in one line."""
+    from vidcolour.checkpoint import checkpoint_generator
+
+    run = tmp_path / "run"
+    train(small_config("bn"), RunArgs(data=str(photos), out=run, max_steps=1, device="cpu"))
+    found = latest_checkpoint(run)
+    assert found is not None
+    path, state = found
+    for part in ("generator", "generator_ema"):
+        if part in state:
+            key = next(k for k, v in state[part].items() if v.is_floating_point())
+            state[part][key] = torch.full_like(state[part][key], float("nan"))
+    torch.save(state, path)
+    with pytest.raises(VidcolourError, match="holds NaN or infinite values"):
+        checkpoint_generator(path)
 
 
 def test_mixed_resize_spans_crop_to_stretch() -> None:

@@ -38,16 +38,24 @@ def one_line_failure(*args: str | Path) -> str:
 
 
 def test_folders_that_cannot_be_made(clip: Path, blocked: Path, tmp_path: Path) -> None:
-    assert "cannot write" in one_line_failure("frames", clip, "--at", "0", "-o", blocked)
+    """The system's refusal, in one line naming the path (before: a traceback)."""
+    message = one_line_failure("frames", clip, "--at", "0", "-o", blocked)
+    assert message.startswith(f"Error: {blocked}")
     photos = tmp_path / "photos"
     write_photos(photos, 2)
     train = ("train", "--data", photos, "--out", blocked, "--set", "train.batch_size=2")
-    assert "cannot write" in one_line_failure(*train)
+    assert one_line_failure(*train).startswith(f"Error: {blocked}")
 
 
-def test_reports_are_refused_before_the_work(clip: Path, blocked: Path) -> None:
-    message = one_line_failure("shots", clip, "--json", blocked / "shots.json")
-    assert "--json folder" in message and "does not exist" in message
+def test_reports_are_refused_before_the_work(clip: Path, blocked: Path, tmp_path: Path) -> None:
+    """--json and --plots are checked before the work they report on."""
+    message = one_line_failure("shots", clip, "--json", blocked.parent / "shots.json")
+    assert message.endswith("--json folder " + f"{blocked.parent} is a file, not a folder")
+    photos = tmp_path / "photos"
+    write_photos(photos, 2)
+    evaluate = ("eval", "--data", photos, "--baseline", "grey", "--no-effnet", "--no-semantic")
+    message = one_line_failure(*evaluate, "--plots", blocked)
+    assert message.endswith(f"--plots folder {blocked.parent} is a file, not a folder")
 
 
 def test_atomic_path_in_a_missing_folder(tmp_path: Path) -> None:

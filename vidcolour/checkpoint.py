@@ -19,6 +19,7 @@ from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import Generator, build_generator, fold_for_inference
 from vidcolour.torch_files import torch_load
+from vidcolour.weights import check_finite
 
 FORMAT = "vidcolour.checkpoint"
 FORMAT_VERSION = 1
@@ -59,7 +60,11 @@ def checkpoint_generator(path: str | Path) -> tuple[Generator, Config, int]:
     try:
         config = from_dict(Config, state["config"])
         generator = build_generator(config.model.generator)
-        generator.load_state_dict(state.get("generator_ema", state["generator"]))
+        weights = state.get("generator_ema", state["generator"])
+        check_finite(weights, path)
+        generator.load_state_dict(weights)
+    except VidcolourError:
+        raise
     except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VidcolourError(f"{path}: its generator cannot be rebuilt ({reason})") from None

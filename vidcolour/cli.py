@@ -27,7 +27,7 @@ from vidcolour._version import __version__
 from vidcolour.config import Resize, load_config, to_yaml
 from vidcolour.defaults import KEYFRAME_REACH, MAX_SATURATION, SEGMENT_SECONDS, STABILISE_STRENGTH
 from vidcolour.errors import INTERRUPTED, UsageError, VidcolourError
-from vidcolour.fsutil import atomic_path, check_writable_folder, write_error
+from vidcolour.fsutil import atomic_path, check_writable_folder
 from vidcolour.progress import make_console, meter, plural
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
@@ -67,10 +67,12 @@ class _Group(click.Group):
         except VidcolourError as exc:
             failure = _UsageFailure if isinstance(exc, UsageError) else click.ClickException
             raise failure(str(exc)) from None  # one line: "Error: ..."
-        except OSError as exc:  # a folder that cannot be made, a file that cannot be written
-            where = Path(exc.filename) if isinstance(exc.filename, str) else None
-            reason = write_error(where, exc) if where else exc.strerror or str(exc)
-            raise click.ClickException(str(reason)) from None
+        except BrokenPipeError:  # a reader that stopped reading (`| head`): click says nothing
+            raise
+        except OSError as exc:  # what the system refused (a folder not made, a disk full...)
+            reason = exc.strerror or str(exc)
+            line = f"{exc.filename}: {reason}" if exc.filename else reason
+            raise click.ClickException(line) from None
         except KeyboardInterrupt:  # click's own handler says "Aborted!" and exits 1
             click.echo("Error: interrupted", err=True)
             raise SystemExit(INTERRUPTED) from None
@@ -157,7 +159,7 @@ def models(size: int, overrides: tuple[str, ...]) -> None:
         try:
             costs = model_costs(config.model, size)
         except ValueError as exc:
-            raise UsageError(f"{name} at --size {size}: {exc}") from None
+            raise UsageError(f"config '{name}' at --size {size}: {exc}") from None
         table.add_row(
             name,
             g.arch,
@@ -251,13 +253,17 @@ def train_command(
 
     config = load_config(run_config_path(config_name, out, resume), overrides)
     stop = threading.Event()
-    args = RunArgs(data, out, val, resume, max_steps, device, stop)
+    args = RunArgs(
+        data=data, out=out, val=val, resume=resume, max_steps=max_steps, device=device, stop=stop
+    )
     # one process: a signal checkpoints the step in hand; under torchrun, torchrun's own ending
-    alone = os.environ.get("WORLD_SIZE", "1") == "1"
+    alone = os.environ.get("WORLD_SIZE", "1") == "1" and not dry_run
     with _stop_on_signals(stop, "checkpointing after this step") if alone else nullcontext():
         train(config, args, dry_run=dry_run)
     if stop.is_set():
-        click.echo(f"Error: interrupted; --resume goes on from {out}'s checkpoint", err=True)
+        saved = any((out / "checkpoints").glob("step-*.pt"))
+        where = f"--resume goes on from {out}'s last checkpoint" if saved else "nothing saved"
+        click.echo(f"Error: interrupted; {where}", err=True)
         raise SystemExit(INTERRUPTED)
 
 
@@ -822,7 +828,7 @@ def run_command(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )
     colouriser = colourise.load()  # torch loads once the inputs and options have passed
-    make_output_folder(jobs)
+    make_output_folder(output, jobs)
     with _terminate_as_interrupt():
         failed = _run_jobs(jobs, colouriser, options, overwrite, compare, make_console())
     if failed:
@@ -1135,7 +1141,11 @@ def _stop_on_signals(
     the work winds down as ``doing`` says (a batch gives back the files in hand, their temp
     files removed). A second Ctrl-C interrupts at once."""
 
+    owner = os.getpid()
+
     def handle(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked helper (a data loader's worker): its parent stops
+            return
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()

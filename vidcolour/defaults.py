@@ -1,7 +1,7 @@
 """Defaults and limits that the command line shows in its options, kept in a module that
 imports nothing: so `vidcolour --help` and a usage error answer at once, without first loading
-torch and OpenCV (seconds on a cold start; tests/test_project.py holds ``vidcolour.cli``'s
-imports to that). The modules that use these values import them from here."""
+torch and OpenCV (seconds on a cold start; tests/test_cli.py holds ``vidcolour.cli``'s imports
+to that). The modules that use these values import them from here."""
 
 # the colouriser's gain on predicted chroma, beyond which every colour is clipped to the
 # gamut's edge

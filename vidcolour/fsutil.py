@@ -76,6 +76,8 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
 def check_writable_folder(folder: Path, what: str) -> None:
     """``folder`` exists and new files can be made in it (a read-only mount is not writable,
     even for root); else an error naming it as ``what``."""
+    if folder.exists() and not folder.is_dir():
+        raise VidcolourError(f"{what} {folder} is a file, not a folder")
     if not folder.is_dir():
         raise VidcolourError(f"{what} {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -136,13 +136,16 @@ def plan_jobs(
     return jobs
 
 
-def make_output_folder(jobs: Sequence[Job]) -> None:
-    """Make the output folder ``plan_jobs`` named, if missing."""
-    for folder in {job.dst.parent for job in jobs}:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise VidcolourError(f"cannot create {folder}: {exc.strerror}") from None
+def make_output_folder(output: str | Path, jobs: Sequence[Job]) -> None:
+    """Make ``output`` if ``plan_jobs`` made it the jobs' folder and it is missing. A single
+    output file's folder is never made: a missing one is refused (a typo in its name)."""
+    folder = Path(output)
+    if folder.is_dir() or any(job.dst.parent != folder for job in jobs):
+        return
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise VidcolourError(f"cannot create {folder}: {exc.strerror}") from None
 
 
 def colourise_image_file(

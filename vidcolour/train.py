@@ -665,6 +665,19 @@ def train(
             dist.destroy_process_group()
 
 
+def _print_plan(config: Config, rt: Runtime, per_epoch: int, say: Callable[..., None]) -> None:
+    """--dry-run's answer: the config on stdout (valid YAML: `train --dry-run ... > plan.yaml`)
+    and the steps it would take."""
+    if rt.is_main:
+        sys.stdout.write(to_yaml(config))
+        sys.stdout.flush()
+    tc = config.train
+    say(
+        f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
+        f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
+    )
+
+
 def _check_model(config: Config) -> None:
     """What the config's networks cannot do, refused before the run folder exists."""
     check_encoder_rate(config)
@@ -689,18 +702,12 @@ def _train(
     if not dry_run:
         _check_run_dir(args)
     report, dataset, per_epoch, val_paths = _scan_data(config, args, rt, say)
-    if not dry_run:  # made once the data has passed: a refusal leaves no empty folder
-        _prepare_run_dir(args, rt)
-
     if dry_run:
-        if rt.is_main:  # the plan itself on stdout, valid YAML: `train --dry-run ... > plan.yaml`
-            sys.stdout.write(to_yaml(config))
-            sys.stdout.flush()
-        say(
-            f"{per_epoch} steps per epoch of {tc.batch_size} x {rt.world} images, "
-            f"{tc.epochs} epochs, {rt.device}, {rt.autocast_dtype or torch.float32}"
-        )
+        _print_plan(config, rt, per_epoch, say)
         return {}
+    if args.stop is not None and args.stop.is_set():
+        return {}  # stopped before the first step: nothing made, nothing to resume from
+    _prepare_run_dir(args, rt)  # once the data has passed: a refusal leaves no empty folder
 
     # -------------------------------------------------------------- state, resumed or new
     log = _Log(args.out / "metrics.jsonl", rt.is_main)
@@ -739,11 +746,11 @@ def _train(
             if state.in_epoch >= per_epoch:  # a whole epoch: checkpoint and validate at its end
                 state.epoch, state.in_epoch = state.epoch + 1, 0
                 run.checkpoint(state)
-                if not tc.val_every:
+                if not tc.val_every and not run.stopping:
                     run.validate(state)
             elif state.step != run.saved_step:
                 run.checkpoint(state)  # stopped mid-epoch (--max-steps)
-        if state.step != run.validated_step and not run.stopping:
+        if state.step != run.validated_step and (state.step >= total or not run.stopping):
             run.validate(state)  # samples of the final weights, however short the run
 
     if rt.is_main:
@@ -961,6 +968,7 @@ def train_one_epoch(
             state.step % tc.log_every == 0
             or state.step == run.first_step + 1
             or state.step >= run.total
+            or run.stopping  # the window's losses before the checkpoint, not lost with it
         ):
             run.log_window(state, status)
         if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:

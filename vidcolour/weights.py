@@ -112,6 +112,14 @@ def read_info(path: str | Path) -> WeightsInfo:
     return WeightsInfo(path, meta.get("name", path.stem), config, folded, meta)
 
 
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (a run that diverged): every picture would come
+    out one flat colour."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise WeightsError(f"{path}: '{key}' holds NaN or infinite values")
+
+
 def load_generator(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Generator, WeightsInfo]:
@@ -142,11 +150,9 @@ def load_generator(
                         f"{path}: '{key}' has shape {tuple(tensor.shape)}, "
                         f"the config needs {tuple(ref.shape)}"
                     )
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    # a run that diverged: every picture would come out one flat colour
-                    raise WeightsError(f"{path}: '{key}' holds NaN or infinite values")
                 state[key] = tensor.to(ref.dtype)
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path} is damaged ({str(exc).splitlines()[0]})") from None
+    check_finite(state, path)
     model.load_state_dict(state)
     return model.to(device).eval(), info

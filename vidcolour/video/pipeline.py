@@ -313,13 +313,13 @@ def _colourise_in_segments(
 
 def _earlier_segments_go(dst: Path, options: VideoOptions, tell: Callable[[str], None]) -> None:
     """Before ``dst`` is written in one piece (a preview, AVI, ``--segment-seconds 0``): the
-    segments an earlier, killed run of ``dst`` left are refused as a segmented rerun refuses
-    them, or, with --overwrite or --resume (which cannot use them here), discarded with a
-    notice, so that nothing stale stays beside the output."""
+    segments an earlier, killed run of ``dst`` left are refused, as a segmented rerun refuses
+    them, even under --resume (hours of work this run cannot use); --overwrite discards them
+    with a notice, so that nothing stale stays beside the output."""
     work = work_path(dst)
     if not work.is_dir():
         return
-    if not (options.overwrite or options.resume):
+    if not options.overwrite:
         raise VidcolourError(
             f"{work} holds an earlier run's segments, which this run (in one piece) cannot use: "
             "add --overwrite to discard them"
