@@ -174,7 +174,6 @@ class Sink:
             self.slots = (
                 _FrameSlots.for_avi(source, first, notify) if container_format == "avi" else None
             )
-            self.stretch_in_avi = self.slots is not None and source.stretch is not None
             if template is None:
                 self.video = self._add_video(source, first, codec, crf, preset, tune)
             else:
@@ -345,8 +344,11 @@ class Sink:
         if carried is None:
             return
         if not carried.reencode:
-            if self.stretch_in_avi and _mostly_before_zero(packet):
-                return  # AVI plays sound from the picture's start: the nearer packet starts it
+            if self.slots is not None and _mostly_before_zero(packet):
+                # AVI plays sound from the picture's start: the packet nearer it starts it. A
+                # packet before it (a stretch's lead-in, AAC's priming, which MP4's edit list
+                # hides) would make the muxer delay every stream, the picture a slot late.
+                return
             packet.stream = carried.output
             self.container.mux(packet)
             return
@@ -463,7 +465,7 @@ class _FrameSlots:
 
 
 def _mostly_before_zero(packet: av.Packet) -> bool:
-    """A stretch's first sound packet with more than half of it before the stretch's start."""
+    """A sound packet with more than half of it before time 0 (a stretch's start)."""
     if packet.pts is None or packet.pts >= 0 or not packet.duration:
         return False
     return -packet.pts > packet.duration / 2
