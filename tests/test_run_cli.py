@@ -141,6 +141,23 @@ def test_a_refusal_leaves_no_output_folder(clip: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_stretch_between_the_last_frame_and_the_end(clip: Path, tmp_path: Path) -> None:
+    """A start after the last frame's time but before the film's end: said as such, not as a
+    film that cannot be decoded."""
+    out = tmp_path / "preview.mkv"
+    code, output = run(
+        clip, "-o", out, "--start", "0.21", "--model", save_tiny_model(tmp_path / "m.safetensors")
+    )
+    assert_clean_failure(code, output, out, "no frame lies in the stretch")
+
+
+def test_the_video_commands_given_a_still(tmp_path: Path) -> None:
+    still = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(still)
+    result = CliRunner().invoke(main, ["shots", str(still)])
+    assert result.exit_code == 1 and "not a video: this works on videos" in result.output
+
+
 def test_bad_model(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "colour.mp4"
     code, output = run(clip, "-o", out, "--model", tmp_path / "missing.safetensors")

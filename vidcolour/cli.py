@@ -823,7 +823,9 @@ def run_command(
         if len(jobs) != 1 or jobs[0].image:
             raise UsageError("--keyframes colours one video: give a single video input")
         if start or duration is not None:
-            raise UsageError("--keyframes number the whole film's frames: not with --start")
+            raise UsageError(
+                "--keyframes number the whole film's frames: not with --start or --duration"
+            )
         options = dataclasses.replace(
             options, keyframes=find_keyframes(keyframes), keyframe_reach=keyframe_reach
         )

@@ -214,7 +214,7 @@ def colourise_video(
     with Source(src, _stretch(options)) as source:
         report.expected_frames = source.expected_frames
         chunks = source.chunks(options.batch_size)
-        first_chunk = _first_frames(chunks, src)
+        first_chunk = _first_frames(chunks, src, source.stretch)
         first = first_chunk.frames[0]
         plan = plan_output(first, codec, source.stream.codec_context.field_order)
         if chroma_spread(first, plan.source) > COLOUR_SPREAD:
@@ -486,7 +486,7 @@ def _orientation(
     return orientation
 
 
-def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
+def _first_frames(chunks: Iterator[Chunk], src: Path, stretch: Stretch | None) -> Chunk:
     """The first chunk with frames (packets before it are kept with it)."""
     packets: list[av.Packet] = []
     for chunk in chunks:
@@ -494,6 +494,8 @@ def _first_frames(chunks: Iterator[Chunk], src: Path) -> Chunk:
             chunk.packets[:0] = packets
             return chunk
         packets += chunk.packets
+    if stretch is not None:  # frames that decode, none of them in the stretch
+        raise VidcolourError(f"{src}: no frame lies in the stretch asked for (--start/--duration)")
     raise VidcolourError(f"{src}: no video frame could be decoded")
 
 

@@ -91,12 +91,16 @@ class Source:
         if self.container.format.name.endswith("_pipe"):  # FFmpeg's single-image demuxers
             # A still under a video's name (a JPEG named .mp4) would become a one-frame video;
             # as a still it keeps its size, precision and metadata.
+            from vidcolour.run import IMAGE_FORMATS  # only here: the still's own kind of names
+
             kind = self.container.format.name.removesuffix("_pipe").upper()
             self.container.close()
-            raise VidcolourError(
-                f"{path} is a still image ({kind}), not a video: give it an image extension "
-                "(.jpg, .png, .tif, ...) to colourise it as a still"
+            hint = (
+                "this works on videos (`vidcolour run` colourises stills)"
+                if path.suffix.lower() in IMAGE_FORMATS
+                else "give it an image extension (.jpg, .png, .tif, ...) to colourise it as a still"
             )
+            raise VidcolourError(f"{path} is a still image ({kind}), not a video: {hint}")
         if not self.container.streams.video:
             self.container.close()
             raise VidcolourError(f"{path} has no video stream")
