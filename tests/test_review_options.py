@@ -97,6 +97,35 @@ def test_compare_video(model: Path, tmp_path: Path) -> None:
         assert (su[:, half:] == pu).all() and (sv[:, half:] == pv).all()  # right: the colour
 
 
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_compare_on_a_turned_video_is_side_by_side_as_shown(
+    model: Path, tmp_path: Path, rotation: int
+) -> None:
+    """A phone's video, displayed turned a quarter: the halves are one above the other as
+    coded, so that as shown the input is on the left and the colour on the right."""
+    from vidcolour.video.orientation import display_matrix, orientation_of
+
+    src = write_clip(
+        tmp_path / "phone.mkv", frames=2, size=(48, 64), codec="ffv1", rotation=rotation
+    )
+    args = ("--model", model, "--resolution", "32", "--codec", "ffv1")
+    assert cli("run", src, "-o", tmp_path / "plain.mkv", *args)[0] == 0
+    assert cli("run", src, "-o", tmp_path / "side.mkv", "--compare", *args)[0] == 0
+    plain, side = frames(tmp_path / "plain.mkv")[0], frames(tmp_path / "side.mkv")[0]
+    assert (side.width, side.height) == (64, 96)  # coded: twice as tall
+    turn = orientation_of(display_matrix(side))
+    assert turn is not None and turn.transpose
+
+    def shown(plane: np.ndarray) -> np.ndarray:
+        return turn.upright(torch.from_numpy(plane.astype(np.int32))).numpy()
+
+    u_side, u_plain = shown(planes(side)[1]), shown(planes(plain)[1])
+    half = u_plain.shape[1]
+    assert u_side.shape[1] == 2 * half
+    assert (u_side[:, :half] == 128).all()  # left, as shown: the input, grey
+    assert (u_side[:, half:] == u_plain).all()  # right: the colour
+
+
 def test_start_and_duration_make_a_preview_of_that_stretch(model: Path, tmp_path: Path) -> None:
     src = write_clip(tmp_path / "reel.mkv", frames=100, size=(48, 64), codec="ffv1", audio="flac")
     out = tmp_path / "preview.mkv"

@@ -31,7 +31,13 @@ from vidcolour.video.codecs import (
     container_for,
     default_codec,
 )
-from vidcolour.video.orientation import IDENTITY, Matrix, display_matrix
+from vidcolour.video.orientation import (
+    IDENTITY,
+    Matrix,
+    Orientation,
+    display_matrix,
+    orientation_of,
+)
 from vidcolour.video.planes import RANGE_JPEG, RANGE_MPEG, Layout, coding_of, plane_array
 from vidcolour.video.source import Source
 
@@ -227,7 +233,9 @@ class Sink:
             self.container.add_stream(codec.encoder, rate=rate, options=options),
         )
         stream.width, stream.height = self.plan.target.width, self.plan.target.height
-        if self.compare:
+        if self.compare and _compare_in_rows(self.plan):
+            stream.height *= 2
+        elif self.compare:
             stream.width *= 2
         stream.pix_fmt = self.plan.target.pix_fmt
         if self.slots is not None:
@@ -380,25 +388,42 @@ class Sink:
 def side_by_side(
     frame: av.VideoFrame, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, plan: Plan
 ) -> av.VideoFrame:
-    """A frame twice as wide: ``frame`` as it came in (its luma, neutral chroma) on the left,
-    with the new chroma on the right; same times. luma: (H, W) Y' codes of the input's depth;
-    cb, cr: (h, w) codes at the output's. With an odd width and subsampled chroma the right
-    half's chroma sits half a sample off its luma: this is a copy to look at, not a master."""
+    """Two pictures side by side as displayed: ``frame`` as it came in (its luma, neutral
+    chroma) on the left, with the new chroma on the right; same times. A picture displayed
+    turned a quarter (a phone's) gets its halves one above the other as coded, which shows them
+    side by side; a mirrored one gets them swapped as coded. luma: (H, W) Y' codes of the
+    input's depth; cb, cr: (h, w) codes at the output's. With an odd side and subsampled chroma
+    the second half's chroma sits half a sample off its luma: a copy to look at, not a master."""
     target = plan.target
-    out = av.VideoFrame(2 * target.width, target.height, target.pix_fmt)
+    rows = _compare_in_rows(plan)
+    turn = orientation_of(plan.display_matrix) or Orientation()
+    height, width = (2 * target.height, target.width) if rows else (target.height, 2 * target.width)
+    out = av.VideoFrame(width, height, target.pix_fmt)
     out.pts, out.time_base = frame.pts, frame.time_base
     y = luma.astype(target.dtype) << (target.bits - plan.source.bits)
-    plane_array(out.planes[0], target.height, 2 * target.width, target.dtype)[:] = np.hstack([y, y])
+    halves = np.concatenate([y, y], 0 if rows else 1)
+    plane_array(out.planes[0], height, width, target.dtype)[:] = halves
     h, w = target.chroma_size
-    both = out.planes[1].width  # chroma samples across both halves
     neutral = 2 ** (target.bits - 1)
     for i, chroma in ((1, cb), (2, cr)):
-        plane = plane_array(out.planes[i], h, both, target.dtype)
+        both = out.planes[i]  # chroma samples of both halves
+        plane = plane_array(both, both.height, both.width, target.dtype)
         plane[:] = neutral
-        plane[:, both - w :] = chroma
+        if turn.flip_cols:  # the input shown on the left is the second half as coded
+            colour = plane[:h] if rows else plane[:, :w]
+        else:
+            colour = plane[-h:] if rows else plane[:, -w:]
+        colour[:] = chroma
     out.color_range = RANGE_JPEG if plan.target_coding.full_range else RANGE_MPEG
     out.colorspace = plan.colorspace
     return out
+
+
+def _compare_in_rows(plan: Plan) -> bool:
+    """Whether ``--compare``'s halves go one above the other as coded: for a picture displayed
+    turned a quarter, whose coded rows are its displayed columns."""
+    turn = orientation_of(plan.display_matrix)
+    return turn is not None and turn.transpose
 
 
 @dataclass
