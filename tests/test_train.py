@@ -330,17 +330,22 @@ def _cli_train_args(data: Path, run: Path, steps: int, *extra: str) -> list[str]
     ]
 
 
+def _wait_for_records(proc: subprocess.Popen, run: Path, count: int) -> None:
+    """Until the training ``proc`` has logged ``count`` records; it must still be running."""
+    deadline = time.time() + 120
+    log = run / "metrics.jsonl"
+    while time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= count:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+
+
 def test_kill_9_then_resume(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     steps = 150
     proc = _run_cli(*_cli_train_args(photos, run, steps, "--set", "train.checkpoint_every=5"))
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = run / "metrics.jsonl"
-        if log.exists() and len(log.read_text().splitlines()) >= 12:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    _wait_for_records(proc, run, 12)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max(r["step"] for r in train_records(run))
@@ -363,13 +368,7 @@ def test_sigterm_checkpoints_the_step_in_hand(photos: Path, tmp_path: Path) -> N
     steps = 150
     train_args = _cli_train_args(photos, run, steps, "--set", "train.checkpoint_every=1000")
     proc = _run_cli(*train_args)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = run / "metrics.jsonl"
-        if log.exists() and len(log.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be stopped"
+    _wait_for_records(proc, run, 4)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
