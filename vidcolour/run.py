@@ -13,7 +13,7 @@ import numpy as np
 
 from vidcolour.errors import UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, write_error
-from vidcolour.stills import read_still, write_still
+from vidcolour.stills import IMAGE_FORMATS, read_still, write_still
 from vidcolour.tint import colour_notice
 from vidcolour.video.codecs import (
     CODECS,
@@ -23,16 +23,6 @@ from vidcolour.video.codecs import (
     container_for,
     default_codec,
 )
-
-IMAGE_FORMATS = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-}
 
 if TYPE_CHECKING:  # the command line plans its jobs before it loads torch
     from vidcolour.colouriser import Colouriser

@@ -23,6 +23,17 @@ from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 from vidcolour.errors import VidcolourError
 from vidcolour.tint import is_single_tint
 
+# The still formats vidcolour reads and writes, by file extension: Pillow's name for each.
+IMAGE_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+
 
 @dataclass(frozen=True)
 class Holds:

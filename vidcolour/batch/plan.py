@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vidcolour.errors import UsageError, VidcolourError
-from vidcolour.run import IMAGE_FORMATS, output_name
+from vidcolour.run import output_name
+from vidcolour.stills import IMAGE_FORMATS
 from vidcolour.video.keyframes import SIDECAR_SUFFIX
 
 # What archives hold: the containers FFmpeg reads that carry film and tape transfers.

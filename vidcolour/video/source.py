@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from vidcolour.errors import VidcolourError
+from vidcolour.stills import IMAGE_FORMATS
 from vidcolour.video.planes import Layout, is_planar_yuv, luma_view
 
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
@@ -91,8 +92,6 @@ class Source:
         if self.container.format.name.endswith("_pipe"):  # FFmpeg's single-image demuxers
             # A still under a video's name (a JPEG named .mp4) would become a one-frame video;
             # as a still it keeps its size, precision and metadata.
-            from vidcolour.run import IMAGE_FORMATS  # only here: the still's own kind of names
-
             kind = self.container.format.name.removesuffix("_pipe").upper()
             self.container.close()
             hint = (
