@@ -365,7 +365,7 @@ def test_sigterm_checkpoints_the_step_in_hand(photos: Path, tmp_path: Path) -> N
     """SIGTERM (Slurm's notice before its kill): a checkpoint of the last step, exit 130;
     --resume then goes on from that very step."""
     run = tmp_path / "run"
-    steps = 150
+    steps = 60
     train_args = _cli_train_args(photos, run, steps, "--set", "train.checkpoint_every=1000")
     proc = _run_cli(*train_args)
     _wait_for_records(proc, run, 4)
