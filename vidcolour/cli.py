@@ -884,14 +884,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def handle(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals can only be handled on the main thread (e.g. under a test runner)
-        return
-    previous = signal.signal(signal.SIGTERM, handle)
-    try:
+    with _handling((signal.SIGTERM,), handle):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------- shots, eval-video
@@ -1153,10 +1147,19 @@ def _stop_on_signals(
         stop.set()
         click.echo(f"stopping: {doing} (Ctrl-C again to quit now)", err=True)
 
+    with _handling((signal.SIGINT, signal.SIGTERM), handle):
+        yield
+
+
+@contextmanager
+def _handling(
+    signals: tuple[signal.Signals, ...], handle: Callable[[int, Any], None]
+) -> Iterator[None]:
+    """``handle`` for ``signals`` within the block, the previous handlers after it."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals can only be handled on the main thread (e.g. under a test runner)
         return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handle) for sig in signals}
     try:
         yield
     finally:

@@ -233,7 +233,7 @@ class Sink:
             self.container.add_stream(codec.encoder, rate=rate, options=options),
         )
         stream.width, stream.height = self.plan.target.width, self.plan.target.height
-        if self.compare and _compare_in_rows(self.plan):
+        if self.compare and _shown_turn(self.plan).transpose:
             stream.height *= 2
         elif self.compare:
             stream.width *= 2
@@ -395,8 +395,8 @@ def side_by_side(
     input's depth; cb, cr: (h, w) codes at the output's. With an odd side and subsampled chroma
     the second half's chroma sits half a sample off its luma: a copy to look at, not a master."""
     target = plan.target
-    rows = _compare_in_rows(plan)
-    turn = orientation_of(plan.display_matrix) or Orientation()
+    turn = _shown_turn(plan)
+    rows = turn.transpose  # coded rows are displayed columns: halves one above the other
     height, width = (2 * target.height, target.width) if rows else (target.height, 2 * target.width)
     out = av.VideoFrame(width, height, target.pix_fmt)
     out.pts, out.time_base = frame.pts, frame.time_base
@@ -419,11 +419,10 @@ def side_by_side(
     return out
 
 
-def _compare_in_rows(plan: Plan) -> bool:
-    """Whether ``--compare``'s halves go one above the other as coded: for a picture displayed
-    turned a quarter, whose coded rows are its displayed columns."""
-    turn = orientation_of(plan.display_matrix)
-    return turn is not None and turn.transpose
+def _shown_turn(plan: Plan) -> Orientation:
+    """How the output's pictures are turned when shown (none for a matrix that is not a
+    multiple of 90 degrees): where ``--compare`` puts its halves."""
+    return orientation_of(plan.display_matrix) or Orientation()
 
 
 @dataclass
