@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import torch
 
 from vidcolour import devices
@@ -27,10 +28,11 @@ from vidcolour._version import __version__
 from vidcolour.colouriser import Colouriser
 from vidcolour.nets import count_flops
 from vidcolour.perf import matmul_flops_per_s
+from vidcolour.video.codecs import Codec
 from vidcolour.video.colourise import ColourStage
-from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.sink import CODECS, CONTAINERS, Sink, plan_output
-from vidcolour.video.source import Source
+from vidcolour.video.pipeline import VideoOptions, VideoReport, colourise_video
+from vidcolour.video.sink import CODECS, CONTAINERS, Plan, Sink, plan_output
+from vidcolour.video.source import Chunk, Source
 from vidcolour.video.synth import write_clip
 
 SCHEMA = "vidcolour.bench/1"
@@ -165,42 +167,8 @@ def _bench(
         for _ in range(2):
             colouriser.predict_ab(torch.zeros(batch_size, 1, *size, device=dev), size)
 
-    # The median batch time, as the training MFU uses the median of its windows: robust to
-    # the other processes of a shared machine, like the matmul reference's best-of-windows.
-    # With several model workers, each times its share of the batches while the others run,
-    # each on its share of the threads, as in the pipeline.
-    L = torch.rand(batch_size, 1, *size, device=dev) * 100
     batches = max(3, -(-frames * per_frame // batch_size))
-    times: list[float] = []
-    threads = max(1, torch.get_num_threads() // workers)
-
-    failed: list[BaseException] = []
-
-    def time_batches(count: int) -> None:
-        try:
-            if workers > 1:
-                devices.use_threads(threads)
-            for i in range(count + 1):  # the first warms this thread's pool, untimed
-                start = time.perf_counter()
-                colouriser.predict_ab(L, size)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)  # CPU-GPU sync point, once per batch
-                if i:
-                    times.append(time.perf_counter() - start)
-        except BaseException as exc:  # raised again on the calling thread
-            failed.append(exc)
-
-    timers = [
-        threading.Thread(target=time_batches, args=(-(-batches // workers),))
-        for _ in range(workers)
-    ]
-    for timer in timers:
-        timer.start()
-    for timer in timers:
-        timer.join()
-    if failed:
-        raise failed[0]
-    model_fps = workers * batch_size / per_frame / statistics.median(times)
+    model_fps = _time_model(colouriser, size, batch_size, batches, workers) / per_frame
     log(f"model: {model_fps:.1f} fps at {size[1]}x{size[0]} ({flops / 1e9:.2f} GFLOP/frame"
         f"{f', {workers} workers' if workers > 1 else ''})")  # fmt: skip
 
@@ -223,30 +191,10 @@ def _bench(
     log(f"colour stage: {colour_fps:.1f} fps")
 
     # Encode: what the encoder does (new chroma planes in, packets muxed to a file).
-    out = work / f"encode{codec.extension}"
-
-    def encode() -> int:
-        with Source(input_path) as source:
-            sink = Sink(
-                out,
-                CONTAINERS[out.suffix],
-                source,
-                first,
-                plan,
-                codec,
-                crf=encoder.crf,
-                preset=encoder.preset,
-                tune=encoder.tune,
-                tag="bench",
-                notify=lambda _: None,
-            )
-            for chunk, (cb, cr) in zip(chunks, codes, strict=True):
-                for i, frame in enumerate(chunk.frames):
-                    sink.write(frame, chunk.luma[i], cb[i], cr[i])
-            sink.close()
-        return frames
-
-    encode_fps = _timed(encode)
+    encode_out = work / f"encode{codec.extension}"
+    encode_fps = _timed(
+        lambda: _encode(input_path, encode_out, first, plan, codec, encoder, chunks, codes)
+    )
     crf, preset, tune = codec.resolve(encoder.crf, encoder.preset, encoder.tune)
     settings = "".join(
         f", {name} {value}"
@@ -258,21 +206,18 @@ def _bench(
     codes.clear()
 
     # End to end, with the threads overlapping the three stages.
-    e2e_input = input_path
-    if max_frames:
-        e2e_input = work / f"head{input_path.suffix}"
-        _copy_head(input_path, e2e_input, max_frames)
-    options = VideoOptions(
-        codec=codec_name,
-        crf=encoder.crf,
-        preset=encoder.preset,
-        tune=encoder.tune,
-        batch_size=batch_size,
-        overwrite=True,
-        model_workers=workers,
-    )
     e2e_output = work / f"e2e{codec.extension}"
-    report = colourise_video(colouriser, e2e_input, e2e_output, options)
+    report = _end_to_end(
+        colouriser,
+        input_path,
+        e2e_output,
+        work,
+        codec_name,
+        encoder,
+        batch_size,
+        workers,
+        max_frames,
+    )
     e2e_fps = report.fps
     shares = {k: v / report.seconds for k, v in report.stage_seconds.items()}
     log("end to end, share of the time each stage was busy: "
@@ -315,6 +260,116 @@ def _bench(
         end_to_end_over_model=e2e_fps / model_fps,
         stage_shares=shares,
     )
+
+
+def _time_model(
+    colouriser: Colouriser,
+    size: tuple[int, int],
+    batch_size: int,
+    batches: int,
+    workers: int,
+) -> float:
+    """Pictures a second of the generator alone on ``batches`` random batches at ``size``.
+
+    The median batch time, as the training MFU uses the median of its windows: robust to the
+    other processes of a shared machine, like the matmul reference's best-of-windows. With
+    several model workers, each times its share of the batches while the others run, each on
+    its share of the threads, as in the pipeline.
+    """
+    dev = colouriser.device
+    L = torch.rand(batch_size, 1, *size, device=dev) * 100  # (B, 1, H, W) in [0, 100]
+    times: list[float] = []
+    threads = max(1, torch.get_num_threads() // workers)
+    failed: list[BaseException] = []
+
+    def time_batches(count: int) -> None:
+        try:
+            if workers > 1:
+                devices.use_threads(threads)
+            for i in range(count + 1):  # the first warms this thread's pool, untimed
+                start = time.perf_counter()
+                colouriser.predict_ab(L, size)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)  # CPU-GPU sync point, once per batch
+                if i:
+                    times.append(time.perf_counter() - start)
+        except BaseException as exc:  # raised again on the calling thread
+            failed.append(exc)
+
+    timers = [
+        threading.Thread(target=time_batches, args=(-(-batches // workers),))
+        for _ in range(workers)
+    ]
+    for timer in timers:
+        timer.start()
+    for timer in timers:
+        timer.join()
+    if failed:
+        raise failed[0]
+    return workers * batch_size / statistics.median(times)
+
+
+def _encode(
+    input_path: Path,
+    out: Path,
+    first: av.VideoFrame,
+    plan: Plan,
+    codec: Codec,
+    encoder: Encoder,
+    chunks: list[Chunk],
+    codes: list[tuple[np.ndarray, np.ndarray]],
+) -> int:
+    """Encode the decoded ``chunks`` with the colour stage's ``codes`` to ``out``, as the
+    pipeline's sink does; returns the frames written."""
+    with Source(input_path) as source:
+        sink = Sink(
+            out,
+            CONTAINERS[out.suffix],
+            source,
+            first,
+            plan,
+            codec,
+            crf=encoder.crf,
+            preset=encoder.preset,
+            tune=encoder.tune,
+            tag="bench",
+            notify=lambda _: None,
+        )
+        frames = 0
+        for chunk, (cb, cr) in zip(chunks, codes, strict=True):
+            for i, frame in enumerate(chunk.frames):
+                sink.write(frame, chunk.luma[i], cb[i], cr[i])
+            frames += len(chunk.frames)
+        sink.close()
+    return frames
+
+
+def _end_to_end(
+    colouriser: Colouriser,
+    input_path: Path,
+    output: Path,
+    work: Path,
+    codec_name: str,
+    encoder: Encoder,
+    batch_size: int,
+    workers: int,
+    max_frames: int | None,
+) -> VideoReport:
+    """``run``'s whole pipeline on the input (its first ``max_frames`` frames) to ``output``."""
+    if max_frames:
+        head = work / f"head{input_path.suffix}"
+        _copy_head(input_path, head, max_frames)
+        input_path = head
+    options = VideoOptions(
+        codec=codec_name,
+        crf=encoder.crf,
+        preset=encoder.preset,
+        tune=encoder.tune,
+        batch_size=batch_size,
+        overwrite=True,
+        model_workers=workers,
+    )
+    return colourise_video(colouriser, input_path, output, options)
 
 
 def _copy_head(src: Path, dst: Path, frames: int) -> None:
