@@ -85,6 +85,7 @@ def test_large_frames_are_checked_on_a_few_rows() -> None:
 
 
 def test_claims_of_dead_or_silent_processes_are_not_alive() -> None:
+    import os
     import time
 
     me = new_owner()
@@ -92,6 +93,8 @@ def test_claims_of_dead_or_silent_processes_are_not_alive() -> None:
     assert not owner_alive(me, time.time() - STALE_S - 1)  # alive pid, stale: a reused pid
     host = me.split(":")[0]
     assert not owner_alive(f"{host}:999999999:x", time.time())  # no such process
+    # this pid, another token: an earlier process with the same pid (a restarted container's)
+    assert not owner_alive(f"{host}:{os.getpid()}:x", time.time())
     assert owner_alive("elsewhere:1:x", time.time())  # another host: by heartbeat alone
     assert not owner_alive("elsewhere:1:x", time.time() - STALE_S - 1)
     assert not owner_alive(None, time.time())

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.video_helpers import frames, save_tiny_model
+from tests.video_helpers import frames, save_tiny_model, times
 from vidcolour.batch.runner import Settings
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
@@ -244,3 +244,40 @@ def test_stretch_errors(model: Path, tmp_path: Path) -> None:
     code, output = cli("run", still, "-o", tmp_path / "o.png", "--model", tmp_path / "none",
                        "--duration", "2")  # fmt: skip
     assert code == 2 and "apply to videos, not the still" in output
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "options"),
+    [("tape.mkv", "ffv1", {}), ("broadcast.ts", "mpeg2video", {"g": "12", "bf": "2"})],
+)
+def test_a_preview_of_a_film_whose_times_start_late_starts_at_0(
+    model: Path, tmp_path: Path, name: str, codec: str, options: dict[str, str]
+) -> None:
+    # Times from 1 h (a tape's timecode; FFmpeg's Matroska then announces 1 h more than the
+    # film) and MPEG-TS, whose seek lands on the key frame after the point asked for.
+    src = write_clip(tmp_path / name, frames=40, size=(48, 64), codec=codec,
+                     pts=[90000 + i for i in range(40)], options=options)  # fmt: skip
+    out = tmp_path / "preview.mkv"
+    code, output = cli("run", src, "-o", out, "--model", model, "--resolution", "32",
+                       "--codec", "ffv1", "--start", "0.6", "--duration", "0.4")  # fmt: skip
+    assert code == 0, output
+    assert ": 10 frames" in output and "announced" not in output
+    assert [round(t, 2) for t in times(out)] == [round(0.04 * i, 2) for i in range(10)]
+    for a, b in zip(frames(src)[15:25], frames(out), strict=True):
+        assert (planes(a)[0] == planes(b)[0]).all()  # the stretch's pictures, none lost
+    code, output = cli("run", src, "-o", tmp_path / "whole.mkv", "--model", model,
+                       "--resolution", "32", "--codec", "ffv1", "--start", "2")  # fmt: skip
+    assert code == 1 and "--start 2 s is past its end (1.6 s)" in output
+
+
+def test_a_film_cut_short_says_so(model: Path, tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "reel.mkv", frames=40, size=(48, 64), codec="ffv1")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])  # Matroska reads on
+    code, output = cli("run", cut, "-o", tmp_path / "out.mkv", "--model", model,
+                       "--resolution", "32", "--codec", "ffv1")  # fmt: skip
+    assert code == 0, output
+    assert "short: 40 frames announced, the file may be cut short" in output
+    code, output = cli("run", src, "-o", tmp_path / "whole.mkv", "--model", model,
+                       "--resolution", "32", "--codec", "ffv1")  # fmt: skip
+    assert code == 0 and "announced" not in output

@@ -51,6 +51,14 @@ def duration(seconds: float) -> str:
     return str(timedelta(seconds=max(0, round(seconds))))
 
 
+def falls_short(frames: int | None, expected: int | None) -> bool:
+    """Fewer frames than the container announces (by more than 1%, since the announced count
+    is often an estimate from the duration): a file cut short, or one that stopped decoding."""
+    if frames is None or not expected:
+        return False
+    return frames < 0.99 * expected - 1
+
+
 def plural(count: int, noun: str) -> str:
     """``1 frame``, ``2 frames``, ``0 shots``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

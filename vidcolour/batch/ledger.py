@@ -105,8 +105,16 @@ class Row:
 COLUMNS = tuple(f.name for f in fields(Row))
 
 
+# The claims this process made. A claim with this process's host and pid but another token
+# was made by an earlier process that had the same pid: a container restarted after a crash
+# (its batch is pid 1 each time), whose claims would otherwise look alive for STALE_S.
+_OURS: set[str] = set()
+
+
 def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    _OURS.add(owner)
+    return owner
 
 
 def owner_alive(owner: str | None, heartbeat: float | None, now: float | None = None) -> bool:
@@ -117,6 +125,8 @@ def owner_alive(owner: str | None, heartbeat: float | None, now: float | None = 
     pid = rest.partition(":")[0]
     fresh = heartbeat is not None and (now or time.time()) - heartbeat < STALE_S
     if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid() and owner not in _OURS:
+            return False
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from vidcolour.batch.ledger import Ledger, Row
-from vidcolour.progress import plural
+from vidcolour.progress import falls_short, plural
 
 REPORT_NAME = "vidcolour-report"
 GREY_COLOURFULNESS = 5.0  # below this an output is nearly grey: the model found little colour
@@ -57,11 +57,8 @@ FILE_COLUMNS = (
 
 
 def short(row: Row) -> bool:
-    """Fewer frames out than the input's container announces (by more than 1%, since the
-    announced count is often an estimate from the duration)."""
-    if row.frames is None or not row.expected_frames:
-        return False
-    return row.frames < 0.99 * row.expected_frames - 1
+    """Fewer frames out than the input's container announces (progress.falls_short)."""
+    return falls_short(row.frames, row.expected_frames)
 
 
 def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:

@@ -47,7 +47,7 @@ from vidcolour.defaults import KEYFRAME_REACH, SEGMENT_SECONDS, STABILISE_STRENG
 from vidcolour.devices import model_workers, use_threads
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, remove_temps, write_error
-from vidcolour.progress import plural
+from vidcolour.progress import falls_short, plural
 from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.codecs import (
@@ -165,6 +165,10 @@ class VideoReport:
             damage.append(f"{self.stats.corrupt_frames} damaged frames kept")
         if self.read_error:
             damage.append(f"reading stopped early: {self.read_error}")
+        if falls_short(self.frames, self.expected_frames):
+            damage.append(
+                f"short: {self.expected_frames} frames announced, the file may be cut short"
+            )
         tail = f"; {', '.join(damage)}" if damage else ""
         shots = (
             f", {plural(len(self.cuts) + 1, 'shot')}"

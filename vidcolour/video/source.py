@@ -26,6 +26,8 @@ from vidcolour.video.planes import Layout, is_planar_yuv, luma_view
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 MAX_CARRIED = 512  # other streams' packets per chunk: bounds memory on badly interleaved files
 SUBTITLE_REACH = 10.0  # seconds before a stretch searched for the subtitle showing at its start
+# How far before a stretch's start a seek is tried again where it landed past it (seconds)
+SEEK_REACHES = (0.0, 10.0, 60.0)
 _PLANAR_FALLBACK = "yuv444p"  # RGB, packed and paletted input is converted to this when decoded
 
 
@@ -109,7 +111,7 @@ class Source:
         self.stats = DecodeStats()
         self.read_error: str | None = None  # why demuxing stopped early, if it did
         self._origin = (self.container.start_time or 0) / av.time_base  # seconds
-        length = (self.container.duration or 0) / av.time_base
+        length = self._length()
         if stretch is not None and length and stretch.start >= length:
             self.container.close()
             raise VidcolourError(
@@ -138,9 +140,19 @@ class Source:
         rate = self.stream.average_rate or self.stream.guessed_rate
         if self.stream.duration and self.stream.time_base and rate:
             return max(1, round(float(self.stream.duration * self.stream.time_base * rate)))
-        if self.container.duration and rate:
-            return max(1, round(self.container.duration / av.time_base * float(rate)))
+        length = self._length()
+        if length and rate:
+            return max(1, round(length * float(rate)))
         return None
+
+    def _length(self) -> float:
+        """The film's length in seconds from its container; 0 if unknown."""
+        length = (self.container.duration or 0) / av.time_base
+        if "matroska" in self.container.format.name and 0 < self._origin < length:
+            # FFmpeg writes a Matroska segment's duration as its last time, not its span: a
+            # film whose times start at 1 h would otherwise announce an hour more
+            length -= self._origin
+        return length
 
     @property
     def field_order(self) -> str:
@@ -186,30 +198,38 @@ class Source:
                         yield frame
                         yield from frames
                         return
-        self.container.close()
-        self.container = av.open(str(self.path), metadata_errors="ignore")
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        self._reopen()
         frames = self._video_frames()
         for _ in itertools.islice(frames, index):
             pass
         self.stats = DecodeStats()
         yield from frames
 
+    def _reopen(self) -> None:
+        """Open the file again, at its start."""
+        self.container.close()
+        self.container = av.open(str(self.path), metadata_errors="ignore")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.stats = DecodeStats()
+
     def _video_frames(self) -> Iterator[av.VideoFrame]:
         return (item for item in self._all_frames() if isinstance(item, av.VideoFrame))
 
     def _stretch_frames(self, stretch: Stretch) -> Iterator[av.VideoFrame | av.Packet]:
         start, end = self._origin + stretch.start, self._origin + stretch.end
+        # The preview starts at 0: a film whose times start later (MPEG-TS's 1.4 s, a tape's
+        # hour) loses that start too. An origin before 0 (sound's priming) stays as it was.
+        shift = stretch.start + max(self._origin, 0.0)
+        items = self._all_frames()
         if stretch.start > 0:
             # a subtitle line showing at the start began before it: reach back for it
             subtitles = any(s.type == "subtitle" for s in self.other_streams())
             target = max(self._origin, start - SUBTITLE_REACH) if subtitles else start
-            with contextlib.suppress(av.FFmpegError):  # not seekable: decode up to the start
-                self.container.seek(round(target * av.time_base), backward=True)
+            items = self._sought(target, start)
         waiting = {s.index for s in self.other_streams()}  # streams not yet past the end
         video_done = False
-        for item in self._all_frames():
+        for item in items:
             time = _seconds(item)
             if isinstance(item, av.VideoFrame):
                 if video_done or (time is not None and time < start):
@@ -219,7 +239,7 @@ class Source:
                     if not waiting:
                         return
                     continue
-                yield _moved(item, stretch.start)
+                yield _moved(item, shift)
                 continue
             if time is not None and time >= end:
                 waiting.discard(item.stream.index)
@@ -227,7 +247,30 @@ class Source:
                     return
                 continue
             if time is not None and _cut(item, time, start, end):
-                yield _moved(item, stretch.start)
+                yield _moved(item, shift)
+
+    def _sought(self, target: float, start: float) -> Iterator[av.VideoFrame | av.Packet]:
+        """The film's frames and packets from a point at or before ``start`` (seconds), sought
+        towards ``target``. A seek can land past the point asked for (MPEG-TS lands on the key
+        frame after it, losing the frames between): then further back, at worst the film from
+        its start, decoded up to the stretch."""
+        for reach in SEEK_REACHES:
+            try:
+                self.container.seek(round((target - reach) * av.time_base), backward=True)
+            except av.FFmpegError:  # not seekable
+                break
+            self.stats = DecodeStats()
+            items = self._all_frames()
+            held: list[av.VideoFrame | av.Packet] = []
+            for item in items:
+                held.append(item)
+                if isinstance(item, av.VideoFrame):
+                    break
+            landed = _seconds(held[-1]) if held else None
+            if landed is None or landed <= start:
+                return itertools.chain(held, items)
+        self._reopen()
+        return self._all_frames()
 
     def _all_frames(self) -> Iterator[av.VideoFrame | av.Packet]:
         carried = {s.index for s in self.other_streams()}
