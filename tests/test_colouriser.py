@@ -63,6 +63,8 @@ def test_working_size() -> None:
     assert working_size(272, 640, 256, 256, 256) == (256, 512)
     assert working_size(20, 30, 256, 16, 16) == (256, 384)
     assert working_size(1080, 1920, 256, 128, 256) == (256, 512)
+    assert working_size(8, 320, 256, 32, 32) == (32, 1024)  # a strip: 4 x 256 long at most
+    assert working_size(320, 8, 256, 32, 32) == (1024, 32)
 
 
 needs_compiler = pytest.mark.skipif(

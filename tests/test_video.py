@@ -93,6 +93,25 @@ def test_aspect_rotation_kept_and_uncopyable_audio_reencoded(
         assert samples >= sum(f.samples for f in container.decode(audio=0))
 
 
+@pytest.mark.parametrize(
+    ("codec", "ext", "kept"),
+    [("h264", ".mkv", True), ("prores", ".mov", True), ("ffv1", ".mkv", False),
+     ("ffv1", ".avi", False), ("prores", ".mkv", False)],
+)  # fmt: skip
+def test_pixel_aspect_kept_or_its_loss_said(
+    colouriser: Colouriser, tmp_path: Path, codec: str, ext: str, kept: bool
+) -> None:
+    # Anamorphic PAL: a 720-wide picture shown 16:15 wider. Kept through the segments' join
+    # (whose .mkv segments cannot record it) where the output's muxer or codec can hold it.
+    src = write_clip(tmp_path / "pal.mp4", frames=4, options={"x264-params": "sar=16/15"})
+    out = tmp_path / f"out{ext}"
+    report = colouriser.colourise_video(src, out, codec=codec)
+    with av.open(str(out)) as container:
+        sar = container.streams.video[0].sample_aspect_ratio
+    lost = [n for n in report.notices if "pixel aspect ratio 16/15" in n]
+    assert (sar, len(lost)) == ((Fraction(16, 15), 0) if kept else (None, 1))
+
+
 def test_output_has_colour_from_the_model(
     colouriser: Colouriser, vfr_mkv: Path, tmp_path: Path
 ) -> None:
@@ -303,3 +322,24 @@ def test_a_failing_stage_is_reported_as_itself(vfr_mkv: Path, tmp_path: Path) ->
     with pytest.raises(ModelFault, match="the model failed"):
         broken.colourise_video(vfr_mkv, out, codec="ffv1")
     assert not out.exists()
+
+
+def test_streams_no_output_keeps_are_named(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = [out.add_stream("ffv1", rate=25) for _ in range(2)]
+        out.add_attachment("font.ttf", "application/x-truetype-font", b"\0\1" * 50)
+        for stream in streams:
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            for stream in streams:
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64), 60 * i, np.uint8), "gray")
+                frame.pts = i
+                out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        for stream in streams:
+            out.mux(stream.encode())
+    report = colouriser.colourise_video(src, tmp_path / "out.mkv", codec="ffv1")
+    assert [n.split(" is left out")[0] for n in report.notices] == [
+        "video stream 1 (ffv1)",
+        "attachment stream 2 (font.ttf)",
+    ]

@@ -534,10 +534,11 @@ CODEC_OPTION = click.option(
 )
 RESOLUTION_OPTION = click.option(
     "--resolution",
-    type=click.IntRange(min=16),
+    type=click.IntRange(min=16, max=2160),
     default=256,
     show_default=True,
-    help="The model sees each picture with this shorter side; colour is resized back.",
+    help="The model sees each picture with this shorter side (the longer at most 4 times "
+    "it); colour is resized back.",
 )
 
 COMPILE_OPTION = click.option(

@@ -24,13 +24,17 @@ from vidcolour.nets import Generator
 Forward = Callable[[torch.Tensor], torch.Tensor]  # a generator, or one compiled
 
 
+MAX_ASPECT = 4  # the working size's longer side at most this many times its resolution
+
+
 def working_size(
     height: int, width: int, resolution: int, multiple: int, min_size: int
 ) -> tuple[int, int]:
     """The generator's input size for a height x width picture: the shorter side scaled to
     ``resolution``, each side then rounded to the nearest multiple of the generator's stride
-    (a slight stretch, as in training, rather than padding)."""
-    scale = resolution / min(height, width)
+    (a slight stretch, as in training, rather than padding). The longer side stays within
+    MAX_ASPECT times ``resolution``: a 320x8 strip would otherwise be enlarged to 10240x256."""
+    scale = min(resolution / min(height, width), MAX_ASPECT * resolution / max(height, width))
 
     def fit(side: int) -> int:
         return max(min_size, multiple, int(side * scale / multiple + 0.5) * multiple)

@@ -67,6 +67,10 @@ PROVENANCE_KEY = "vidcolour"
 _PROVENANCE_KEYS = {"avi": "comment"}
 # Codecs whose bitstream carries no colour tags, in containers that have no field for them.
 _NO_COLOUR_TAGS = {("avi", "ffv1"), ("avi", "mpeg4")}
+# Where the pixel aspect ratio is lost: these muxers read it from the stream itself, which
+# PyAV cannot set, and these codecs do not carry it in their bitstream as x264, x265 and MPEG-4
+# do (measured: tests/test_video.py).
+_NO_PIXEL_ASPECT = {("matroska", "ffv1"), ("avi", "ffv1"), ("matroska", "prores_ks")}
 _SPC_UNSPECIFIED = 2  # AVColorSpace
 _SPC_OF_MATRIX = {"bt709": 1, "bt601": 6, "bt2020": 9}  # bt601 as smpte170m: the same matrix
 # Per-stream tags that describe the old encoding, not the content.
@@ -187,6 +191,8 @@ class Sink:
             self.carried = {} if video_only else self._add_carried(source, notify)
             if video_only:
                 return
+            for other in _left_out(source):
+                notify(f"{other} is left out: vidcolour keeps one video, its sound and subtitles")
             tags = _content_tags(source.container.metadata)
             self.container.metadata.update(with_provenance(tags, container_format, tag))
             # a stretch's chapters would point at the wrong times: it is a preview, without them
@@ -199,6 +205,13 @@ class Sink:
                     )
                 else:
                     self.container.set_chapters(chapters)
+            sar = source.stream.sample_aspect_ratio
+            if sar and sar != 1 and (container_format, codec.encoder) in _NO_PIXEL_ASPECT:
+                notify(
+                    f"{container_format} cannot record the pixel aspect ratio {sar} with "
+                    f"{codec.encoder} video here: players will show square pixels; h264 or "
+                    "h265, or prores in .mov, keep it"
+                )
             if (container_format, codec.encoder) in _NO_COLOUR_TAGS:
                 coding = plan.target_coding
                 notify(
@@ -269,6 +282,8 @@ class Sink:
             av.video.stream.VideoStream, self.container.add_stream_from_template(template)
         )
         stream.time_base = template.time_base
+        if source.stream.sample_aspect_ratio:  # a segment's .mkv cannot hold it (below)
+            stream.sample_aspect_ratio = source.stream.sample_aspect_ratio
         matrix = self.plan.display_matrix
         if matrix is not None and matrix != IDENTITY:
             stream.set_display_matrix(matrix)
@@ -500,6 +515,18 @@ class _Carried:
     input: Any  # audio or subtitle streams
     output: Any
     reencode: bool
+
+
+def _left_out(source: Source) -> list[str]:
+    """The input's streams no output keeps: more video, attachments (fonts), data (timecode)."""
+    kept = {source.stream.index, *(s.index for s in source.other_streams())}
+    left = []
+    for s in source.container.streams:
+        if s.index in kept:
+            continue
+        name = s.metadata.get("filename") or (s.codec_context.name if s.codec_context else None)
+        left.append(f"{s.type} stream {s.index}" + (f" ({name})" if name else ""))
+    return left
 
 
 def _content_tags(tags: dict[str, str]) -> dict[str, str]:
