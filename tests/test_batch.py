@@ -300,6 +300,30 @@ def test_a_full_disk_stops_the_batch(
     assert code == 0 and "2 done now, 1 already done" in output
 
 
+def test_a_name_that_is_not_utf8_is_colourised_and_kept_exactly(
+    model: Path, tmp_path: Path
+) -> None:
+    """A Latin-1 name (an old tape's filesystem) is read with surrogate escapes: it is done
+    like any other, its output has the same bytes for a name, and it is shown readably."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.mp4")
+    write_clip(src / latin1, frames=3)
+    write_clip(src / "zz.mp4", frames=3)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0, output
+    assert "caf\ufffd.mp4: done" in output and "Traceback" not in output
+    assert_output_valid(src / latin1, dst / latin1)
+    assert sorted(os.listdir(os.fsencode(dst))) == [
+        b"caf\xe9.mp4", b"vidcolour-ledger.sqlite", b"vidcolour-report.html",
+        b"vidcolour-report.md", b"zz.mp4",
+    ]  # fmt: skip
+    assert {r.rel: r.status for r in Ledger(dst).rows()} == {latin1: "done", "zz.mp4": "done"}
+    assert "| caf\ufffd.mp4 | done |" in (dst / "vidcolour-report.md").read_text()
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0 and "0 done now, 2 already done" in output, output
+
+
 # --------------------------------------------------------------------------- shards
 def test_shards_partition_the_list_stably() -> None:
     paths = [f"reel-{i}/part {j}.mkv" for i in range(40) for j in range(5)]

@@ -103,6 +103,32 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+_PATHS = ("rel", "output")  # stored losslessly: they name files on disk
+
+
+def _stored(column: str, value: Any) -> Any:
+    """A value as the ledger holds it. A path that is not valid UTF-8 (a Latin-1 name from an
+    old tape, which Python reads with surrogate escapes) is stored as its bytes, a BLOB, so it
+    is kept exactly and every valid name stays the TEXT older ledgers hold; other text keeps
+    what can be shown (U+FFFD for the bytes that are not UTF-8)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")
+        return raw if column in _PATHS else raw.decode("utf-8", "replace")
+    return value
+
+
+def _row(values: tuple[Any, ...]) -> Row:
+    """A row as read: paths stored as bytes back to the str Python names the file with."""
+    row = Row(*values)
+    for column in _PATHS:
+        value = getattr(row, column)
+        if isinstance(value, bytes):
+            setattr(row, column, value.decode("utf-8", "surrogateescape"))
+    return row
 
 
 # The claims this process made. A claim with this process's host and pid but another token
@@ -183,13 +209,13 @@ class Ledger:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         try:
             cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files {sql}", args)
-            return [Row(*values) for values in cursor.fetchall()]
+            return [_row(values) for values in cursor.fetchall()]
         finally:
             db.close()
 
     # --------------------------------------------------------------------------- reading
     def get(self, rel: str) -> Row | None:
-        rows = self._read("WHERE rel = ?", (rel,))
+        rows = self._read("WHERE rel = ?", (_stored("rel", rel),))
         return rows[0] if rows else None
 
     def rows(self) -> list[Row]:
@@ -198,13 +224,19 @@ class Ledger:
     def meta(self) -> dict[str, str]:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         try:
-            return dict(db.execute("SELECT key, value FROM meta").fetchall())
+            return {
+                key: value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+                for key, value in db.execute("SELECT key, value FROM meta").fetchall()
+            }
         finally:
             db.close()
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+            db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                ((key, _stored("rel", value)) for key, value in values.items()),
+            )
 
     # --------------------------------------------------------------------------- claims
     def add_pending(self, rels: Iterable[str], shard: str) -> None:
@@ -213,7 +245,7 @@ class Ledger:
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO files (rel, status, shard) VALUES (?, 'pending', ?)",
-                ((rel, shard) for rel in rels),
+                ((_stored("rel", rel), shard) for rel in rels),
             )
 
     def claim(self, rel: str, output: str, shard: str, seen: Row | None) -> tuple[str, Row | None]:
@@ -240,7 +272,15 @@ class Ledger:
                 "status = 'running', output = excluded.output, owner = excluded.owner, "
                 "heartbeat = excluded.heartbeat, shard = excluded.shard, "
                 "attempts = excluded.attempts, started = excluded.started",
-                (rel, output, self.owner, now, shard, attempts, now),
+                (
+                    _stored("rel", rel),
+                    _stored("output", output),
+                    self.owner,
+                    now,
+                    shard,
+                    attempts,
+                    now,
+                ),
             )
             return "claimed", before
 
@@ -249,19 +289,20 @@ class Ledger:
         process still holds the claim."""
         assert row.status in ("done", "failed", "skipped"), row.status
         row.owner, row.heartbeat, row.finished = None, None, time.time()
-        values = {c: getattr(row, c) for c in COLUMNS if c != "rel"}
+        values = {c: _stored(c, getattr(row, c)) for c in COLUMNS if c != "rel"}
+        rel = _stored("rel", row.rel)
         with self._transaction() as db:
-            holder = db.execute("SELECT owner FROM files WHERE rel = ?", (row.rel,)).fetchone()
+            holder = db.execute("SELECT owner FROM files WHERE rel = ?", (rel,)).fetchone()
             if holder is not None and holder[0] not in (None, self.owner):
                 return  # taken back from us (we were presumed dead); the new owner decides
             db.execute(
                 f"UPDATE files SET {', '.join(f'{c} = ?' for c in values)} WHERE rel = ?",
-                (*values.values(), row.rel),
+                (*values.values(), rel),
             )
 
     def record(self, row: Row) -> None:
         """Write an outcome for a file nobody has claimed (skipped before any work)."""
-        values = {c: getattr(row, c) for c in COLUMNS}
+        values = {c: _stored(c, getattr(row, c)) for c in COLUMNS}
         with self._transaction() as db:
             current = _fetch(db, row.rel)
             if (
@@ -281,7 +322,7 @@ class Ledger:
         with self._transaction() as db:
             db.execute(
                 "UPDATE files SET segments = ? WHERE rel = ? AND owner = ?",
-                (finished, rel, self.owner),
+                (finished, _stored("rel", rel), self.owner),
             )
 
     def release(self, rel: str, before: Row | None) -> None:
@@ -292,10 +333,10 @@ class Ledger:
             if current is None or current.owner != self.owner:
                 return
             if before is None and not current.segments:
-                db.execute("DELETE FROM files WHERE rel = ?", (rel,))
+                db.execute("DELETE FROM files WHERE rel = ?", (_stored("rel", rel),))
             else:
                 kept = before or Row(rel, "pending", output=current.output, shard=current.shard)
-                values = {c: getattr(kept, c) for c in COLUMNS}
+                values = {c: _stored(c, getattr(kept, c)) for c in COLUMNS}
                 values["segments"] = current.segments
                 db.execute(
                     f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
@@ -318,7 +359,7 @@ class Ledger:
             cursor = db.execute(
                 "UPDATE files SET status = 'pending', owner = NULL, heartbeat = NULL, error = ? "
                 "WHERE rel = ? AND status = 'running' AND owner IS ?",
-                (reason, row.rel, row.owner),
+                (reason, _stored("rel", row.rel), row.owner),
             )
             return cursor.rowcount == 1
 
@@ -356,8 +397,10 @@ def open_existing(dst_dir: Path) -> Ledger:
 
 
 def _fetch(db: sqlite3.Connection, rel: str) -> Row | None:
-    values = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files WHERE rel = ?", (rel,)).fetchone()
-    return Row(*values) if values else None
+    values = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM files WHERE rel = ?", (_stored("rel", rel),)
+    ).fetchone()
+    return _row(values) if values else None
 
 
 def _version(row: Row | None) -> tuple[object, ...] | None:

@@ -111,14 +111,16 @@ def plan_batch(
     plan = BatchPlan(src, dst, [], 0)
 
     def walk_error(exc: OSError) -> None:
-        plan.notes.append(f"{_rel(Path(exc.filename), src)}/: not read ({exc.strerror})")
+        plan.notes.append(f"{readable(_rel(Path(exc.filename), src))}/: not read ({exc.strerror})")
 
     found: list[str] = []
     for root, dirs, files in os.walk(src, onerror=walk_error):
         here = Path(root)
         for name in sorted(dirs):
             if (here / name).is_symlink():  # os.walk does not descend into these
-                plan.notes.append(f"{_rel(here / name, src)}/: a symlinked folder, not followed")
+                plan.notes.append(
+                    f"{readable(_rel(here / name, src))}/: a symlinked folder, not followed"
+                )
         dirs[:] = sorted(d for d in dirs if not d.endswith(SIDECAR_SUFFIX))  # keyframes
         for name in files:
             rel = _rel(here / name, src)
@@ -136,12 +138,20 @@ def plan_batch(
         if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(src):
             problem = "a symlink to a file outside the source directory (not followed)"
         elif out in writers:
-            problem = f"its output {_rel(out, dst)} is already that of {writers[out]}"
+            problem = (
+                f"its output {readable(_rel(out, dst))} is already that of {readable(writers[out])}"
+            )
         else:
             writers[out] = rel
         if shard.holds(rel):
             plan.items.append(Item(rel, path, out, problem))
     return plan
+
+
+def readable(text: str) -> str:
+    """``text`` as it can be shown or written to a UTF-8 report: a name that is not valid
+    UTF-8 (read with surrogate escapes) gets U+FFFD for each byte that is not."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vidcolour.batch.plan import Item
+from vidcolour.batch.plan import Item, readable
 from vidcolour.batch.runner import Outcome
 from vidcolour.progress import PlainMeter, Rate, say
 
@@ -71,12 +71,14 @@ class BatchProgress:
     # ------------------------------------------------------------------------------ events
     def started(self, item: Item) -> None:
         with self._lock:
-            task = self._bars.add_task(item.rel, total=None, rate="")
+            task = self._bars.add_task(readable(item.rel), total=None, rate="")
             self._tasks[item.rel] = (task, Rate())
             if self._first_start is None:
                 self._first_start = time.perf_counter()
             if not self.console.is_terminal:
-                self._plain[item.rel] = PlainMeter(lambda line: say(self.console, line), item.rel)
+                self._plain[item.rel] = PlainMeter(
+                    lambda line: say(self.console, line), readable(item.rel)
+                )
 
     def frames(self, item: Item, done: int, expected: int | None) -> None:
         with self._lock:
@@ -112,8 +114,8 @@ class BatchProgress:
             )
             eta = self._eta()
             self.console.print(
-                f"[{self.settled}/{self.total_files}] {item.rel}: {outcome.value}"
-                f"{'' if message == outcome.value else f' ({message})'}"
+                f"[{self.settled}/{self.total_files}] {readable(item.rel)}: {outcome.value}"
+                f"{'' if message == outcome.value else f' ({readable(message)})'}"
                 f"{f'; batch ETA {eta}' if eta else ''}",
                 highlight=False,
                 markup=False,

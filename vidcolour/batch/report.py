@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from vidcolour.batch.ledger import Ledger, Row
+from vidcolour.batch.plan import readable
 from vidcolour.progress import falls_short, plural
 
 REPORT_NAME = "vidcolour-report"
@@ -39,7 +40,7 @@ def _size(value: int | None) -> str:
 
 
 FILE_COLUMNS = (
-    Column("file", lambda r: r.rel, numeric=False),
+    Column("file", lambda r: readable(r.rel), numeric=False),
     Column("status", lambda r: r.status, numeric=False),
     Column("duration s", lambda r: _num(r.duration, ".1f")),
     Column(
@@ -113,11 +114,11 @@ def summary(rows: list[Row]) -> list[tuple[str, str]]:
 
 def markdown(ledger: Ledger) -> str:
     rows = ledger.rows()
-    lines = [f"# vidcolour batch report: {ledger.path.parent}", "", "## Summary", ""]
+    lines = [f"# vidcolour batch report: {readable(str(ledger.path.parent))}", "", "## Summary", ""]
     lines += _md_table(("measure", "value"), summary(rows), (False, True))
     lines += ["", "## Needs a look", ""]
     flagged = needs_a_look(rows)
-    lines += [f"- `{row.rel}`: {why}" for row, why in flagged] or ["Nothing."]
+    lines += [f"- `{readable(row.rel)}`: {why}" for row, why in flagged] or ["Nothing."]
     lines += ["", "## Files", ""]
     table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in rows]
     lines += _md_table(
@@ -130,7 +131,7 @@ def markdown(ledger: Ledger) -> str:
 def html_page(ledger: Ledger) -> str:
     rows = ledger.rows()
     e = html.escape
-    title = f"vidcolour batch report: {ledger.path.parent}"
+    title = f"vidcolour batch report: {readable(str(ledger.path.parent))}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2><table>",
@@ -139,7 +140,7 @@ def html_page(ledger: Ledger) -> str:
     ]
     flagged = needs_a_look(rows)
     if flagged:
-        items = (f"<li><code>{e(r.rel)}</code>: {e(why)}</li>" for r, why in flagged)
+        items = (f"<li><code>{e(readable(r.rel))}</code>: {e(why)}</li>" for r, why in flagged)
         parts += ["<ul>", *items, "</ul>"]
     else:
         parts.append("<p>Nothing.</p>")
