@@ -324,6 +324,80 @@ def test_a_name_that_is_not_utf8_is_colourised_and_kept_exactly(
     assert code == 0 and "0 done now, 2 already done" in output, output
 
 
+def test_a_damaged_ledger_page_is_one_line_in_batch_and_report(model: Path, tmp_path: Path) -> None:
+    """Damage in a data page shows only when a statement reads it, after the ledger opened
+    fine: still the one-line "not a usable ledger", in batch and in report."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mp4", frames=3)
+    dst.mkdir()
+    Ledger(dst).add_pending((f"reel-{i:04d}/{'x' * 60}.mp4" for i in range(300)), "1/1")
+    db = sqlite3.connect(dst / LEDGER_NAME)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'files'").fetchone()[0]
+    db.close()
+    with (dst / LEDGER_NAME).open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"Z" * page_size)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 1 and "Traceback" not in output, output
+    assert "is not a usable ledger (database disk image is malformed)" in output
+    result = CliRunner().invoke(main, ["report", str(dst)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "is not a usable ledger (database disk image is malformed)" in result.output
+
+
+def test_a_read_only_ledger_is_one_line(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests may run as root, for whom chmod changes nothing: SQLite opens the ledger
+    read-only instead (mode=ro), which fails as a read-only file or mount does, at the first
+    write; opening and reading succeed, so the report still works."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mp4", frames=3)
+    assert batch(src, "-o", dst, "--model", model)[0] == 0
+    real = sqlite3.connect
+
+    def read_only(path: object, **kwargs: object) -> sqlite3.Connection:
+        return real(f"file:{path}?mode=ro", uri=True, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 1 and "Traceback" not in output, output
+    assert "is not a usable ledger (attempt to write a readonly database)" in output
+    result = CliRunner().invoke(main, ["report", str(dst)])
+    assert result.exit_code == 0 and "| one.mp4 | done |" in result.output
+
+
+def test_a_full_disk_in_a_ledger_write_says_so_and_gives_the_file_back(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk SQLite rolls the transaction back itself; the error shown is that one
+    (not the failed second ROLLBACK's), and the file in hand goes back to pending."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        write_clip(src / name, frames=3)
+
+    def disk_full(self: Ledger, row: Row) -> None:
+        with self._transaction() as db:
+            db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Ledger, "finish", disk_full)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 1 and "Traceback" not in output, output
+    assert "(database or disk is full)" in output and "cannot rollback" not in output
+    assert {rel: r["status"] for rel, r in rows(dst).items()} == {
+        "a.mp4": "pending",
+        "b.mp4": "pending",
+    }
+    monkeypatch.undo()
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0, output
+
+
 # --------------------------------------------------------------------------- shards
 def test_shards_partition_the_list_stably() -> None:
     paths = [f"reel-{i}/part {j}.mkv" for i in range(40) for j in range(5)]

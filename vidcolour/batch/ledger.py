@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vidcolour.errors import VidcolourError
 
@@ -103,6 +103,13 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+
+
+class LedgerError(VidcolourError):
+    """The ledger cannot be read or written (damaged, read-only, its disk full, locked for
+    longer than ``BUSY_TIMEOUT_S``): every file would fail the same way, so a batch stops."""
+
+
 _PATHS = ("rel", "output")  # stored losslessly: they name files on disk
 
 
@@ -169,49 +176,60 @@ class Ledger:
     def __init__(self, dst_dir: Path) -> None:
         self.path = dst_dir / LEDGER_NAME
         self.owner = new_owner()
-        try:
-            with self._transaction() as db:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)  # not executescript: that commits first
-                version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if version is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                elif version[0] == "1":  # an archive's ledger from before segments: kept
-                    db.execute("ALTER TABLE files ADD COLUMN segments INTEGER")
-                    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("2",))
-                elif version[0] != str(SCHEMA_VERSION):
-                    raise VidcolourError(
-                        f"{self.path} has ledger schema {version[0]}, this vidcolour reads "
-                        f"{SCHEMA_VERSION}"
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise VidcolourError(f"{self.path} is not a usable ledger ({exc})") from None
+        with self._transaction() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)  # not executescript: that commits first
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif version[0] == "1":  # an archive's ledger from before segments: kept
+                db.execute("ALTER TABLE files ADD COLUMN segments INTEGER")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", ("2",))
+            elif version[0] != str(SCHEMA_VERSION):
+                raise VidcolourError(
+                    f"{self.path} has ledger schema {version[0]}, this vidcolour reads "
+                    f"{SCHEMA_VERSION}"
+                )
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def _connection(
+        self, isolation_level: Literal["DEFERRED"] | None = "DEFERRED"
+    ) -> Iterator[sqlite3.Connection]:
+        """A connection to the ledger. Any SQLite error on it, at open or later (a damaged
+        page is only found when a statement reads it; a read-only file only when one writes),
+        is a ``LedgerError``: one line, never a traceback."""
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=isolation_level)
+            try:
+                yield db
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path} is not a usable ledger ({exc})") from None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: takes the write lock at once, so two
         processes never both read a row as free and then both claim it)."""
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
+        with self._connection(None) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a ROLLBACK
+                # then fails with "no transaction is active", which would hide the cause.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        finally:
-            db.close()
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        try:
+        with self._connection() as db:
             cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files {sql}", args)
             return [_row(values) for values in cursor.fetchall()]
-        finally:
-            db.close()
 
     # --------------------------------------------------------------------------- reading
     def get(self, rel: str) -> Row | None:
@@ -222,14 +240,11 @@ class Ledger:
         return self._read("ORDER BY rel")
 
     def meta(self) -> dict[str, str]:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        try:
+        with self._connection() as db:
             return {
                 key: value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
                 for key, value in db.execute("SELECT key, value FROM meta").fetchall()
             }
-        finally:
-            db.close()
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self._transaction() as db:
@@ -326,23 +341,24 @@ class Ledger:
             )
 
     def release(self, rel: str, before: Row | None) -> None:
-        """Give a claim back unfinished (interrupted): the file's record is what it was, but
-        for its finished segments, which the next run goes on from."""
+        """Give a claim back unfinished (interrupted, or stopped by a ledger write that
+        failed): the file's record is what it was, but for its finished segments, which the
+        next run goes on from, and, where it recorded none, the claim's output, which may be
+        in place already (stopped after the rename): the next run then knows it as its own."""
         with self._transaction() as db:
             current = _fetch(db, rel)
             if current is None or current.owner != self.owner:
                 return
-            if before is None and not current.segments:
-                db.execute("DELETE FROM files WHERE rel = ?", (_stored("rel", rel),))
-            else:
-                kept = before or Row(rel, "pending", output=current.output, shard=current.shard)
-                values = {c: _stored(c, getattr(kept, c)) for c in COLUMNS}
-                values["segments"] = current.segments
-                db.execute(
-                    f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
-                    f"VALUES ({', '.join('?' * len(values))})",
-                    tuple(values.values()),
-                )
+            kept = before or Row(rel, "pending", shard=current.shard)
+            values = {c: _stored(c, getattr(kept, c)) for c in COLUMNS}
+            values["segments"] = current.segments
+            if kept.output is None:
+                values["output"] = _stored("output", current.output)
+            db.execute(
+                f"INSERT OR REPLACE INTO files ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
 
     def dead_claims(self) -> list[Row]:
         """Running rows whose process is gone (killed, crashed, its machine lost)."""
@@ -367,7 +383,7 @@ class Ledger:
     def start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._beat_stop.wait(HEARTBEAT_S):
-                with contextlib.suppress(sqlite3.Error), self._transaction() as db:
+                with contextlib.suppress(LedgerError), self._transaction() as db:
                     db.execute(
                         "UPDATE files SET heartbeat = ? WHERE owner = ? AND status = 'running'",
                         (time.time(), self.owner),
@@ -382,11 +398,8 @@ class Ledger:
             self._beat.join()
 
     def integrity(self) -> str:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        try:
+        with self._connection() as db:
             return str(db.execute("PRAGMA integrity_check").fetchone()[0])
-        finally:
-            db.close()
 
 
 def open_existing(dst_dir: Path) -> Ledger:

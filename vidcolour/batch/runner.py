@@ -9,10 +9,10 @@ changes or --retry-failed. Any error in one file is that file's failure, never t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidcolour.batch.ledger import Ledger, Row
+from vidcolour.batch.ledger import Ledger, LedgerError, Row
 from vidcolour.batch.plan import BatchPlan, Item, Shard
 from vidcolour.colouriser import Colouriser
 from vidcolour.defaults import STABILISE_STRENGTH
@@ -169,13 +169,13 @@ class Batch:
                             result.outcomes[item.rel] = future.result()
                         except Cancelled:
                             result.cancelled = True
-                        except (DiskFullError, sqlite3.Error) as exc:  # every file would fail
+                        except (DiskFullError, LedgerError) as exc:  # every file would fail
                             self.stop.set()
                             fatal = fatal or exc
         finally:
             ledger.stop_heartbeat()
-        if isinstance(fatal, sqlite3.Error):
-            raise VidcolourError(f"stopped: the ledger cannot be written ({fatal})")
+        if isinstance(fatal, LedgerError):
+            raise VidcolourError(f"stopped: {fatal}; fix it, then run the same command again")
         if fatal is not None:
             raise VidcolourError(f"stopped: {fatal}; free space, then run the same command again")
         result.cancelled |= self.stop.is_set()
@@ -226,12 +226,16 @@ class Batch:
                 record.error = reason
             else:
                 message = self._colourise(item, stat, before, record, events, ledger)
-        except (Cancelled, DiskFullError):
-            ledger.release(item.rel, before)
+        except (Cancelled, DiskFullError, LedgerError):
+            _give_back(ledger, item.rel, before)
             raise
         except Exception as exc:  # one file's failure, whatever it is, is not the batch's
             record.status, record.error = "failed", _one_line(exc).replace(str(item.src), item.rel)
-        ledger.finish(record)
+        try:
+            ledger.finish(record)
+        except LedgerError:
+            _give_back(ledger, item.rel, before)
+            raise
         if record.status == "done":  # recorded: its segments are not needed any more
             shutil.rmtree(work_path(item.dst), ignore_errors=True)
         if record.status == "done":
@@ -422,6 +426,14 @@ def verify_video(path: Path) -> tuple[int, float | None]:
         if first is None or end is None or stream.time_base is None:
             return count, None
         return count, float((end - first) * stream.time_base)
+
+
+def _give_back(ledger: Ledger, rel: str, before: Row | None) -> None:
+    """Release a claim on the way out of a stopped file. A ledger that has just failed (its
+    disk full) may refuse this too: the error that stops the batch is the first one, and the
+    claim is then taken back by the next run, as a dead process's."""
+    with contextlib.suppress(LedgerError):
+        ledger.release(rel, before)
 
 
 def _output_intact(dst_dir: Path, row: Row) -> bool:
