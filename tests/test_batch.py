@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +22,15 @@ from tests.helpers import ledger_rows as rows
 from tests.video_helpers import TINY, save_tiny_model, times
 from vidcolour.batch import runner
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger, Row
-from vidcolour.batch.plan import Shard, plan_batch
+from vidcolour.batch.plan import Item, Shard, plan_batch
+from vidcolour.batch.progress import BatchProgress
 from vidcolour.batch.report import needs_a_look
 from vidcolour.batch.runner import Batch, Outcome, Settings
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import DiskFullError
 from vidcolour.nets import build_generator
+from vidcolour.progress import make_console
 from vidcolour.video import codecs
 from vidcolour.video.pipeline import VideoOptions
 from vidcolour.video.synth import write_clip
@@ -526,6 +530,54 @@ def test_sigterm_gives_the_file_back(model: Path, tmp_path: Path) -> None:
         assert (f"`{rel}`: pending: not finished" in report) == (status == "pending"), report
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0, output
+
+
+class _StopWhileHashing(runner.Silent):
+    """Events that ask the batch to stop at the first block of the input's hash, as SIGTERM
+    would, and keep what hashing reported."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.hashed: list[tuple[str, int, int]] = []
+
+    def hashing(self, item: Item, what: str, done: int, total: int) -> None:
+        self.hashed.append((what, done, total))
+        self.stop.set()
+
+
+def test_a_stop_while_hashing_is_prompt(model: Path, tmp_path: Path) -> None:
+    """A stop (SIGTERM) lands between the hash's blocks, not after the whole input: a 100 GB
+    master takes minutes, longer than Slurm waits before SIGKILL. Input: a clip padded with a
+    sparse 64 MiB box that players skip (it costs no disk)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "big.mp4", frames=3)
+    with (src / "big.mp4").open("ab") as f:
+        f.write((8 + 64 * 2**20).to_bytes(4, "big") + b"free")
+        f.truncate(f.tell() + 64 * 2**20)
+    plan = plan_batch(src, dst, (), "h264", Shard())
+    colouriser = Colouriser.load(str(model), "cpu", resolution=64)
+    work = Batch(plan, colouriser, VideoOptions(), Settings("h264", None, None, None, 64, "auto"))
+    events = _StopWhileHashing(work.stop)
+    result = work.run(events)
+    assert result.cancelled and result.outcomes == {}
+    assert events.hashed == [("input", 2**20, (src / "big.mp4").stat().st_size)]
+    assert rows(dst)["big.mp4"]["status"] == "pending"
+
+
+def test_hashing_shows_progress_in_a_log(tmp_path: Path) -> None:
+    """Off a terminal, hashing a file writes plain lines (MiB done, rate, ETA), as colourising
+    does: a log does not go silent for the minutes a master's hash takes."""
+    log = io.StringIO()
+    item = Item("reel.mkv", tmp_path / "reel.mkv", tmp_path / "out.mkv")
+    with BatchProgress(make_console(file=log), [item]) as progress:
+        for mib in range(0, 101, 5):
+            progress.hashing(item, "input", mib * 2**20, 100 * 2**20)
+    lines = log.getvalue().splitlines()
+    assert any(
+        line.startswith("reel.mkv (hashing the input): 50/100 MiB (50%), ") for line in lines
+    ), lines
+    assert all("MiB/s" in line and "ETA" in line for line in lines) and len(lines) >= 5
 
 
 # --------------------------------------------------------------------------- report

@@ -7,7 +7,7 @@ import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,10 +95,16 @@ def write_error(dst: Path, exc: BaseException) -> VidcolourError:
     return VidcolourError(f"cannot write {dst}: {reason}")
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
+def file_sha256(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """The SHA-256 of a file's bytes, as hex. ``progress`` is called with the bytes read so
+    far after every block (1 MiB): an archive master of 100 GB takes minutes, during which
+    a caller shows progress and may stop (by raising from it)."""
     digest = hashlib.sha256()
+    done = 0
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
     return digest.hexdigest()

@@ -44,6 +44,9 @@ class BatchProgress:
         self._first_start: float | None = None  # when the first file that needed work began
         self._tasks: dict[str, tuple[TaskID, Rate]] = {}
         self._plain: dict[str, PlainMeter] = {}  # files in hand, when not on a terminal
+        # a file being hashed: (what, its bar or its plain meter); MiB, not bytes, for counts
+        # a reader takes in at a glance
+        self._hashes: dict[str, tuple[str, TaskID | PlainMeter]] = {}
         self._lock = threading.Lock()
         self._bars = Progress(
             TextColumn("{task.description}"),
@@ -69,8 +72,32 @@ class BatchProgress:
         self._bars.__exit__(None, None, None)
 
     # ------------------------------------------------------------------------------ events
+    def hashing(self, item: Item, what: str, done: int, total: int) -> None:
+        with self._lock:
+            held = self._hashes.get(item.rel)
+            if held is None or held[0] != what:
+                self._end_hash(item)
+                label = f"{readable(item.rel)} (hashing the {what})"
+                meter: TaskID | PlainMeter
+                if self.console.is_terminal:
+                    meter = self._bars.add_task(label, total=max(1, total >> 20), rate="")
+                else:
+                    meter = PlainMeter(lambda line: say(self.console, line), label, unit="MiB")
+                held = self._hashes[item.rel] = (what, meter)
+            meter = held[1]
+            if isinstance(meter, PlainMeter):
+                meter.update(done >> 20, total >> 20)
+            else:
+                self._bars.update(meter, completed=done >> 20)
+
+    def _end_hash(self, item: Item) -> None:
+        held = self._hashes.pop(item.rel, None)
+        if held is not None and not isinstance(held[1], PlainMeter):
+            self._bars.remove_task(held[1])
+
     def started(self, item: Item) -> None:
         with self._lock:
+            self._end_hash(item)
             task = self._bars.add_task(readable(item.rel), total=None, rate="")
             self._tasks[item.rel] = (task, Rate())
             if self._first_start is None:
@@ -103,6 +130,7 @@ class BatchProgress:
             if item.rel in self._tasks:
                 self._bars.remove_task(self._tasks.pop(item.rel)[0])
             self._plain.pop(item.rel, None)
+            self._end_hash(item)
             self._remaining_bytes -= size
             if outcome not in _WORKLESS:
                 self._done_bytes += size

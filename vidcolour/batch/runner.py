@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -94,6 +95,9 @@ class Events(Protocol):
 
     def frames(self, item: Item, done: int, expected: int | None) -> None: ...
 
+    def hashing(self, item: Item, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` bytes of ``what`` ("input", "output") hashed."""
+
     def finished(self, item: Item, outcome: Outcome, message: str) -> None: ...
 
 
@@ -104,6 +108,9 @@ class Silent:
         pass
 
     def frames(self, item: Item, done: int, expected: int | None) -> None:
+        pass
+
+    def hashing(self, item: Item, what: str, done: int, total: int) -> None:
         pass
 
     def finished(self, item: Item, outcome: Outcome, message: str) -> None:
@@ -287,7 +294,7 @@ class Batch:
         record.input_size, record.input_mtime_ns = stat.st_size, stat.st_mtime_ns
         clock = time.perf_counter()
         try:
-            record.input_sha256 = file_sha256(item.src)
+            record.input_sha256 = self._hash(item, item.src, "input", stat.st_size, events)
         except OSError as exc:
             record.error = _read_error(exc)
             return None
@@ -321,9 +328,24 @@ class Batch:
             item.dst.unlink(missing_ok=True)
             raise VidcolourError("the input changed while it was being read")
         record.output_size = item.dst.stat().st_size
-        record.output_sha256 = file_sha256(item.dst)
+        record.output_sha256 = self._hash(item, item.dst, "output", record.output_size, events)
         record.status, record.error = "done", None
         return None
+
+    def _hash(self, item: Item, path: Path, what: str, size: int, events: Events) -> str:
+        """``file_sha256`` that shows its progress and stops between blocks when the batch
+        is asked to: hashing a 100 GB master takes minutes, longer than Slurm waits after
+        SIGTERM (``--signal=TERM@120``) before it kills."""
+
+        def progress(done: int) -> None:
+            self._check_stop()
+            events.hashing(item, what, done, size)
+
+        return file_sha256(path, progress)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Cancelled
 
     def _colourise_still(self, item: Item, options: VideoOptions, record: Row) -> None:
         """As ``vidcolour run`` does: size, lightness, transparency, precision and metadata
@@ -384,7 +406,7 @@ class Batch:
             notices.append(f"reading stopped early: {report.read_error}")
         record.notices = "; ".join(notices) or None
         clock = time.perf_counter()
-        found, record.duration = verify_video(item.dst)
+        found, record.duration = verify_video(item.dst, self._check_stop)
         record.verify_seconds = time.perf_counter() - clock
         if found != report.frames:
             item.dst.unlink(missing_ok=True)
@@ -410,8 +432,9 @@ _RESULT_COLUMNS = (
 )
 
 
-def verify_video(path: Path) -> tuple[int, float | None]:
-    """(video frames, duration in seconds) of a written file, read back by demuxing it."""
+def verify_video(path: Path, check: Callable[[], None] | None = None) -> tuple[int, float | None]:
+    """(video frames, duration in seconds) of a written file, read back by demuxing it.
+    ``check`` is called every 256 packets: it may raise to stop a long read."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         count, first, end = 0, None, None
@@ -419,6 +442,8 @@ def verify_video(path: Path) -> tuple[int, float | None]:
             if packet.size == 0:
                 continue
             count += 1
+            if check is not None and count % 256 == 0:
+                check()
             if packet.pts is not None:
                 first = packet.pts if first is None else min(first, packet.pts)
                 stop = packet.pts + (packet.duration or 0)
