@@ -215,6 +215,14 @@ def test_bad_shard_and_missing_source(model: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "dst").exists()
 
 
+@pytest.mark.parametrize("pattern", ["", "."])
+def test_an_empty_pattern_is_a_usage_error(model: Path, tmp_path: Path, pattern: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    code, output = batch(src, "-o", tmp_path / "dst", "--model", model, "--pattern", pattern)
+    assert code == 2 and f"--pattern '{pattern}': empty pattern" in output, output
+
+
 def test_symlinks_out_of_the_source_are_not_followed(model: Path, tmp_path: Path) -> None:
     src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
     src.mkdir()

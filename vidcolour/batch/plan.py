@@ -99,6 +99,15 @@ def matches(rel: str, patterns: tuple[str, ...], stills: bool = False) -> bool:
     return any(PurePosixPath(rel).match(p) for p in patterns)
 
 
+def check_patterns(patterns: tuple[str, ...]) -> None:
+    """A usage error for a pattern ``PurePath.match`` refuses ('' or '.', empty as a path)."""
+    for pattern in patterns:
+        try:
+            PurePosixPath("x").match(pattern)
+        except ValueError as exc:
+            raise UsageError(f"--pattern '{pattern}': {exc}; give a glob such as '*.mkv'") from None
+
+
 def plan_batch(
     src_dir: Path,
     dst_dir: Path,
@@ -107,6 +116,7 @@ def plan_batch(
     shard: Shard,
     stills: bool = False,
 ) -> BatchPlan:
+    check_patterns(patterns)
     src, dst = check_dirs(src_dir, dst_dir)
     plan = BatchPlan(src, dst, [], 0)
 
