@@ -24,7 +24,7 @@ from vidcolour.batch import runner
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger, Row
 from vidcolour.batch.plan import Item, Shard, plan_batch
 from vidcolour.batch.progress import BatchProgress
-from vidcolour.batch.report import needs_a_look
+from vidcolour.batch.report import needs_a_look, summary
 from vidcolour.batch.runner import Batch, Outcome, Settings
 from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
@@ -32,7 +32,7 @@ from vidcolour.errors import DiskFullError
 from vidcolour.nets import build_generator
 from vidcolour.progress import make_console
 from vidcolour.video import codecs
-from vidcolour.video.pipeline import VideoOptions
+from vidcolour.video.pipeline import VideoOptions, VideoReport
 from vidcolour.video.synth import write_clip
 from vidcolour.weights import save_generator
 
@@ -623,6 +623,34 @@ def test_needs_a_look_flags() -> None:
     assert why["damaged.mp4"] == "damaged input: 5.0% of frames"
     assert why["grey.mp4"] == "nearly grey output (colourfulness 1.0)"
     assert why["flicker.mp4"] == "flicker: CDC 0.0500, batch median 0.0100"
+
+
+def test_report_fps_after_a_resume_counts_the_frames_colourised_then(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A film that went on from an earlier run's segments has all its frames but only the
+    last run's time: its log line and notice say so, and the summary's mean fps is of the
+    frames that time colourised (here none: every frame came from segments)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "film.mp4", frames=6)
+    real = runner.colourise_video
+
+    def resumed(*args: object, **kwargs: object) -> VideoReport:
+        report = real(*args, **kwargs)  # type: ignore[arg-type]
+        report.resumed_frames = report.frames  # as a rerun after a kill past the last segment
+        return report
+
+    monkeypatch.setattr(runner, "colourise_video", resumed)
+    code, output = batch(src, "-o", dst, "--model", model)
+    assert code == 0 and "6 of them from an earlier run's segments" in output, output
+    row = Ledger(dst).get("film.mp4")
+    assert row is not None and row.frames == 6 and row.fps == 0.0
+    assert "not in its time and fps" in (row.notices or "")
+    ran = replace(row, rel="ran.mp4", frames=100, colourise_seconds=10.0, fps=10.0)
+    figures = dict(summary([row, ran]))
+    assert figures["frames done"] == "106"
+    assert figures["mean fps"] == f"{100 / (10 + (row.colourise_seconds or 0)):.1f}"
 
 
 def test_the_settings_key_is_of_the_resolved_settings(monkeypatch: pytest.MonkeyPatch) -> None:

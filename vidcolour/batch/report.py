@@ -95,6 +95,12 @@ def summary(rows: list[Row]) -> list[tuple[str, str]]:
     done = [r for r in rows if r.status == "done"]
     frames = sum(r.frames or 0 for r in done)
     seconds = sum(r.colourise_seconds or 0 for r in done)
+    # A film that went on from an earlier run's segments counts all its frames but only the
+    # last run's time; its fps (frames colourised in that run / its time) gives the frames
+    # that time was spent on. A still's fps is not recorded: its one frame.
+    timed = sum(
+        r.fps * (r.colourise_seconds or 0) if r.fps is not None else (r.frames or 0) for r in done
+    )
     media = sum(r.duration or 0 for r in done)
     cf = [r.colourfulness for r in done if r.colourfulness is not None]
     cdc = [r.cdc for r in done if r.cdc is not None]
@@ -105,7 +111,7 @@ def summary(rows: list[Row]) -> list[tuple[str, str]]:
         ("media duration done", _clock(media)),
         ("frames done", str(frames)),
         ("colourising time", _clock(seconds)),
-        ("mean fps", f"{frames / seconds:.1f}" if seconds else ""),
+        ("mean fps", f"{timed / seconds:.1f}" if seconds else ""),
         ("output size", _size(sum(r.output_size or 0 for r in done))),
         ("mean colourfulness", _num(statistics.fmean(cf) if cf else None, ".1f")),
         ("mean CDC", _num(statistics.fmean(cdc) if cdc else None, ".4f")),

@@ -319,10 +319,11 @@ class Batch:
             events.frames(item, done, expected)
 
         events.started(item)
+        note = None
         if is_image(item.src):
             self._colourise_still(item, options, record)
         else:
-            self._colourise_video(item, options, record, progress, ledger)
+            note = self._colourise_video(item, options, record, progress, ledger)
         after = item.src.stat()
         if (after.st_size, after.st_mtime_ns) != (record.input_size, record.input_mtime_ns):
             item.dst.unlink(missing_ok=True)
@@ -330,7 +331,7 @@ class Batch:
         record.output_size = item.dst.stat().st_size
         record.output_sha256 = self._hash(item, item.dst, "output", record.output_size, events)
         record.status, record.error = "done", None
-        return None
+        return note
 
     def _hash(self, item: Item, path: Path, what: str, size: int, events: Events) -> str:
         """``file_sha256`` that shows its progress and stops between blocks when the batch
@@ -373,9 +374,12 @@ class Batch:
 
     def _colourise_video(
         self, item: Item, options: VideoOptions, record: Row, progress: Progress, ledger: Ledger
-    ) -> None:
+    ) -> str | None:
         """A film is made in segments, going on from those a killed run finished; they stay
-        until the ledger records the output (``_process``)."""
+        until the ledger records the output (``_process``). The record's time and fps are
+        this run's, for the frames it colourised; ``frames`` counts them all, so a film that
+        went on from segments says how many were not colourised now (its returned note, for
+        the log line, and a notice, for the report)."""
         checks = TemporalChecks()
         if sidecar(item.src).is_dir():
             options = replace(options, keyframes=find_keyframes(sidecar(item.src)))
@@ -404,6 +408,11 @@ class Batch:
         notices = list(report.notices)
         if report.read_error:
             notices.append(f"reading stopped early: {report.read_error}")
+        note = None
+        if report.resumed_frames:
+            earlier = f"{report.resumed_frames} of them from an earlier run's segments"
+            notices.append(f"{earlier}, not in its time and fps")
+            note = f"{plural(report.frames, 'frame')} in {report.seconds:.1f} s, {earlier}"
         record.notices = "; ".join(notices) or None
         clock = time.perf_counter()
         found, record.duration = verify_video(item.dst, self._check_stop)
@@ -413,6 +422,7 @@ class Batch:
             raise VidcolourError(
                 f"output check failed: {report.frames} frames written, {found} read back"
             )
+        return note
 
 
 _LOOKS = 5  # times a file's record is read again after another process changed it
