@@ -286,6 +286,24 @@ def test_a_file_that_disappears_is_a_failure(model: Path, tmp_path: Path) -> Non
     assert rows(dst)["a.mp4"]["error"] == "the file disappeared before it could be read"
 
 
+def test_segments_of_an_input_deleted_are_removed(model: Path, tmp_path: Path) -> None:
+    """A film deleted after a run made some of its segments is never planned again: its work
+    folder, about the output's size, must not stay in DST_DIR for good."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "a.mp4", frames=3)
+    plan = plan_batch(src, dst, (), "h264", Shard())
+    (dst / ".a.mp4.vidcolour-work").mkdir(parents=True)
+    (dst / ".a.mp4.vidcolour-work" / "00000.mp4").write_bytes(b"segment")
+    (src / "a.mp4").unlink()
+    colouriser = Colouriser.load(str(model), "cpu", resolution=64)
+    result = Batch(
+        plan, colouriser, VideoOptions(), Settings("h264", None, None, None, 64, "auto")
+    ).run()
+    assert result.outcomes == {"a.mp4": Outcome.FAILED}
+    assert not (dst / ".a.mp4.vidcolour-work").exists()
+
+
 def test_a_full_disk_stops_the_batch(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

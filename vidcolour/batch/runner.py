@@ -243,7 +243,9 @@ class Batch:
         except LedgerError:
             _give_back(ledger, item.rel, before)
             raise
-        if record.status == "done":  # recorded: its segments are not needed any more
+        if record.status == "done" or _deleted(item.src):
+            # recorded, or its input deleted (it is never planned again): the segments are
+            # not needed any more
             shutil.rmtree(work_path(item.dst), ignore_errors=True)
         if record.status == "done":
             return (
@@ -469,6 +471,11 @@ def _give_back(ledger: Ledger, rel: str, before: Row | None) -> None:
     claim is then taken back by the next run, as a dead process's."""
     with contextlib.suppress(LedgerError):
         ledger.release(rel, before)
+
+
+def _deleted(src: Path) -> bool:
+    """The input is gone from a folder still there (not a whole mount gone for a while)."""
+    return src.parent.is_dir() and not os.path.lexists(src)
 
 
 def _output_intact(dst_dir: Path, row: Row) -> bool:
