@@ -641,3 +641,22 @@ def test_run_config_path(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("name: saved\n")
     assert run_config_path(None, tmp_path, resume=True) == tmp_path / "config.yaml"
     assert run_config_path(None, tmp_path, resume=False) == resolve_config(DEFAULT_CONFIG)
+
+
+# Tiny and quick: the resume tests below train a handful of steps at 64 px.
+QUICK = ("train.image_size=64", "model.generator.depth=5", "model.discriminator.scales=1")
+
+
+def test_resume_with_other_networks_is_one_line_naming_the_setting(
+    photos: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = RunArgs(data=str(photos), out=run, max_steps=2, device="cpu")
+    train(small_config("bn", *QUICK), args)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    resumed = RunArgs(data=str(photos), out=run, max_steps=4, device="cpu", resume=True)
+    with pytest.raises(VidcolourError, match=r"model\.generator\.ngf=8 \(now 16\)"):
+        train(small_config("bn", *QUICK, "model.generator.ngf=16"), resumed)
+    with pytest.raises(VidcolourError, match=r"model\.generator\.norm=bn \(now in\)"):
+        train(small_config("in", *QUICK), resumed)  # another --config
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

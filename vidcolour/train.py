@@ -800,7 +800,15 @@ def _start_state(
         found = latest_checkpoint(args.out)
         if found is not None:
             path, resumed = found
-            state.load_state_dict(resumed, rt)
+            _check_same_networks(resumed.get("config"), config, args.out)
+            try:
+                state.load_state_dict(resumed, rt)
+            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise VidcolourError(
+                    f"{path} does not fit the networks of this config ({reason}); "
+                    "resume with the run's own config, or train into another --out"
+                ) from None
             if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream
                 torch.manual_seed(tc.seed + rt.rank + state.step)
             log.truncate_after(state.step)
@@ -822,6 +830,50 @@ def _start_state(
                 f"step {state.step}"
             )
     return state
+
+
+# What a run cannot change when it resumes: the shapes of its networks' weights and of its
+# optimisers' state follow from these sections.
+_FIXED_WITHIN_A_RUN = ("model",)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``, the keys ``--set`` takes."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_differences(
+    saved: dict[str, Any], config: Config, sections: tuple[str, ...]
+) -> list[str]:
+    """The settings under ``sections`` where ``config`` differs from a checkpoint's ``saved``
+    config, as ``key=saved (now new)``. Keys one side lacks (a config written by another
+    version) are not differences: the side that has them holds the default."""
+    before, now = _flatten(saved), _flatten(to_dict(config))
+    return [
+        f"{key}={before[key]} (now {now[key]})"
+        for key in now
+        if key.split(".")[0] in sections and key in before and before[key] != now[key]
+    ]
+
+
+def _check_same_networks(saved: Any, config: Config, out: Path) -> None:
+    """Refuse, in one line naming the settings, a resume whose config builds other networks
+    than the run's checkpoint holds (``--set model...`` or another ``--config``)."""
+    if not isinstance(saved, dict):
+        return  # load_checkpoint vouches for a config; anything else fails at loading
+    changed = config_differences(saved, config, _FIXED_WITHIN_A_RUN)
+    if changed:
+        raise VidcolourError(
+            f"{out} was trained with {', '.join(changed)}: a run cannot change its networks; "
+            "resume without those settings, or train into another --out"
+        )
 
 
 def _write_run_records(
