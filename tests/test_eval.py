@@ -279,3 +279,22 @@ def test_global_cast_and_semantic_agreement(photos: Path) -> None:
     assert grey["semantic_confidence"] == pytest.approx(expected.mean().item(), rel=1e-4)
     assert found != pytest.approx(on_grey.max(1).values.tolist(), rel=1e-3)  # not its own top
     assert oracle["semantic_confidence"] > grey["semantic_confidence"]
+
+
+def test_eval_plots_leave_out_a_torn_last_line_of_the_runs_log(
+    photos: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(
+        small_config("bn", "train.image_size=64"),
+        RunArgs(str(photos), run, max_steps=1, device="cpu"),
+    )
+    with (run / "metrics.jsonl").open("a") as log:
+        log.write('{"kind": "train", "step": 2, "ep')
+    plots = tmp_path / "plots"
+    args = ["eval", "--model", str(run), "--data", str(photos), "--size", "64", "--no-effnet",
+            "--no-semantic", "--plots", str(plots)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "cut short" in result.output
+    assert (plots / "learning_curves.png").is_file()

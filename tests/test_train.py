@@ -660,3 +660,32 @@ def test_resume_with_other_networks_is_one_line_naming_the_setting(
     with pytest.raises(VidcolourError, match=r"model\.generator\.norm=bn \(now in\)"):
         train(small_config("in", *QUICK), resumed)  # another --config
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crash or a full disk mid-append leaves part of a line: resuming drops it, with a notice."""
+    run = tmp_path / "run"
+    config = small_config("bn", *QUICK)
+    train(config, RunArgs(data=str(photos), out=run, max_steps=4, device="cpu"))
+    with (run / "metrics.jsonl").open("a") as log:
+        log.write('{"kind": "train", "step": 5, "ep')
+    train(config, RunArgs(data=str(photos), out=run, max_steps=5, device="cpu", resume=True))
+    assert "cut short" in capsys.readouterr().err
+    assert [r["step"] for r in train_records(run)] == [1, 2, 3, 4, 5]
+
+
+def test_read_metrics_leaves_out_a_torn_last_line_and_names_damage_elsewhere(
+    tmp_path: Path,
+) -> None:
+    from vidcolour.plots import read_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"kind": "train", "step": 1}\n{"kind": "train", "st')
+    notices: list[str] = []
+    assert read_metrics(tmp_path, notices.append) == [{"kind": "train", "step": 1}]
+    assert len(notices) == 1 and "cut short" in notices[0]
+    log.write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{"kind": "train", "step": 3}\n')
+    with pytest.raises(VidcolourError, match=r"metrics\.jsonl, line 2: not a metrics record"):
+        read_metrics(tmp_path)

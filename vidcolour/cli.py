@@ -28,7 +28,7 @@ from vidcolour.config import Resize, load_config, to_yaml
 from vidcolour.defaults import KEYFRAME_REACH, MAX_SATURATION, SEGMENT_SECONDS, STABILISE_STRENGTH
 from vidcolour.errors import INTERRUPTED, UsageError, VidcolourError
 from vidcolour.fsutil import atomic_path, check_writable_folder
-from vidcolour.progress import make_console, meter, plural
+from vidcolour.progress import make_console, meter, plural, say
 from vidcolour.resources import DEFAULT_MODEL, config_names, configs_dir, resolve_config
 from vidcolour.video.codecs import CODECS, DEFAULT_CODEC
 
@@ -484,7 +484,17 @@ def eval_command(
                 raise
             err.print(f"notice: semantic agreement skipped: {exc}", soft_wrap=True)
     result = run_eval(
-        models, baselines, data, size, torch_device, extras, plots, batch_size, resize, precision
+        models,
+        baselines,
+        data,
+        size,
+        torch_device,
+        extras,
+        plots,
+        batch_size,
+        resize,
+        precision,
+        notice=lambda line: say(err, f"notice: {line}"),
     )
     if json_out == JSON_STDOUT:
         _print_json(result)

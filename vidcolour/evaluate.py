@@ -12,6 +12,7 @@ each colouriser. Metrics are defined in docs/METRICS.md.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,8 +328,10 @@ def run_eval(
     batch_size: int = 8,
     resize: Resize = "stretch",
     precision: str = "auto",
+    notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Load the colourisers, vet the data, measure, and write plots. Returns the result dict.
+    ``notice`` hears what is worth a line but no error (default: stderr).
 
     Models predict as ``vidcolour run --resolution size --precision precision`` does."""
     report = scan_images(list_images(data), min_side=1)
@@ -342,7 +345,11 @@ def run_eval(
         else:
             loader = eval_loader(report.usable, size, batch_size, resize)
             colourisers.append(mean_baseline(dataset_mean_ab(loader, device)))
+    runs: dict[str, list[dict[str, Any]]] = {}
     if plots is not None:
+        # before the measurement: a damaged log must not cost the time of measuring
+        notice = notice or (lambda line: print(f"notice: {line}", file=sys.stderr))
+        runs = {c.name: read_metrics(c.run_dir, notice) for c in colourisers if c.run_dir}
         plots.mkdir(parents=True, exist_ok=True)
     grid = plots / "samples.png" if plots is not None else None
     result = evaluate_candidates(
@@ -360,7 +367,6 @@ def run_eval(
     )
     if plots is not None:
         plot_histograms(result, plots / "histograms.png")
-        runs = {c.name: read_metrics(c.run_dir) for c in colourisers if c.run_dir is not None}
         if runs:
             from vidcolour.plots import plot_learning_curves
 

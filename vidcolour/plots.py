@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path
 
 CURVES = [
@@ -22,11 +23,38 @@ CURVES = [
 _LABEL_HEIGHT = 16  # px above a sample grid for its column labels
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(
+    run_dir: Path, notice: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """The records of ``run_dir``/metrics.jsonl, oldest first ([] when there is none).
+
+    A last line that is not a whole record is one cut short by a crash or a full disk in the
+    middle of an append: it is left out, and ``notice`` told. A bad line before the last one
+    is damage no writer of ours leaves: an error naming the file and the line.
+    """
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(errors="replace").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for i, line in enumerate(lines[: last + 1]):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        elif i == last:
+            if notice is not None:
+                notice(
+                    f"{path}: its last line is a record cut short (a crash mid-write?), left out"
+                )
+        else:
+            raise VidcolourError(f"{path}, line {i + 1}: not a metrics record (damaged file?)")
+    return records
 
 
 def plot_learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> None:

@@ -420,11 +420,13 @@ class _Log:
         self.path = path
         self.enabled = enabled
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step``: logged after the checkpoint we resume from."""
+    def truncate_after(self, step: int, say: Callable[..., None]) -> None:
+        """Drop records past ``step`` (logged after the checkpoint we resume from) and a last
+        line cut short, so that appends start on a line of their own."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
+        notice = lambda line: say(f"notice: {line}", markup=False, soft_wrap=True)  # noqa: E731
+        kept = [r for r in read_metrics(self.path.parent, notice) if r["step"] <= step]
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
@@ -811,7 +813,7 @@ def _start_state(
                 ) from None
             if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream
                 torch.manual_seed(tc.seed + rt.rank + state.step)
-            log.truncate_after(state.step)
+            log.truncate_after(state.step, say)
             say(f"resumed from {path.name}: step {state.step}, epoch {state.epoch + 1}")
         else:
             say(f"--resume: no checkpoint in {args.out}, starting from scratch")
