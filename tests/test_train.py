@@ -689,3 +689,25 @@ def test_read_metrics_leaves_out_a_torn_last_line_and_names_damage_elsewhere(
     log.write_text('{"kind": "train", "step": 1}\n{"kind": "tr\n{"kind": "train", "step": 3}\n')
     with pytest.raises(VidcolourError, match=r"metrics\.jsonl, line 2: not a metrics record"):
         read_metrics(tmp_path)
+
+
+def test_resume_with_no_checkpoint_that_loads(photos: Path, tmp_path: Path) -> None:
+    """Checkpoints that all fail to load are refused (a restart would overwrite that run's
+    work); a run killed before its first checkpoint starts again with its records cleared."""
+    config = small_config("bn", *QUICK, "train.checkpoint_every=1000")
+    run = tmp_path / "run"
+    train(config, RunArgs(data=str(photos), out=run, max_steps=2, device="cpu"))
+    for path in (run / "checkpoints").glob("step-*.pt"):
+        path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
+    resumed = RunArgs(data=str(photos), out=run, max_steps=3, device="cpu", resume=True)
+    with pytest.raises(VidcolourError, match="none of the 1 checkpoint"):
+        train(config, resumed)
+
+    # killed before its first checkpoint: a log, samples, no checkpoint
+    for path in (run / "checkpoints").glob("step-*.pt"):
+        path.unlink()
+    (run / "samples").mkdir()
+    Image.fromarray(synthetic_photo(0)).save(run / "samples" / "step-000000002.png")
+    train(config, resumed)
+    assert [r["step"] for r in train_records(run)] == [1, 2, 3]
+    assert not (run / "samples" / "step-000000002.png").exists()

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from vidcolour._version import __version__
-from vidcolour.checkpoint import latest_checkpoint, save_checkpoint
+from vidcolour.checkpoint import checkpoint_dir, latest_checkpoint, save_checkpoint
 from vidcolour.colour import model_to_rgb, rgb_to_model
 from vidcolour.config import Config, to_dict, to_yaml
 from vidcolour.data import (
@@ -816,7 +816,7 @@ def _start_state(
             log.truncate_after(state.step, say)
             say(f"resumed from {path.name}: step {state.step}, epoch {state.epoch + 1}")
         else:
-            say(f"--resume: no checkpoint in {args.out}, starting from scratch")
+            _start_over(args.out, rt, log, say)
     if state.step == 0:
         pretrained = init_pretrained(bare_generator(state.nets.generator))
         if pretrained:
@@ -876,6 +876,24 @@ def _check_same_networks(saved: Any, config: Config, out: Path) -> None:
             f"{out} was trained with {', '.join(changed)}: a run cannot change its networks; "
             "resume without those settings, or train into another --out"
         )
+
+
+def _start_over(out: Path, rt: Runtime, log: _Log, say: Callable[..., None]) -> None:
+    """--resume in a folder with no checkpoint to go on from. Checkpoints that are there but
+    do not load are a run's work that a restart would overwrite: refused, the user decides.
+    None at all is a run killed before its first save: it starts again from step 1, and the
+    records of the abandoned attempt go, so that no step is in the log twice."""
+    saved = sorted(checkpoint_dir(out).glob("step-*.pt"))
+    if saved:
+        raise VidcolourError(
+            f"--resume: none of the {len(saved)} checkpoint(s) in {checkpoint_dir(out)} loads; "
+            "to train this run again from step 1, delete that folder (or use another --out)"
+        )
+    say(f"--resume: no checkpoint in {out}, starting from scratch")
+    log.truncate_after(0, say)
+    if rt.is_main:
+        for grid in (out / "samples").glob("step-*.png"):
+            grid.unlink()
 
 
 def _write_run_records(
