@@ -711,3 +711,20 @@ def test_resume_with_no_checkpoint_that_loads(photos: Path, tmp_path: Path) -> N
     train(config, resumed)
     assert [r["step"] for r in train_records(run)] == [1, 2, 3]
     assert not (run / "samples" / "step-000000002.png").exists()
+
+
+def test_logged_eta_counts_days_and_is_unknown_before_a_rate() -> None:
+    import io
+
+    from rich.console import Console
+
+    from vidcolour.train import _Status
+
+    out = io.StringIO()
+    status = _Status(Console(file=out, width=200), True, total=500_000, step=0)
+    record = {"step": 1, "epoch": 1, "loss_d": 1.0, "loss_g_adv": 1.0, "loss_g_l1": 0.1}
+    status.report(record, 0.0)  # the first step: counted, not timed
+    status.report({**record, "step": 3, "img_per_s": 4.0, "mfu": 0.01}, 2.0)
+    first, second = out.getvalue().splitlines()
+    assert "ETA ? " in first
+    assert "ETA 2 days, 21:26:38 " in second  # 499,997 steps at 2 steps/s

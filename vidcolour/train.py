@@ -628,10 +628,13 @@ class _Status:
             self.progress.update(self.task, rate=rate, losses=losses)
         elif self.enabled:
             self.last_line = time.perf_counter()
-            eta = (self.total - record["step"]) / max(steps_per_s, 1e-9)
+            # as the filler lines: days and all; "?" until a step was timed (the first one
+            # of a run or phase is FLOP-counted, not timed)
+            left = self.total - record["step"]
+            eta = duration(left / steps_per_s) if steps_per_s > 0 else "?"
             self.console.print(
                 f"epoch {record['epoch']} step {record['step']}/{self.total} {rate} "
-                f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))} {losses}",
+                f"ETA {eta} {losses}",
                 markup=False,
                 soft_wrap=True,  # one line per record in log files
             )
