@@ -728,3 +728,42 @@ def test_logged_eta_counts_days_and_is_unknown_before_a_rate() -> None:
     first, second = out.getvalue().splitlines()
     assert "ETA ? " in first
     assert "ETA 2 days, 21:26:38 " in second  # 499,997 steps at 2 steps/s
+
+
+def _damaged_jpegs(folder: Path, count: int) -> None:
+    """JPEGs whose headers pass the scan but whose pixels do not decode (cut in half)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(synthetic_photo(100)).save(folder / "whole.jpg", quality=95)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "whole.jpg").unlink()
+    for i in range(count):
+        (folder / f"a_{i:02d}.jpg").write_bytes(data[: len(data) // 2])
+
+
+def test_a_damaged_sub_folder_does_not_stop_the_run(tmp_path: Path) -> None:
+    """20 damaged files together in sorted order, then good ones: stand-ins come from the
+    whole data set, so the first sample is still served."""
+    from vidcolour.config import DataConfig
+    from vidcolour.data import ImageDataset
+
+    _damaged_jpegs(tmp_path, 20)
+    write_photos(tmp_path, 20)
+    dataset = ImageDataset(list_images(tmp_path), 64, DataConfig(), train=False)
+    image, problems = dataset[0]
+    assert image.shape == (3, 64, 64) and problems
+    assert all("cannot decode" in reason for _, reason in problems)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_data_set_stops_in_one_line_with_workers(
+    workers: int, tmp_path: Path
+) -> None:
+    data = tmp_path / "bad"
+    _damaged_jpegs(data, 4)
+    config = small_config("bn", *QUICK, f"data.workers={workers}")
+    args = RunArgs(data=str(data), out=tmp_path / "run", max_steps=2, device="cpu")
+    with pytest.raises(VidcolourError) as caught:
+        train(config, args)
+    message = str(caught.value)
+    assert message.startswith("32 images drawn from across the data set could not be used")
+    assert "\n" not in message and "Traceback" not in message

@@ -3,8 +3,10 @@
 One bad file never stops a run. ``scan_images`` reads every header once (cheap: no decode)
 and sorts files into usable, converted (CMYK, palette, alpha, 16-bit colour) and skipped
 (not an image, greyscale, too small), each counted by reason. Damage that only shows when the
-pixels are decoded (a truncated JPEG) is caught in the dataset, which then serves the next
-good image instead, so batches keep their size and DDP ranks stay in step.
+pixels are decoded (a truncated JPEG) is caught in the dataset, which then serves another
+image, drawn from anywhere in the data set, instead, so batches keep their size and DDP ranks
+stay in step. Only a data set mostly unreadable stops a run: ``MAX_TRIES`` draws for one
+sample must all fail.
 
 Lab conversion is not done here: workers hand uint8 RGB to the training loop, which converts
 a whole batch on the training device (vidcolour.colour).
@@ -31,7 +33,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 GREYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 COLOUR_MODES = {"RGB"}
 GREY_TOLERANCE = 2  # an RGB image whose channels never differ by more is greyscale content
-MAX_RETRIES = 16  # images tried after a damaged one before giving up on a sample
+# Images tried for one sample before the run stops. Stand-ins are drawn from the whole data
+# set, not the next files (a badly copied sub-folder sits together in sorted order), so all of
+# them fail only when most of the data is unreadable: at half the files bad, 2**-32 a sample.
+MAX_TRIES = 32
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # archives have big scans; still stop decompression bombs
 
@@ -226,13 +231,20 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, list[tuple[str, str]]]:
         problems: list[tuple[str, str]] = []
-        for attempt in range(MAX_RETRIES):
-            path = self.paths[(index + attempt) % len(self.paths)]
+        # stand-ins from a stream of the index alone: the same ones on a resumed run, and the
+        # run's own random streams untouched
+        stand_ins = random.Random(index)
+        path = self.paths[index]
+        for _ in range(MAX_TRIES):
             try:
                 return self.load(path), problems
             except ImageProblem as problem:
                 problems.append((str(path), problem.reason))
-        raise VidcolourError(f"{MAX_RETRIES} images in a row could not be used, last: {path}")
+            path = self.paths[stand_ins.randrange(len(self.paths))]
+        raise VidcolourError(
+            f"{MAX_TRIES} images drawn from across the data set could not be used "
+            f"(last: {problems[-1][0]}, {problems[-1][1]}): most of it seems unreadable"
+        )
 
 
 def collate(

@@ -999,6 +999,20 @@ class _Run:
         self.meter.reset()
 
 
+def _own_line(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` with a loader worker's error as its own one line: torch re-raises it in this
+    process with "Caught ... in DataLoader worker process N." and the worker's traceback in its
+    message, whose last line is the error itself."""
+    try:
+        yield from batches
+    except VidcolourError as exc:
+        lines = str(exc).strip().splitlines()
+        if len(lines) < 2 or not lines[0].startswith("Caught "):
+            raise
+        own = lines[-1].split(f"{type(exc).__name__}: ", 1)[-1]
+        raise type(exc)(own) from None
+
+
 def train_one_epoch(
     state: TrainingState, batches: Iterator[Any], run: _Run, status: _Status
 ) -> None:
@@ -1006,7 +1020,7 @@ def train_one_epoch(
     run out, logging, checkpointing and validating at the config's cadence."""
     config, rt, tc, oc = run.config, run.rt, run.config.train, run.config.optim
     nets, optims = state.nets, state.optims
-    for rgb, problems in batches:
+    for rgb, problems in _own_line(batches):
         for path, reason in problems:
             if path not in run.skipped_files:
                 run.skipped_files.add(path)
