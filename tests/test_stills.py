@@ -286,3 +286,42 @@ def test_upright_turns_as_exif_says(orientation: int) -> None:
     exif[0x0112] = orientation
     image.info["exif"] = exif.tobytes()
     assert np.array_equal(upright(pixels, orientation), np.asarray(ImageOps.exif_transpose(image)))
+
+
+def test_a_damaged_later_page_is_named_and_the_first_colourised(
+    colouriser: Colouriser, tmp_path: Path
+) -> None:
+    """A second page without its size tags: Pillow cannot count the pages (TypeError)."""
+    page = Image.fromarray(grey_picture(0, H, W))
+    src = tmp_path / "pages.tif"
+    page.save(src, save_all=True, append_images=[page])
+    data = bytearray(src.read_bytes())
+    first = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, first)[0]
+    second = struct.unpack_from("<I", data, first + 2 + 12 * count)[0]
+    for i in range(struct.unpack_from("<H", data, second)[0]):
+        entry = second + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] in (256, 257):  # ImageWidth, ImageLength
+            struct.pack_into("<H", data, entry, 0x9999)
+    src.write_bytes(bytes(data))
+    notices = colourise(colouriser, src, tmp_path / "out.png")
+    assert len(notices) == 1 and "pages after the first (damaged" in notices[0]
+    assert has_colour(np.asarray(Image.open(tmp_path / "out.png")))
+
+
+def test_a_float_still_is_read_as_0_to_1(colouriser: Colouriser, tmp_path: Path) -> None:
+    grey = grey16().astype(np.float32) / 65535  # a 32-bit float TIFF, 0 black to 1 white
+    Image.fromarray(grey).save(tmp_path / "float.tif")
+    notices = colourise(colouriser, tmp_path / "float.tif", tmp_path / "out.png")
+    assert len(notices) == 1 and "32-bit float precision (read at 16 bits)" in notices[0]
+    out = read_deep(tmp_path / "out.png")
+    L_in = grey_to_l(torch.from_numpy(grey.astype(np.float64))).double().numpy()
+    unclipped = ((out > 0) & (out < 65535)).all(axis=2)
+    assert np.abs(lightness(out) - L_in)[unclipped].max() < 0.01
+
+    Image.fromarray(grey * 255).save(tmp_path / "float255.tif")  # no agreed meaning: refused
+    result = CliRunner().invoke(
+        main, ["run", str(tmp_path / "float255.tif"), "-o", str(tmp_path / "o.png")]
+    )
+    assert result.exit_code != 0 and "float samples from" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o.png").exists()

@@ -103,6 +103,8 @@ def read_still(path: Path) -> Still:
             return _read(path, image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise VidcolourError(f"{path} is not an image Pillow can read ({exc})") from None
+    except VidcolourError as exc:
+        raise VidcolourError(f"{path}: {exc}") from None
 
 
 def _read(path: Path, image: Image.Image) -> Still:
@@ -125,8 +127,9 @@ def _read(path: Path, image: Image.Image) -> Still:
     still = _deep_colour(path) if deep else None
     if still is None:
         still = _pixels(image)
-    if stored_bits > 8 and still.bits == 8:
-        lost.append(f"{stored_bits}-bit precision (read at 8 bits)")
+    if stored_bits > still.bits:
+        kind = " float" if image.mode == "F" else ""
+        lost.append(f"{stored_bits}-bit{kind} precision (read at {still.bits} bits)")
     still.luma = upright(still.luma, orientation)
     if still.alpha is not None:
         still.alpha = upright(still.alpha, orientation)
@@ -143,9 +146,13 @@ def _read(path: Path, image: Image.Image) -> Still:
     still.text = _text(image)
     if _has_iptc(image):
         lost.append("IPTC/Photoshop records")
-    pages = getattr(image, "n_frames", 1)
-    if pages > 1:
-        lost.append(f"pages 2-{pages} (the first alone is colourised)")
+    try:
+        pages = getattr(image, "n_frames", 1)
+    except Exception:  # counting reads every page's header: a damaged later one raises anything
+        lost.append("the pages after the first (damaged; the first alone is colourised)")
+    else:
+        if pages > 1:
+            lost.append(f"pages 2-{pages} (the first alone is colourised)")
     still.lost = lost
     return still
 
@@ -200,7 +207,9 @@ def _pixels(image: Image.Image) -> Still:
             y = rgb @ np.array([0.299, 0.587, 0.114])
             toned = is_single_tint(rgb[..., 2] - y, rgb[..., 0] - y)
     alpha: np.ndarray | None = None
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+    if image.mode == "F":
+        return _float_pixels(image)
+    if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         key = image.info.get("transparency")
@@ -212,6 +221,19 @@ def _pixels(image: Image.Image) -> Still:
         alpha = np.asarray(image.convert("RGBA"))[..., 3].astype(np.float32) / 255
     luma = np.asarray(image.convert("L")).astype(np.float32) / 255
     return Still(luma, 8, alpha, coloured, toned)
+
+
+def _float_pixels(image: Image.Image) -> Still:
+    """A float still (mode F: a 32-bit float TIFF), read as 0 black to 1 white, the usual
+    convention for float pictures, at 16 bits. Other values have no agreed meaning: refused."""
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not np.isfinite(values).all() or low < 0 or high > 1:
+        raise VidcolourError(
+            f"float samples from {low:g} to {high:g}: float stills are read as 0 (black) "
+            "to 1 (white); save it as 8- or 16-bit integers, or scaled to 0..1"
+        )
+    return Still(values.astype(np.float32), 16)
 
 
 def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
