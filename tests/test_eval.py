@@ -1,6 +1,7 @@
 """`vidcolour eval`: metrics against independent computations, identities, CLI, perceptual nets."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,14 @@ def test_eval_plots_leave_out_a_torn_last_line_of_the_runs_log(
     assert result.exit_code == 0, result.output
     assert "cut short" in result.output
     assert (plots / "learning_curves.png").is_file()
+
+
+def test_eval_shows_progress_with_rate_and_eta_in_a_log(photos: Path) -> None:
+    """Not a terminal (CliRunner): plain lines on stderr, with pictures/s and an ETA."""
+    args = ["eval", "--baseline", "grey", "--baseline", "mean", "--data", str(photos), "--size",
+            "32", "--no-effnet", "--no-semantic", "--batch-size", "1"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("eval of")]
+    assert lines and lines[0].startswith("eval of 2 colourisers: 1/4 pictures (25%), ")
+    assert all(re.search(r"[\d.]+ pictures/s, .* in, ETA \d+:\d\d:\d\d$", line) for line in lines)

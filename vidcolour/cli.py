@@ -483,19 +483,23 @@ def eval_command(
             if semantic:
                 raise
             err.print(f"notice: semantic agreement skipped: {exc}", soft_wrap=True)
-    result = run_eval(
-        models,
-        baselines,
-        data,
-        size,
-        torch_device,
-        extras,
-        plots,
-        batch_size,
-        resize,
-        precision,
-        notice=lambda line: say(err, f"notice: {line}"),
-    )
+    # one pass over the pictures measures every colouriser: one count for them all
+    label = f"eval of {plural(len(models) + len(baselines), 'colouriser')}"
+    with meter(err, label, "pictures") as progress:
+        result = run_eval(
+            models,
+            baselines,
+            data,
+            size,
+            torch_device,
+            extras,
+            plots,
+            batch_size,
+            resize,
+            precision,
+            notice=lambda line: say(err, f"notice: {line}"),
+            progress=progress,
+        )
     if json_out == JSON_STDOUT:
         _print_json(result)
     elif json_out is not None:

@@ -40,6 +40,7 @@ from vidcolour.perceptual import (
 )
 from vidcolour.plots import read_metrics, save_sample_grid, to_uint8_images
 from vidcolour.predict import working_predict
+from vidcolour.progress import Update
 
 SCHEMA = "vidcolour.eval/1"
 Predict = Callable[[torch.Tensor], torch.Tensor]  # l (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in [-1,1]
@@ -168,10 +169,12 @@ def evaluate_candidates(
     samples: int = 6,
     grid: Path | None = None,
     resize: Resize = "stretch",
+    progress: Update | None = None,
 ) -> dict[str, Any]:
     """Measure every colouriser on the images at ``paths``, each resized to size x size by
     ``resize`` (vidcolour.data.fit_to_size: the whole picture stretched, or its centre square);
-    the result follows SCHEMA."""
+    the result follows SCHEMA. ``progress`` hears (pictures read, pictures in all) per batch:
+    every colouriser measures each batch in turn, so one count covers them all."""
     loader = eval_loader(paths, size, batch_size, resize)
     accs = [_Accumulator() for _ in colourisers]
     skipped: dict[str, str] = {}
@@ -179,8 +182,12 @@ def evaluate_candidates(
     truth_pooled: list[torch.Tensor] = []
     shown: list[list[np.ndarray]] = [[] for _ in range(len(colourisers) + 2)]
     done = 0
+    if progress is not None:
+        progress(0, len(paths))
     for rgb_u8, names, problems in loader:
         skipped.update(problems)
+        if progress is not None and rgb_u8 is None:
+            progress(done + len(skipped), len(paths))
         if rgb_u8 is None:
             continue
         rgb = rgb_u8.to(device).float() / 255
@@ -220,6 +227,8 @@ def evaluate_candidates(
             if take:
                 shown[c + 1].extend(to_uint8_images(pred_rgb[:take]))
         done += rgb.shape[0]
+        if progress is not None:
+            progress(done + len(skipped), len(paths))
 
     if not done:
         raise VidcolourError("no image could be evaluated: " + "; ".join(
@@ -329,9 +338,11 @@ def run_eval(
     resize: Resize = "stretch",
     precision: str = "auto",
     notice: Callable[[str], None] | None = None,
+    progress: Update | None = None,
 ) -> dict[str, Any]:
     """Load the colourisers, vet the data, measure, and write plots. Returns the result dict.
-    ``notice`` hears what is worth a line but no error (default: stderr).
+    ``notice`` hears what is worth a line but no error (default: stderr); ``progress`` the
+    measurement's count of pictures (``evaluate_candidates``).
 
     Models predict as ``vidcolour run --resolution size --precision precision`` does."""
     report = scan_images(list_images(data), min_side=1)
@@ -361,6 +372,7 @@ def run_eval(
         batch_size=batch_size,
         grid=grid,
         resize=resize,
+        progress=progress,
     )
     result["dataset"].update(
         source=data, skipped=dict(report.skipped), converted=dict(report.converted)
