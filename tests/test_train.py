@@ -767,3 +767,25 @@ def test_an_unreadable_data_set_stops_in_one_line_with_workers(
     message = str(caught.value)
     assert message.startswith("32 images drawn from across the data set could not be used")
     assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("steps", [2, 4])
+def test_a_validation_lost_to_a_kill_runs_on_resume(
+    steps: int, photos: Path, tmp_path: Path
+) -> None:
+    """A kill between a checkpoint and its validation: the resumed run validates that step,
+    whether it was a periodic validation (steps=4 goes on) or the run's last (steps=2)."""
+    run = tmp_path / "run"
+    config = small_config("bn", *QUICK, "train.val_every=2", "train.val_samples=2")
+    train(config, RunArgs(data=str(photos), val=str(photos), out=run, max_steps=2, device="cpu"))
+    log = run / "metrics.jsonl"
+    kept = [line for line in log.read_text().splitlines() if '"kind": "val"' not in line]
+    log.write_text("".join(f"{line}\n" for line in kept))  # as if killed while validating
+    (run / "samples" / "step-000000002.png").unlink()
+    resumed = RunArgs(
+        data=str(photos), val=str(photos), out=run, max_steps=steps, device="cpu", resume=True
+    )
+    train(config, resumed)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == list(range(2, steps + 1, 2))
+    assert (run / "samples" / "step-000000002.png").is_file()

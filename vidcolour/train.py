@@ -733,6 +733,8 @@ def _train(
     meter = ThroughputMeter(peak, tc.batch_size * rt.world, rt.world)
     run = _Run(config, args, rt, log, meter, say, val_paths, total, per_epoch, state.step)
     run.first_step = run.validated_step = state.step
+    if args.resume and state.step:
+        _catch_up_validation(run, state)
     workers = config.data.workers
     # One loader whose workers live across epochs (the sampler runs in this process, so
     # set_epoch still reshuffles); a resumed partial epoch gets a loader of its own.
@@ -766,6 +768,20 @@ def _train(
             + (f", {len(skipped)} files skipped" if skipped else "")
         )
     return run.last
+
+
+def _catch_up_validation(run: _Run, state: TrainingState) -> None:
+    """A resumed run's validation that its checkpoint was due (each checkpoint is written
+    before its validation: a kill in between lost it), then, in any case, the step of the
+    last validation the log holds, so that the final one is not skipped either."""
+    if not run.val_paths:
+        return
+    logged = [r["step"] for r in read_metrics(run.args.out) if r.get("kind") == "val"]
+    run.validated_step = max(logged, default=0)
+    tc = run.config.train
+    due = state.step % tc.val_every == 0 if tc.val_every else state.in_epoch == 0
+    if due and run.validated_step != state.step and state.step < run.total:
+        run.validate(state)
 
 
 def _scan_data(
