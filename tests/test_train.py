@@ -647,7 +647,7 @@ def test_run_config_path(tmp_path: Path) -> None:
 QUICK = ("train.image_size=64", "model.generator.depth=5", "model.discriminator.scales=1")
 
 
-def test_resume_with_other_networks_is_one_line_naming_the_setting(
+def test_resume_with_other_networks_batch_size_or_data_is_one_line_naming_it(
     photos: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
@@ -659,6 +659,12 @@ def test_resume_with_other_networks_is_one_line_naming_the_setting(
         train(small_config("bn", *QUICK, "model.generator.ngf=16"), resumed)
     with pytest.raises(VidcolourError, match=r"model\.generator\.norm=bn \(now in\)"):
         train(small_config("in", *QUICK), resumed)  # another --config
+    with pytest.raises(VidcolourError, match=r"train\.batch_size=2 \(now 3\)"):
+        train(small_config("bn", *QUICK, "train.batch_size=3"), resumed)
+    fewer = tmp_path / "fewer"
+    write_photos(fewer, 5)
+    with pytest.raises(VidcolourError, match="trained on 6 usable images; --data now has 5"):
+        train(small_config("bn", *QUICK), RunArgs(**{**resumed.__dict__, "data": str(fewer)}))
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 

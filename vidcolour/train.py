@@ -716,7 +716,7 @@ def _train(
 
     # -------------------------------------------------------------- state, resumed or new
     log = _Log(args.out / "metrics.jsonl", rt.is_main)
-    state = _start_state(config, args, rt, log, say)
+    state = _start_state(config, args, rt, log, say, len(dataset))
 
     # ------------------------------------------------------------------ the run's records
     total = tc.epochs * per_epoch
@@ -808,7 +808,12 @@ def _scan_data(
 
 
 def _start_state(
-    config: Config, args: RunArgs, rt: Runtime, log: _Log, say: Callable[..., None]
+    config: Config,
+    args: RunArgs,
+    rt: Runtime,
+    log: _Log,
+    say: Callable[..., None],
+    images: int,
 ) -> TrainingState:
     """The networks and optimisers, new or resumed from the run's newest checkpoint (``log``
     cut back to its step), the pretrained encoder loaded into a new run, and the random
@@ -822,6 +827,7 @@ def _start_state(
         if found is not None:
             path, resumed = found
             _check_same_networks(resumed.get("config"), config, args.out)
+            _check_same_epochs(args.out, images)
             try:
                 state.load_state_dict(resumed, rt)
             except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -854,8 +860,9 @@ def _start_state(
 
 
 # What a run cannot change when it resumes: the shapes of its networks' weights and of its
-# optimisers' state follow from these sections.
-_FIXED_WITHIN_A_RUN = ("model",)
+# optimisers' state follow from model.*; where it is in an epoch's shuffled order, from the
+# batch size (and the number of images, _check_same_epochs).
+_FIXED_WITHIN_A_RUN = ("model", "train.batch_size")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -880,20 +887,38 @@ def config_differences(
     return [
         f"{key}={before[key]} (now {now[key]})"
         for key in now
-        if key.split(".")[0] in sections and key in before and before[key] != now[key]
+        if any(key == s or key.startswith(f"{s}.") for s in sections)
+        and key in before
+        and before[key] != now[key]
     ]
 
 
 def _check_same_networks(saved: Any, config: Config, out: Path) -> None:
     """Refuse, in one line naming the settings, a resume whose config builds other networks
-    than the run's checkpoint holds (``--set model...`` or another ``--config``)."""
+    than the run's checkpoint holds (``--set model...`` or another ``--config``), or batches
+    of another size (the rest of the epoch would skip or repeat images)."""
     if not isinstance(saved, dict):
         return  # load_checkpoint vouches for a config; anything else fails at loading
     changed = config_differences(saved, config, _FIXED_WITHIN_A_RUN)
     if changed:
         raise VidcolourError(
-            f"{out} was trained with {', '.join(changed)}: a run cannot change its networks; "
-            "resume without those settings, or train into another --out"
+            f"{out} was trained with {', '.join(changed)}: a run cannot change its networks "
+            "or batch size; resume without those settings, or train into another --out"
+        )
+
+
+def _check_same_epochs(out: Path, images: int) -> None:
+    """Refuse a resume on a data set of another size than the run's (run.json): the shuffled
+    order it is part-way through is one of that many images. The same images moved elsewhere
+    resume."""
+    try:
+        before = json.loads((out / "run.json").read_text())["data"]["usable"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # written by an older version, or not at all: nothing to compare
+    if isinstance(before, int) and before != images:
+        raise VidcolourError(
+            f"{out} was trained on {before} usable images; --data now has {images}: a run "
+            "cannot change its data set; resume with the same data, or train into another --out"
         )
 
 
