@@ -18,7 +18,7 @@ from PIL import Image
 from tests.helpers import ALL_CONFIGS, SMALL, small_config, synthetic_photo, write_photos
 from vidcolour.checkpoint import latest_checkpoint, load_checkpoint
 from vidcolour.config import Config, load_config
-from vidcolour.data import fit_to_size, imagenet_split, list_images
+from vidcolour.data import fit_to_size, imagenet_split, list_images, scan_images
 from vidcolour.errors import VidcolourError
 from vidcolour.evaluate import Extras, evaluate_candidates, grey_baseline, load_candidate
 from vidcolour.model_files import export_generator
@@ -487,6 +487,12 @@ def test_image_list_file_and_errors(photos: Path, tmp_path: Path) -> None:
     relative.write_text("\n".join(names[:2]) + "\n\n")
     assert list_images(relative) == [photos / n for n in names[:2]]
     relative.unlink()
+    gone = tmp_path / "gone.jpg"  # a list's line whose file is missing: named, not only counted
+    summary = scan_images([photos / names[0], gone, tmp_path / "gone2.jpg"], 32).summary()
+    assert (
+        summary.startswith("1 usable images, 2 skipped (2 unreadable")
+        and f"first {gone}" in summary
+    )
     with pytest.raises(VidcolourError, match="no such image folder"):
         list_images(tmp_path / "missing")
     empty = tmp_path / "empty"
@@ -495,6 +501,24 @@ def test_image_list_file_and_errors(photos: Path, tmp_path: Path) -> None:
     with pytest.raises(VidcolourError, match="no usable images"):
         train(small_config("bn"), RunArgs(data=str(empty), out=run, max_steps=1, device="cpu"))
     assert not run.exists()  # refused before the run folder was made
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    Image.new("L", (64, 64), 128).save(grey / "grey.png")
+    with pytest.raises(VidcolourError, match=r"--val .* holds no usable image"):
+        train(small_config("bn"), RunArgs(data=str(photos), val=str(grey), out=run, max_steps=1,
+                                          device="cpu"))  # fmt: skip
+    assert not run.exists()
+
+
+def test_image_folders_linked_in_are_read_once(photos: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "photos").symlink_to(photos)  # a data set put together from links
+    (data / "b").symlink_to(data / "a")  # the same again, and a link back up the tree
+    (data / "a" / "up").symlink_to(data)
+    found = list_images(data)
+    assert sorted(p.name for p in found) == sorted(p.name for p in list_images(photos))
+    assert all(p.parent == data / "a" / "photos" for p in found)
 
 
 def test_existing_run_needs_resume(photos: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ a whole batch on the training device (vidcolour.colour).
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -49,7 +50,7 @@ def list_images(source: str | Path) -> list[Path]:
     """
     source = Path(source)
     if source.is_dir():
-        paths = [p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        paths = _images_under(source)
     elif source.is_file():
         try:
             lines = source.read_text().splitlines()
@@ -65,6 +66,31 @@ def list_images(source: str | Path) -> list[Path]:
     return sorted(set(paths))
 
 
+def _images_under(folder: Path) -> list[Path]:
+    """The images in ``folder`` and below, into symlinked folders too (a data set is often
+    put together from links), each folder and each picture once whatever the links: a link
+    back up the tree is not a loop, a picture reached twice is not trained on twice."""
+    seen_dirs: set[str] = set()
+    seen_files: set[str] = set()
+    paths = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            target = os.path.realpath(path)
+            if target not in seen_files:
+                seen_files.add(target)
+                paths.append(path)
+    return paths
+
+
 @dataclass
 class ScanReport:
     """What ``scan_images`` found: usable paths and the counts per reason."""
@@ -72,6 +98,7 @@ class ScanReport:
     usable: list[Path] = field(default_factory=list)
     converted: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    first_skipped: dict[str, Path] = field(default_factory=dict)  # a file to look at, per reason
 
     def summary(self) -> str:
         parts = [f"{len(self.usable)} usable images"]
@@ -84,7 +111,12 @@ class ScanReport:
         if self.skipped:
             parts.append(
                 f"{sum(self.skipped.values())} skipped ("
-                + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+                + ", ".join(
+                    f"{n} {why}, first {self.first_skipped[why]}"
+                    if why in self.first_skipped
+                    else f"{n} {why}"
+                    for why, n in sorted(self.skipped.items())
+                )
                 + ")"
             )
         return ", ".join(parts)
@@ -121,6 +153,7 @@ def scan_images(paths: Sequence[Path], min_side: int) -> ScanReport:
         verdict, reason = _classify(path, min_side)
         if verdict == "skip":
             report.skipped[reason or "?"] += 1
+            report.first_skipped.setdefault(reason or "?", path)
             continue
         if verdict == "convert":
             report.converted[reason or "?"] += 1

@@ -203,27 +203,7 @@ def evaluate_candidates(
             )
             shown[-1].extend(to_uint8_images(rgb[:take]))
         for c, (colouriser, acc) in enumerate(zip(colourisers, accs, strict=True)):
-            pred_ab = colouriser.predict(l).float().clamp(-1, 1)
-            values = image_metrics(rgb, pred_ab)
-            acc.hist += ab_histograms(denormalise_ab(pred_ab)).sum(0).cpu()
-            pred_rgb = model_to_rgb(l, pred_ab)
-            feats = _features(extras, pred_rgb)
-            if extras.vgg19 is not None:
-                values["vgg19_perceptual"] = feature_l1(feats["vgg19"], truth_feats["vgg19"])
-            if extras.classifier is not None:
-                probabilities = extras.classifier.probabilities(pred_rgb)
-                truth_class = truth_feats["top1"]
-                values["semantic_agreement"] = (probabilities.argmax(1) == truth_class).float()
-                # graded: how sure the classifier stays of the original's class (Zhang et al.'s
-                # test asks only whether it stays the top one)
-                values["semantic_confidence"] = probabilities.gather(1, truth_class[:, None])[:, 0]
-            if extras.effnet is not None:
-                values["effnet_lite0_perceptual"] = feature_l1(
-                    feats["effnet"], truth_feats["effnet"]
-                )
-                acc.pooled.append(feats["pooled"].cpu())
-            for i, name in enumerate(names):
-                acc.per_image.append({"path": name, **{k: float(v[i]) for k, v in values.items()}})
+            pred_rgb = _measure(colouriser, acc, l, rgb, names, truth_feats, extras)
             if take:
                 shown[c + 1].extend(to_uint8_images(pred_rgb[:take]))
         done += rgb.shape[0]
@@ -247,6 +227,40 @@ def evaluate_candidates(
         "ground_truth_histograms": {"a": truth_hist[0].tolist(), "b": truth_hist[1].tolist()},
         "colourisers": results,
     }
+
+
+def _measure(
+    colouriser: Candidate,
+    acc: _Accumulator,
+    l: torch.Tensor,
+    rgb: torch.Tensor,
+    names: Sequence[str],
+    truth_feats: dict[str, Any],
+    extras: Extras,
+) -> torch.Tensor:
+    """One batch through ``colouriser``: each picture's metrics and the ab histogram into
+    ``acc``. l: (B, 1, H, W) model L in [-1, 1]; rgb: the originals (B, 3, H, W) in [0, 1].
+    Returns the colourised pictures, (B, 3, H, W) float in [0, 1]."""
+    pred_ab = colouriser.predict(l).float().clamp(-1, 1)
+    values = image_metrics(rgb, pred_ab)
+    acc.hist += ab_histograms(denormalise_ab(pred_ab)).sum(0).cpu()
+    pred_rgb = model_to_rgb(l, pred_ab)
+    feats = _features(extras, pred_rgb)
+    if extras.vgg19 is not None:
+        values["vgg19_perceptual"] = feature_l1(feats["vgg19"], truth_feats["vgg19"])
+    if extras.classifier is not None:
+        probabilities = extras.classifier.probabilities(pred_rgb)
+        truth_class = truth_feats["top1"]
+        values["semantic_agreement"] = (probabilities.argmax(1) == truth_class).float()
+        # graded: how sure the classifier stays of the original's class (Zhang et al.'s test
+        # asks only whether it stays the top one)
+        values["semantic_confidence"] = probabilities.gather(1, truth_class[:, None])[:, 0]
+    if extras.effnet is not None:
+        values["effnet_lite0_perceptual"] = feature_l1(feats["effnet"], truth_feats["effnet"])
+        acc.pooled.append(feats["pooled"].cpu())
+    for i, name in enumerate(names):
+        acc.per_image.append({"path": name, **{k: float(v[i]) for k, v in values.items()}})
+    return pred_rgb
 
 
 def _features(extras: Extras, rgb: torch.Tensor) -> dict[str, Any]:

@@ -804,6 +804,8 @@ def _scan_data(
         val_report = scan_images(list_images(args.val), config.data.min_side)
         say(f"val {args.val}: {val_report.summary()}")
         val_paths = val_report.usable
+        if not val_paths:  # a run of hours would end with no validation figure at all
+            raise VidcolourError(f"--val {args.val} holds no usable image; see the line above")
     return report, dataset, per_epoch, val_paths
 
 
