@@ -343,3 +343,30 @@ def test_streams_no_output_keeps_are_named(colouriser: Colouriser, tmp_path: Pat
         "video stream 1 (ffv1)",
         "attachment stream 2 (font.ttf)",
     ]
+
+
+def test_avi_says_it_loses_the_streams_languages(colouriser: Colouriser, tmp_path: Path) -> None:
+    src = tmp_path / "dubbed.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("ffv1", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        sound.metadata["language"] = "deu"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64), 90, np.uint8), "gray")
+            frame.pts = i
+            out.mux(video.encode(frame.reformat(format="yuv420p")))
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 320), np.int16), "s16", "mono")
+            samples.sample_rate, samples.pts = 8000, 320 * i
+            out.mux(sound.encode(samples))
+        out.mux(video.encode())
+        out.mux(sound.encode())
+    report = colouriser.colourise_video(src, tmp_path / "out.avi")
+    assert [n for n in report.notices if "languages" in n] == [
+        "avi cannot hold the streams' languages (1: deu): they are left out; use .mkv, .mp4 or "
+        ".mov to keep them"
+    ]
+    report = colouriser.colourise_video(src, tmp_path / "out.mkv", codec="ffv1")
+    assert not [n for n in report.notices if "languages" in n]
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        assert container.streams.audio[0].metadata["language"] == "deu"

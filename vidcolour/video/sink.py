@@ -325,6 +325,16 @@ class Sink:
                     f"{s.type} stream {s.index} ({name}) cannot go into this container "
                     f"({self.container.format.name}) and is left out; use .mkv to keep it"
                 )
+        languages = [
+            f"{s.index}: {s.metadata['language']}"
+            for s in source.other_streams()
+            if s.index in carried and s.metadata.get("language", "und") != "und"
+        ]
+        if languages and self.container.format.name == "avi":  # RIFF has no field for them
+            notify(
+                f"avi cannot hold the streams' languages ({', '.join(languages)}): they are "
+                "left out; use .mkv, .mp4 or .mov to keep them"
+            )
         return carried
 
     # --------------------------------------------------------------------------------- writing
