@@ -545,6 +545,16 @@ def test_a_diverged_checkpoint_is_refused(photos: Path, tmp_path: Path) -> None:
     torch.save(state, path)
     with pytest.raises(VidcolourError, match="holds NaN or infinite values"):
         checkpoint_generator(path)
+    # the errors name what is wrong: the weight that does not fit, a file cut short
+    for part in ("generator", "generator_ema"):
+        if part in state:
+            state[part][key] = torch.zeros(3, 3)
+    torch.save(state, path)
+    with pytest.raises(VidcolourError, match=f"cannot be rebuilt .*: size mismatch for {key}"):
+        checkpoint_generator(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(VidcolourError, match="not a readable checkpoint \\(damaged or cut short"):
+        checkpoint_generator(path)
 
 
 def test_mixed_resize_spans_crop_to_stretch() -> None:

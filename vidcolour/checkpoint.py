@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from vidcolour.config import Config, from_dict
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import VidcolourError, first_line
 from vidcolour.fsutil import atomic_path
 from vidcolour.nets import Generator, build_generator, fold_for_inference
 from vidcolour.torch_files import torch_load
@@ -66,8 +66,9 @@ def checkpoint_generator(path: str | Path) -> tuple[Generator, Config, int]:
     except VidcolourError:
         raise
     except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VidcolourError(f"{path}: its generator cannot be rebuilt ({reason})") from None
+        raise VidcolourError(
+            f"{path}: its generator cannot be rebuilt ({first_line(exc)})"
+        ) from None
     fold_for_inference(generator)
     return generator, config, state["step"]
 

@@ -16,3 +16,15 @@ class UsageError(VidcolourError):
 
 
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells say
+
+
+def first_line(exc: BaseException) -> str:
+    """What of ``exc``'s message a one-line error can show: its first line, with the next one
+    where the first only introduces it (torch's "Error(s) in loading state_dict for X:" before
+    "size mismatch for ..."); the exception's type where it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import VidcolourError, first_line
 from vidcolour.sniff import describe, model_file_kind
 
 
@@ -37,8 +37,9 @@ def torch_load(path: Path, what: str) -> Any:
             "and vidcolour loads no code from model files"
         ) from None
     except Exception as exc:  # a damaged file fails anywhere in torch's reader
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VidcolourError(f"{path} is not a readable {what} ({reason})") from None
+        raise VidcolourError(
+            f"{path} is not a readable {what} (damaged or cut short: {first_line(exc)})"
+        ) from None
 
 
 def load_state_strict(

@@ -47,7 +47,7 @@ from vidcolour.data import (
     scan_images,
 )
 from vidcolour.devices import autocast_dtype, bf16_is_fast, resolve_device
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import VidcolourError, first_line
 from vidcolour.evaluate import Candidate, Extras, evaluate_candidates
 from vidcolour.fsutil import atomic_path
 from vidcolour.losses import colourfulness_shortfall, d_loss, g_adv_loss
@@ -833,9 +833,8 @@ def _start_state(
             try:
                 state.load_state_dict(resumed, rt)
             except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise VidcolourError(
-                    f"{path} does not fit the networks of this config ({reason}); "
+                    f"{path} does not fit the networks of this config ({first_line(exc)}); "
                     "resume with the run's own config, or train into another --out"
                 ) from None
             if rt.world > 1:  # the checkpoint holds rank 0's RNG: give each rank its own stream

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 
 from vidcolour._version import __version__
 from vidcolour.config import ConfigError, GeneratorConfig, from_dict, to_dict
-from vidcolour.errors import VidcolourError
+from vidcolour.errors import VidcolourError, first_line
 from vidcolour.fsutil import atomic_path, write_error
 from vidcolour.nets import Generator, build_generator, fold_batch_norm, fold_spectral_norm
 
@@ -95,8 +95,9 @@ def read_info(path: str | Path) -> WeightsInfo:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path} is not a readable safetensors file ({reason})") from None
+        raise WeightsError(
+            f"{path} is not a readable safetensors file ({first_line(exc)})"
+        ) from None
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{path} is a safetensors file but not a vidcolour generator")
     if meta.get("format_version") != FORMAT_VERSION:
