@@ -186,6 +186,23 @@ def test_other_settings_redo_the_outputs(model: Path, tmp_path: Path) -> None:
     assert code == 0 and "1 done now" in output
 
 
+def test_a_codec_that_renames_the_outputs_replaces_them(model: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    write_clip(src / "one.mp4", frames=5)
+
+    def run(*codec: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["batch", str(src), "-o", str(dst), "--model",
+                                           str(model), "--resolution", "64", *codec])  # fmt: skip
+        return result.exit_code, result.output
+
+    assert run()[0] == 0 and output_files(dst) == ["one.mp4"]
+    assert run("--codec", "ffv1")[0] == 0 and output_files(dst) == ["one.mkv"]
+    assert "replaces one.mp4, which this batch made" in (Ledger(dst).get("one.mp4").notices or "")
+    code, output = run()  # and back: the batch's own outputs, never "not made by this batch"
+    assert code == 0 and "1 done now" in output and output_files(dst) == ["one.mp4"]
+
+
 # --------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("where", ["inside", "same", "around"])
 def test_refuses_overlapping_directories(model: Path, tmp_path: Path, where: str) -> None:

@@ -238,6 +238,8 @@ class Batch:
             raise
         except Exception as exc:  # one file's failure, whatever it is, is not the batch's
             record.status, record.error = "failed", _one_line(exc).replace(str(item.src), item.rel)
+        if record.status == "done":
+            self._drop_superseded(ledger, before, record)
         try:
             ledger.finish(record)
         except LedgerError:
@@ -254,6 +256,22 @@ class Batch:
                 or f"{plural(record.frames or 0, 'frame')} in {record.colourise_seconds:.1f} s",
             )
         return Outcome(record.status), record.error or record.status
+
+    def _drop_superseded(self, ledger: Ledger, before: Row | None, record: Row) -> None:
+        """Remove the file's earlier output when settings that name outputs changed (--codec
+        ffv1: one.mp4 became one.mkv): it is this batch's, superseded, as an output of the same
+        name is replaced; left behind, it would be recorded nowhere, and going back to the
+        first settings would find it "not made by this batch". Only when it is as this batch
+        wrote it (its size) and no other file's record names it."""
+        if before is None or before.status != "done" or before.output in (None, record.output):
+            return
+        if not _output_intact(self.plan.dst_dir, before) or any(
+            row.output == before.output for row in ledger.rows() if row.rel != record.rel
+        ):
+            return
+        (self.plan.dst_dir / str(before.output)).unlink(missing_ok=True)
+        note = f"replaces {before.output}, which this batch made with other settings"
+        record.notices = "; ".join(filter(None, (record.notices, note)))
 
     def _unchanged(self, row: Row, stat: os.stat_result, keys: tuple[str, str]) -> bool:
         """Same input file (size and mtime), model and settings as the row records. A row of
