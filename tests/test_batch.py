@@ -365,7 +365,10 @@ def test_a_name_that_is_not_utf8_is_colourised_and_kept_exactly(
         b"caf\xe9.mp4", b"vidcolour-ledger.sqlite", b"vidcolour-report.html",
         b"vidcolour-report.md", b"zz.mp4",
     ]  # fmt: skip
-    assert {r.rel: r.status for r in Ledger(dst).rows()} == {latin1: "done", "zz.mp4": "done"}
+    assert [(r.rel, r.status) for r in Ledger(dst).rows()] == [
+        (latin1, "done"),
+        ("zz.mp4", "done"),
+    ]  # fmt: skip  (by the name's bytes: SQLite would put the name kept as bytes last)
     assert "| caf\ufffd.mp4 | done |" in (dst / "vidcolour-report.md").read_text()
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0 and "0 done now, 2 already done" in output, output

@@ -3,7 +3,9 @@ predicted chroma, before stabilisation) and --compare (input and colour side by 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -277,7 +279,25 @@ def test_a_film_cut_short_says_so(model: Path, tmp_path: Path) -> None:
     code, output = cli("run", cut, "-o", tmp_path / "out.mkv", "--model", model,
                        "--resolution", "32", "--codec", "ffv1")  # fmt: skip
     assert code == 0, output
-    assert "short: 40 frames announced, the file may be cut short" in output
-    code, output = cli("run", src, "-o", tmp_path / "whole.mkv", "--model", model,
-                       "--resolution", "32", "--codec", "ffv1")  # fmt: skip
-    assert code == 0 and "announced" not in output
+    assert "of the 1.60 s announced; the file may be cut short" in output
+    # Whole films say nothing: one whose frame rate falls (25 fps, then 5: the announced
+    # frame count, from the first rate, would be 2.5 times too many), and one whose times
+    # start at 1 s in a Matroska file another writer made (its duration the span, 1.6 s).
+    vfr = write_clip(tmp_path / "vfr.mkv", frames=40, size=(48, 64), codec="ffv1",
+                     pts=[40 * i for i in range(20)] + [800 + 200 * i for i in range(20)],
+                     time_base=Fraction(1, 1000))  # fmt: skip
+    late = write_clip(tmp_path / "late.mkv", frames=40, size=(48, 64), codec="ffv1",
+                      pts=[25 + i for i in range(40)])  # fmt: skip
+    data = bytearray(late.read_bytes())
+    at = data.index(b"\x44\x89")  # Segment Duration: 2600 ms, FFmpeg's last time
+    data[at + 3 : at + 11] = struct.pack(">d", 1600.0)
+    other = tmp_path / "other.mkv"
+    data = data.replace(b"00:00:02.6", b"00:00:01.6")  # and the track's DURATION tag
+    other.write_bytes(bytes(data).replace(b"Lavf", b"mkvm"))  # the writer's names
+    for whole in (src, vfr, other):
+        code, output = cli("run", whole, "-o", tmp_path / f"o{whole.name}", "--model", model,
+                           "--resolution", "32", "--codec", "ffv1")  # fmt: skip
+        assert code == 0 and ": 40 frames" in output and "announced" not in output, output
+    code, output = cli("run", other, "-o", tmp_path / "p.mkv", "--model", model,
+                       "--resolution", "32", "--codec", "ffv1", "--start", "1.2")  # fmt: skip
+    assert code == 0 and ": 10 frames" in output, output  # not "past its end"

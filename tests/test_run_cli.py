@@ -330,3 +330,13 @@ def test_bench_refuses_encoder_settings_its_codec_lacks(clip: Path) -> None:
     assert "unknown --preset 'fastest'" in result.output
     result = CliRunner().invoke(main, ["bench", "--codec", "ffv1", "--crf", "10"])
     assert result.exit_code == 2 and "apply to h264 and h265, not ffv1" in result.output
+
+
+def test_names_near_the_file_name_limit(model: Path, clip: Path, tmp_path: Path) -> None:
+    # 80 Japanese characters are 240 bytes: the output's own name fits in 255, and so must the
+    # temp file and work folder beside it, which add up to 16 bytes
+    title = "白黒映画" * 20 + ".mkv"
+    out = tmp_path / title
+    code, output = run(clip, "-o", out, "--model", model)
+    assert code == 0, output
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [title]

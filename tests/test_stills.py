@@ -325,3 +325,7 @@ def test_a_float_still_is_read_as_0_to_1(colouriser: Colouriser, tmp_path: Path)
     )
     assert result.exit_code != 0 and "float samples from" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "o.png").exists()
+    over = grey.copy()
+    over[0, 0], over[0, 1] = -2e-4, 1.0003  # a processing step's overshoot: clipped
+    Image.fromarray(over).save(tmp_path / "over.tif")
+    assert len(colourise(colouriser, tmp_path / "over.tif", tmp_path / "over.png")) == 1

@@ -700,6 +700,9 @@ def test_resume_with_other_networks_batch_size_or_data_is_one_line_naming_it(
     with pytest.raises(VidcolourError, match="trained on 6 usable images; --data now has 5"):
         train(small_config("bn", *QUICK), RunArgs(**{**resumed.__dict__, "data": str(fewer)}))
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # settings that shape no weight go on
+    train(small_config("bn", *QUICK, "model.generator.dropout=0.5"), resumed)
+    assert [r["step"] for r in train_records(run)] == [1, 2, 3, 4]
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume(

@@ -266,7 +266,7 @@ class ImageDataset(Dataset):
         problems: list[tuple[str, str]] = []
         # stand-ins from a stream of the index alone: the same ones on a resumed run, and the
         # run's own random streams untouched
-        stand_ins = random.Random(index)
+        stand_ins = random.Random(int(index))
         path = self.paths[index]
         for _ in range(MAX_TRIES):
             try:

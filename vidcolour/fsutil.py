@@ -30,7 +30,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     """
     dest = Path(dest)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     except OSError as exc:  # the folder is missing, read-only or full
         raise write_error(dest, exc) from None
     os.close(fd)
@@ -54,8 +54,28 @@ def remove_temps(dst: Path) -> None:
     names). Only called by the holder of ``dst``'s claim (a batch's, or a `run --resume`), so
     no live writer owns them."""
     if dst.parent.is_dir():
-        for temp in dst.parent.glob(f".{_glob_escape(dst.name)}.*.tmp"):
+        for temp in dst.parent.glob(f"{_glob_escape(_temp_prefix(dst))}*.tmp"):
             temp.unlink(missing_ok=True)
+
+
+NAME_MAX = 255  # bytes in one file name, on Linux's filesystems
+
+
+def short_name(name: str, room: int) -> str:
+    """``name``, or a shorter one that still tells it apart where ``room`` more bytes around
+    it would pass NAME_MAX: its start and a hash of the whole. The names of an output's temp
+    file and work folder (a few bytes longer than it) then fit wherever the output's own does:
+    a Japanese title of 80 characters is 240 bytes."""
+    raw = os.fsencode(name)
+    if len(raw) + room <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: NAME_MAX - room - len(digest) - 1].decode("utf-8", "ignore")  # whole characters
+    return f"{head}~{digest}"
+
+
+def _temp_prefix(dest: Path) -> str:
+    return f".{short_name(dest.name, 14)}."  # mkstemp adds 8 characters, then ".tmp"
 
 
 def _glob_escape(name: str) -> str:

@@ -223,11 +223,18 @@ def _pixels(image: Image.Image) -> Still:
     return Still(luma, 8, alpha, coloured, toned)
 
 
+FLOAT_SLACK = 1e-3  # float samples this far outside 0..1 are clipped, not refused
+
+
 def _float_pixels(image: Image.Image) -> Still:
     """A float still (mode F: a 32-bit float TIFF), read as 0 black to 1 white, the usual
-    convention for float pictures, at 16 bits. Other values have no agreed meaning: refused."""
+    convention for float pictures, at 16 bits; a processing step's slight overshoot (within
+    FLOAT_SLACK) is clipped. Other values have no agreed meaning: refused."""
     values = np.asarray(image, dtype=np.float64)
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if np.isfinite(values).all() and low >= -FLOAT_SLACK and high <= 1 + FLOAT_SLACK:
+        values = values.clip(0, 1)
+        low, high = max(low, 0.0), min(high, 1.0)
     if not np.isfinite(values).all() or low < 0 or high > 1:
         raise VidcolourError(
             f"float samples from {low:g} to {high:g}: float stills are read as 0 (black) "

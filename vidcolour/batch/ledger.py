@@ -237,7 +237,9 @@ class Ledger:
         return rows[0] if rows else None
 
     def rows(self) -> list[Row]:
-        return self._read("ORDER BY rel")
+        """Every row, by path (sorted here: SQLite puts the BLOBs of names that are not UTF-8
+        after all text)."""
+        return sorted(self._read(""), key=lambda row: row.rel.encode("utf-8", "surrogateescape"))
 
     def meta(self) -> dict[str, str]:
         with self._connection() as db:

@@ -428,6 +428,8 @@ class Batch:
         notices = list(report.notices)
         if report.read_error:
             notices.append(f"reading stopped early: {report.read_error}")
+        if report.cut_short:
+            notices.append(f"short: {report.cut_short}")
         note = None
         if report.resumed_frames:
             earlier = f"{report.resumed_frames} of them from an earlier run's segments"

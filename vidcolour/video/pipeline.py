@@ -47,7 +47,7 @@ from vidcolour.defaults import KEYFRAME_REACH, SEGMENT_SECONDS, STABILISE_STRENG
 from vidcolour.devices import model_workers, use_threads
 from vidcolour.errors import VidcolourError
 from vidcolour.fsutil import atomic_path, check_destination, remove_temps, write_error
-from vidcolour.progress import falls_short, plural
+from vidcolour.progress import plural
 from vidcolour.tint import colour_notice
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.codecs import (
@@ -143,6 +143,7 @@ class VideoReport:
     stats: DecodeStats = field(default_factory=DecodeStats)
     notices: list[str] = field(default_factory=list)
     read_error: str | None = None
+    cut_short: str | None = None  # Source.cut_short: the picture ends early
     cuts: list[int] | None = None  # frames that start a shot, when stabilised
     # Seconds each stage was busy in the overlapped run (STAGES; each thread times its own,
     # "predict" summed over the model workers): their shares of ``seconds`` show where the time
@@ -165,10 +166,8 @@ class VideoReport:
             damage.append(f"{self.stats.corrupt_frames} damaged frames kept")
         if self.read_error:
             damage.append(f"reading stopped early: {self.read_error}")
-        if falls_short(self.frames, self.expected_frames):
-            damage.append(
-                f"short: {self.expected_frames} frames announced, the file may be cut short"
-            )
+        if self.cut_short:
+            damage.append(f"short: {self.cut_short}; the file may be cut short")
         tail = f"; {', '.join(damage)}" if damage else ""
         shots = (
             f", {plural(len(self.cuts) + 1, 'shot')}"
@@ -261,6 +260,7 @@ def colourise_video(
                         sink.abort()
                         raise
                 report.stats, report.read_error = source.stats, source.read_error
+                report.cut_short = source.cut_short()
         except (av.FFmpegError, OSError) as exc:
             raise write_error(dst, exc) from None
     report.seconds = time.perf_counter() - start
@@ -352,7 +352,8 @@ def _in_segments(options: VideoOptions, container_format: str) -> bool:
 # 2: L from luma in one power (within 1e-5), the shot signature from 2x2 means first.
 # 3: the generator's instance norm in place and its head without the concatenation (on the
 # example clip 6 codes of 26.1 million moved, by 1), after fractional powers as log2 and exp2.
-OUTPUT_REVISION = 3
+# 4: the working size's longer side at most 4 times --resolution (pictures wider than 4:1).
+OUTPUT_REVISION = 4
 
 
 def _work_key(colouriser: ColourSource, src: Path, options: VideoOptions) -> str:
@@ -430,6 +431,7 @@ def _in_pieces(
         report.stats.bad_packets += source.stats.bad_packets
         report.stats.corrupt_frames += source.stats.corrupt_frames
         report.read_error = source.read_error
+        report.cut_short = source.cut_short()
 
 
 def _check_options(options: VideoOptions, dst: Path) -> tuple[Codec, str]:

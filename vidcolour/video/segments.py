@@ -38,7 +38,7 @@ import av
 import numpy as np
 
 from vidcolour.errors import VidcolourError
-from vidcolour.fsutil import file_sha256
+from vidcolour.fsutil import file_sha256, short_name
 from vidcolour.video.checks import TemporalChecks
 from vidcolour.video.shots import ShotDetector, signature
 from vidcolour.video.sink import Sink
@@ -53,7 +53,7 @@ _TIME_SLACK = 1e-3  # seconds: timestamps rounded to a time base's ticks (ms in 
 
 def work_path(dst: Path) -> Path:
     """The work folder of the output ``dst``."""
-    return dst.parent / f".{dst.name}.vidcolour-work"
+    return dst.parent / f".{short_name(dst.name, 16)}.vidcolour-work"
 
 
 def fingerprint(path: Path) -> dict[str, Any]:

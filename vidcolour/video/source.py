@@ -110,6 +110,7 @@ class Source:
         self.resume: tuple[int, int | None] | None = None  # (frame, its pts): see resume_at
         self.stats = DecodeStats()
         self.read_error: str | None = None  # why demuxing stopped early, if it did
+        self._reached: float | None = None  # where the last decoded frame ends, s from origin
         self._origin = (self.container.start_time or 0) / av.time_base  # seconds
         length = self._length()
         if stretch is not None and length and stretch.start >= length:
@@ -147,12 +148,51 @@ class Source:
 
     def _length(self) -> float:
         """The film's length in seconds from its container; 0 if unknown."""
-        length = (self.container.duration or 0) / av.time_base
-        if "matroska" in self.container.format.name and 0 < self._origin < length:
-            # FFmpeg writes a Matroska segment's duration as its last time, not its span: a
-            # film whose times start at 1 h would otherwise announce an hour more
-            length -= self._origin
-        return length
+        return self._span((self.container.duration or 0) / av.time_base)
+
+    def _span(self, end: float) -> float:
+        """A Matroska duration as a span. FFmpeg writes a segment's duration and its tracks'
+        DURATION tags as their last time: a film FFmpeg wrote with times from 1 h on would
+        otherwise announce an hour more. Other writers (mkvmerge) write the span itself."""
+        container = self.container
+        encoder = container.metadata.get("ENCODER") or container.metadata.get("encoder") or ""
+        lavf_mkv = "matroska" in container.format.name and encoder.startswith("Lavf")
+        return end - self._origin if lavf_mkv and 0 < self._origin < end else end
+
+    def cut_short(self) -> str | None:
+        """Why the picture seems to end early, or None: its last decoded frame ends more than
+        1% (and two frames) before the time its container announces for it (of the stretch,
+        when there is one). By time, not by frame count, which a variable frame rate makes an
+        estimate. None where nothing was decoded (a resumed film's segments all done)."""
+        if self._reached is None:
+            return None
+        announced = self._announced()
+        if self.stretch is not None:
+            announced = min(announced, self.stretch.end) - self.stretch.start
+            reached = self._reached - self.stretch.start
+        else:
+            reached = self._reached
+        step = 1 / float(self.rate) if self.rate else 0.0
+        if announced <= 0 or reached >= 0.99 * announced - 2 * step:
+            return None
+        return f"the picture ends at {reached:.2f} s of the {announced:.2f} s announced"
+
+    def _announced(self) -> float:
+        """How long the container says the picture lasts (seconds from the film's start): the
+        video stream's own duration, or Matroska's DURATION tag for it, else the film's."""
+        s = self.stream
+        if s.duration and s.time_base:
+            return (
+                float((s.start_time or 0) * s.time_base)
+                - self._origin
+                + float(s.duration * s.time_base)
+            )
+        tag = s.metadata.get("DURATION")
+        if tag:
+            with contextlib.suppress(ValueError):
+                hours, minutes, seconds = tag.split(":")
+                return self._span(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+        return self._length()
 
     @property
     def field_order(self) -> str:
@@ -298,6 +338,9 @@ class Source:
         for frame in frames:
             if frame.is_corrupt:
                 self.stats.corrupt_frames += 1
+            if frame.pts is not None and frame.time_base is not None:
+                end = float((frame.pts + (frame.duration or 0)) * frame.time_base) - self._origin
+                self._reached = end if self._reached is None else max(self._reached, end)
             if not is_planar_yuv(frame.format.name):
                 frame = frame.reformat(format=_PLANAR_FALLBACK)
             yield frame
