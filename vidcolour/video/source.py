@@ -111,6 +111,7 @@ class Source:
         self.stats = DecodeStats()
         self.read_error: str | None = None  # why demuxing stopped early, if it did
         self._reached: float | None = None  # where the last decoded frame ends, s from origin
+        self._last_start: float | None = None  # and where it starts
         self._origin = (self.container.start_time or 0) / av.time_base  # seconds
         length = self._length()
         if stretch is not None and length and stretch.start >= length:
@@ -172,7 +173,7 @@ class Source:
             reached = self._reached - self.stretch.start
         else:
             reached = self._reached
-        step = 1 / float(self.rate) if self.rate else 0.0
+        step = 1 / float(self.rate) if self.rate else 0.1  # no rate: a slow one's frame
         if announced <= 0 or reached >= 0.99 * announced - 2 * step:
             return None
         return f"the picture ends at {reached:.2f} s of the {announced:.2f} s announced"
@@ -339,11 +340,22 @@ class Source:
             if frame.is_corrupt:
                 self.stats.corrupt_frames += 1
             if frame.pts is not None and frame.time_base is not None:
-                end = float((frame.pts + (frame.duration or 0)) * frame.time_base) - self._origin
-                self._reached = end if self._reached is None else max(self._reached, end)
+                self._reach(frame.pts, frame.duration, frame.time_base)
             if not is_planar_yuv(frame.format.name):
                 frame = frame.reformat(format=_PLANAR_FALLBACK)
             yield frame
+
+    def _reach(self, pts: int, duration: int | None, time_base: Fraction) -> None:
+        """Note where a decoded frame ends (``cut_short``): by its duration, or where its
+        decoder gives none, the gap since the frame before (a last frame may be held long)."""
+        start = float(pts * time_base) - self._origin
+        if duration:
+            length = float(duration * time_base)
+        else:
+            length = max(0.0, start - self._last_start) if self._last_start is not None else 0.0
+        self._last_start = start
+        end = start + length
+        self._reached = end if self._reached is None else max(self._reached, end)
 
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
         """Frames grouped into batches of one geometry, with the packets read alongside."""
