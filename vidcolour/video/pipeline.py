@@ -259,8 +259,7 @@ def colourise_video(
                     except BaseException:
                         sink.abort()
                         raise
-                report.stats, report.read_error = source.stats, source.read_error
-                report.cut_short = source.cut_short()
+                report.stats, report.read_error, report.cut_short = source.outcome()
         except (av.FFmpegError, OSError) as exc:
             raise write_error(dst, exc) from None
     report.seconds = time.perf_counter() - start

@@ -160,6 +160,11 @@ class Source:
         lavf_mkv = "matroska" in container.format.name and encoder.startswith("Lavf")
         return end - self._origin if lavf_mkv and 0 < self._origin < end else end
 
+    def outcome(self) -> tuple[DecodeStats, str | None, str | None]:
+        """What reading found, for the report: the decoding's counts, why demuxing stopped
+        early (None: it did not) and why the picture seems cut short (``cut_short``)."""
+        return self.stats, self.read_error, self.cut_short()
+
     def cut_short(self) -> str | None:
         """Why the picture seems to end early, or None: its last decoded frame ends more than
         1% (and two frames) before the time its container announces for it (of the stretch,
