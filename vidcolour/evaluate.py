@@ -90,10 +90,17 @@ def mean_baseline(mean_ab: torch.Tensor) -> Candidate:
     )
 
 
-def dataset_mean_ab(loader: DataLoader, device: torch.device) -> torch.Tensor:
+def dataset_mean_ab(
+    loader: DataLoader, device: torch.device, progress: Update | None = None
+) -> torch.Tensor:
+    """The mean (a, b) of every picture the loader gives, in Lab units: (2,) float32.
+    ``progress`` hears (pictures read, pictures in all) per batch."""
     total = torch.zeros(2, dtype=torch.float64)
-    pixels = 0
-    for rgb, _, _ in loader:
+    pixels = read = 0
+    for rgb, names, problems in loader:
+        read += len(names) + len(problems)
+        if progress is not None:
+            progress(read, len(loader.dataset))  # type: ignore[arg-type]
         if rgb is None:
             continue
         ab = rgb_to_lab(rgb.to(device).float() / 255)[:, 1:]
@@ -364,12 +371,20 @@ def run_eval(
         raise VidcolourError(f"no usable colour images in {data} ({report.summary()})")
     dtype = autocast_dtype(device, precision)
     colourisers = [load_candidate(m, device, size, dtype) for m in models]
+    # The mean baseline reads the pictures once more, first: one count over both passes.
+    passes = 2 if "mean" in baselines else 1
+
+    def pass_progress(k: int) -> Update | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(k * (total or 0) + done, passes * (total or 0))
+
     for baseline in baselines:
         if baseline == "grey":
             colourisers.append(grey_baseline())
         else:
             loader = eval_loader(report.usable, size, batch_size, resize)
-            colourisers.append(mean_baseline(dataset_mean_ab(loader, device)))
+            colourisers.append(mean_baseline(dataset_mean_ab(loader, device, pass_progress(0))))
     runs: dict[str, list[dict[str, Any]]] = {}
     if plots is not None:
         # before the measurement: a damaged log must not cost the time of measuring
@@ -386,7 +401,7 @@ def run_eval(
         batch_size=batch_size,
         grid=grid,
         resize=resize,
-        progress=progress,
+        progress=pass_progress(passes - 1),
     )
     result["dataset"].update(
         source=data, skipped=dict(report.skipped), converted=dict(report.converted)
