@@ -232,15 +232,12 @@ def _float_pixels(image: Image.Image) -> Still:
     FLOAT_SLACK) is clipped. Other values have no agreed meaning: refused."""
     values = np.asarray(image, dtype=np.float64)
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if np.isfinite(values).all() and low >= -FLOAT_SLACK and high <= 1 + FLOAT_SLACK:
-        values = values.clip(0, 1)
-        low, high = max(low, 0.0), min(high, 1.0)
-    if not np.isfinite(values).all() or low < 0 or high > 1:
+    if not np.isfinite(values).all() or low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
         raise VidcolourError(
             f"float samples from {low:g} to {high:g}: float stills are read as 0 (black) "
             "to 1 (white); save it as 8- or 16-bit integers, or scaled to 0..1"
         )
-    return Still(values.astype(np.float32), 16)
+    return Still(values.clip(0, 1).astype(np.float32), 16)
 
 
 def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:

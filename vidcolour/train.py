@@ -425,7 +425,10 @@ class _Log:
         line cut short, so that appends start on a line of their own."""
         if not self.enabled or not self.path.exists():
             return
-        notice = lambda line: say(f"notice: {line}", markup=False, soft_wrap=True)  # noqa: E731
+
+        def notice(line: str) -> None:
+            say(f"notice: {line}", markup=False, soft_wrap=True)
+
         kept = [r for r in read_metrics(self.path.parent, notice) if r["step"] <= step]
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
