@@ -404,6 +404,35 @@ def test_a_changed_work_key_is_told_part_by_part(tmp_path: Path) -> None:
     assert key_change(None, json.dumps(key)) == hedged
 
 
+def test_a_stop_during_the_join_is_heard(model: Path, short_film: Path, tmp_path: Path) -> None:
+    """A batch stops through ``progress``; the join of a film's segments copies gigabytes, so
+    it must ask too (Slurm kills two minutes after its SIGTERM)."""
+    colouriser = Colouriser.load(model, "cpu", resolution=64)
+    dst = tmp_path / "out.mkv"
+    joining = False
+
+    def segment(count: int, frames: int) -> None:
+        nonlocal joining
+        joining = frames == 240
+
+    def progress(done: int, expected: int | None) -> None:
+        if joining:
+            raise Stop
+
+    with pytest.raises(Stop):
+        colourise_video(
+            colouriser,
+            short_film,
+            dst,
+            VideoOptions("ffv1", segment_seconds=1.6),
+            progress,
+            on_segment=segment,
+        )
+    assert manifest(dst)["complete"] and not dst.exists()
+    assert leftovers(tmp_path) == [f".{dst.name}.vidcolour-work"]
+    assert _resume(colouriser, short_film, dst)[0] == 0  # only the join was left
+
+
 def test_a_damaged_segment_is_made_again(model: Path, short_film: Path, tmp_path: Path) -> None:
     colouriser = Colouriser.load(model, "cpu", resolution=64)
     ref, dst = tmp_path / "ref.mkv", tmp_path / "out.mkv"

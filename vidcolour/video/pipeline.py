@@ -197,11 +197,12 @@ def colourise_video(
 ) -> VideoReport:
     """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all).
 
-    ``progress`` is called once before the first frame and after every batch written (an
-    exception it raises cancels the job cleanly); ``checks``, when given, sees every output
-    frame. A film made in segments calls ``on_segment(finished segments, frames in them)``
-    after each, and on resuming; ``keep_work`` leaves the finished segments' work folder for
-    the caller to remove (``segments.work_path``) once the output is recorded.
+    ``progress`` is called once before the first frame, after every batch written and
+    through the join of a film's segments (an exception it raises cancels the job cleanly);
+    ``checks``, when given, sees every output frame. A film made in segments calls
+    ``on_segment(finished segments, frames in them)`` after each, and on resuming;
+    ``keep_work`` leaves the finished segments' work folder for the caller to remove
+    (``segments.work_path``) once the output is recorded.
     """
     codec, container_format = _check_options(options, dst)
     check_destination(src, dst, options.overwrite)
@@ -279,6 +280,11 @@ class _Job:
     checks: TemporalChecks | None
     keyframes: Keyframes | None
 
+    def still_going(self) -> None:
+        """Give ``progress`` its chance to stop the job where no frame is being made."""
+        if self.progress is not None:
+            self.progress(self.report.frames, self.report.expected_frames)
+
 
 def _colourise_in_segments(
     job: _Job,
@@ -309,7 +315,7 @@ def _colourise_in_segments(
                 )
             raise
         with Source(source.path) as whole:
-            join(work, lambda template: open_sink(tmp, template=template), whole)
+            join(work, lambda template: open_sink(tmp, template=template), whole, job.still_going)
     if not keep_work:
         work.remove()
 

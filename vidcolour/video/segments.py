@@ -390,10 +390,20 @@ class SegmentWriter:
 
 
 # ---------------------------------------------------------------------------------- joining
-def join(work: WorkFolder, open_output: Callable[[Any], Sink], source: Source) -> int:
+CHECK_PACKETS = 256  # a join looks for a stop this often: 10 s of 25 fps video and its sound
+
+
+def join(
+    work: WorkFolder,
+    open_output: Callable[[Any], Sink],
+    source: Source,
+    check: Callable[[], None] = lambda: None,
+) -> int:
     """Copy the segments' video packets, in order, into the output ``open_output`` makes
     (given the first segment's video stream as its template), with ``source``'s sound and
-    subtitle packets interleaved by time. Returns the video packets copied."""
+    subtitle packets interleaved by time. Returns the video packets copied. ``check`` is
+    called every ``CHECK_PACKETS`` packets: it may raise to stop the join (a film's join
+    copies gigabytes, longer than Slurm waits between SIGTERM and its kill)."""
     with av.open(str(work.path / work.segments[0].file)) as first:
         template = first.streams.video[0]
         extradata = template.codec_context.extradata
@@ -404,7 +414,9 @@ def join(work: WorkFolder, open_output: Callable[[Any], Sink], source: Source) -
         carried = set(sink.carried)
         streams = [s for s in source.container.streams if s.index in carried]
         other = (p for p in source.container.demux(streams) if p.dts is not None) if streams else ()
-        for packet in heapq.merge(video, other, key=_time):
+        for count, packet in enumerate(heapq.merge(video, other, key=_time)):
+            if count % CHECK_PACKETS == 0:
+                check()
             if packet.stream.type == "video":
                 sink.copy(packet)
                 copied += 1
