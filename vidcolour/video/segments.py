@@ -390,7 +390,7 @@ class SegmentWriter:
 
 
 # ---------------------------------------------------------------------------------- joining
-CHECK_PACKETS = 256  # a join looks for a stop this often: 10 s of 25 fps video and its sound
+CHECK_PACKETS = 256  # a join looks for a stop this often: 3-10 s of a film, sound included
 
 
 def join(
