@@ -32,7 +32,7 @@ weights = args.out / "default.safetensors"
 found = latest_checkpoint(gan)
 assert found is not None, f"no checkpoint in {gan}"
 checkpoint = found[0]
-vidcolour("export", str(checkpoint), "-o", str(weights), "--half")
+vidcolour("export", str(checkpoint), "-o", str(weights), "--half", "--overwrite")
 
 result_path = args.out / "eval.json"
 vidcolour("eval", "--model", str(weights), "--model", str(l1_only), "--baseline", "grey",

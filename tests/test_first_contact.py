@@ -119,6 +119,12 @@ def test_export_takes_a_run_directory_and_refuses_a_pt_name(
     result = cli("export", short_run, "-o", out)
     assert result.exit_code == 0, result.output
     assert "from step-000000005.pt" in result.output and out.is_file()
+    before = out.read_bytes()
+    one_line_error(cli("export", short_run, "-o", out, "--half"), "exists; add --overwrite")
+    assert out.read_bytes() == before
+    result = cli("export", short_run, "-o", out, "--half", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size < len(before)
 
 
 def _fakes(folder: Path) -> dict[str, Path]:

@@ -288,7 +288,8 @@ def _safetensors_name(ctx: click.Context, param: click.Parameter, value: Path) -
     help="The .safetensors file to write.",
 )
 @click.option("--half", is_flag=True, help="Store float16 weights (half the size).")
-def export_command(checkpoint: Path, output: Path, half: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def export_command(checkpoint: Path, output: Path, half: bool, overwrite: bool) -> None:
     """Export a checkpoint's generator for inference: SN and BN folded, config included.
     A run directory stands for its newest checkpoint.
 
@@ -302,6 +303,8 @@ def export_command(checkpoint: Path, output: Path, half: bool) -> None:
 
     if not output.parent.is_dir():
         raise VidcolourError(f"output folder does not exist: {output.parent}")
+    if output.exists() and not overwrite:  # a model that took hours: not lost to a typo
+        raise VidcolourError(f"{output} exists; add --overwrite to replace it")
     if checkpoint.is_dir():
         checkpoint = newest_checkpoint(checkpoint)
     info = export_generator(checkpoint, output, half=half)
