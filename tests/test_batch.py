@@ -642,6 +642,24 @@ def test_report_command(model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a vidcolour batch output" in result.output
 
 
+def test_report_sets_apart_inputs_gone_from_the_source(model: Path, tmp_path: Path) -> None:
+    """A file deleted from SRC_DIR after its batch keeps its row and output, but the report
+    neither counts it among the batch's files nor asks for a look at it; with the source
+    folder itself gone (a mount away, the report read elsewhere) every row counts as before."""
+    src, dst = make_archive(tmp_path / "src"), tmp_path / "dst"
+    batch(src, "-o", dst, "--model", model)
+    (src / "one.mp4").unlink()
+    (src / "empty.mp4").unlink()
+    report = CliRunner().invoke(main, ["report", str(dst)]).output
+    assert "| files | 4 |" in report and "| done | 2 |" in report and "| failed | 2 |" in report
+    assert "| inputs gone from the source (rows kept, not counted) | 2 |" in report
+    assert "| one.mp4 | done, input gone |" in report and (dst / "one.mp4").is_file()
+    assert "| empty.mp4 | failed, input gone |" in report and "`empty.mp4`" not in report
+    src.rename(tmp_path / "away")
+    report = CliRunner().invoke(main, ["report", str(dst)]).output
+    assert "| files | 6 |" in report and "gone" not in report
+
+
 def test_needs_a_look_flags() -> None:
     done = Row("", "done", decode_error_share=0.0, colourfulness=30.0, cdc=0.01)
     records = [

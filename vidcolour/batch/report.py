@@ -8,10 +8,11 @@ defined in vidcolour/video/checks.py and docs/METRICS.md.
 from __future__ import annotations
 
 import html
+import os
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -90,7 +91,21 @@ def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
     return flagged
 
 
-def summary(rows: list[Row]) -> list[tuple[str, str]]:
+def present_and_gone(ledger: Ledger) -> tuple[list[Row], list[Row]]:
+    """The ledger's rows whose input is still in the batch's source folder, and those whose
+    input has been deleted or renamed since: their rows and outputs stay (the ledger keeps what
+    was done), but they are no longer the batch's files to count or to look at. With the
+    source folder itself missing (a mount gone, the report read elsewhere) every row counts."""
+    rows = ledger.rows()
+    source = ledger.meta().get("source")
+    if not source or not Path(source).is_dir():
+        return rows, []
+    gone = [r for r in rows if not os.path.lexists(Path(source) / r.rel)]
+    names = {r.rel for r in gone}
+    return [r for r in rows if r.rel not in names], gone
+
+
+def summary(rows: list[Row], gone: Sequence[Row] = ()) -> list[tuple[str, str]]:
     counts = Counter(r.status for r in rows)
     done = [r for r in rows if r.status == "done"]
     frames = sum(r.frames or 0 for r in done)
@@ -108,6 +123,11 @@ def summary(rows: list[Row]) -> list[tuple[str, str]]:
         ("files", str(len(rows))),
         *((status, str(counts[status])) for status in ("done", "failed", "skipped")),
         *((s, str(counts[s])) for s in ("pending", "running") if counts[s]),
+        *(
+            [("inputs gone from the source (rows kept, not counted)", str(len(gone)))]
+            if gone
+            else []
+        ),
         ("media duration done", _clock(media)),
         ("frames done", str(frames)),
         ("colourising time", _clock(seconds)),
@@ -118,15 +138,21 @@ def summary(rows: list[Row]) -> list[tuple[str, str]]:
     ]
 
 
+def _listed(present: list[Row], gone: list[Row]) -> list[Row]:
+    """Every row for the files table, in the ledger's order, a gone input's status saying so."""
+    marked = [replace(r, status=f"{r.status}, input gone") for r in gone]
+    return sorted(present + marked, key=lambda row: row.rel.encode("utf-8", "surrogateescape"))
+
+
 def markdown(ledger: Ledger) -> str:
-    rows = ledger.rows()
+    rows, gone = present_and_gone(ledger)
     lines = [f"# vidcolour batch report: {readable(str(ledger.path.parent))}", "", "## Summary", ""]
-    lines += _md_table(("measure", "value"), summary(rows), (False, True))
+    lines += _md_table(("measure", "value"), summary(rows, gone), (False, True))
     lines += ["", "## Needs a look", ""]
     flagged = needs_a_look(rows)
     lines += [f"- `{readable(row.rel)}`: {why}" for row, why in flagged] or ["Nothing."]
     lines += ["", "## Files", ""]
-    table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in rows]
+    table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in _listed(rows, gone)]
     lines += _md_table(
         tuple(c.header for c in FILE_COLUMNS), table, tuple(c.numeric for c in FILE_COLUMNS)
     )
@@ -135,13 +161,13 @@ def markdown(ledger: Ledger) -> str:
 
 
 def html_page(ledger: Ledger) -> str:
-    rows = ledger.rows()
+    rows, gone = present_and_gone(ledger)
     e = html.escape
     title = f"vidcolour batch report: {readable(str(ledger.path.parent))}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2><table>",
-        *(f"<tr><th>{e(k)}</th><td class='n'>{e(v)}</td></tr>" for k, v in summary(rows)),
+        *(f"<tr><th>{e(k)}</th><td class='n'>{e(v)}</td></tr>" for k, v in summary(rows, gone)),
         "</table><h2>Needs a look</h2>",
     ]
     flagged = needs_a_look(rows)
@@ -153,11 +179,11 @@ def html_page(ledger: Ledger) -> str:
     parts += ["<h2>Files</h2><table><tr>"]
     parts += [f"<th>{e(c.header)}</th>" for c in FILE_COLUMNS]
     parts.append("</tr>")
-    for row in rows:
+    for row in _listed(rows, gone):
         cells = (
             f"<td class='{'n' if c.numeric else ''}'>{e(c.value(row))}</td>" for c in FILE_COLUMNS
         )
-        parts.append(f"<tr class='{e(row.status)}'>{''.join(cells)}</tr>")
+        parts.append(f"<tr class='{e(row.status.split(',')[0])}'>{''.join(cells)}</tr>")
     parts += [f"</table><p>{e(_FOOTNOTE)}</p></body></html>"]
     return "\n".join(parts) + "\n"
 
