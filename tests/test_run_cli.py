@@ -181,6 +181,16 @@ def test_bad_output(model: Path, clip: Path, tmp_path: Path) -> None:
     assert_clean_failure(code, output, out, "ffv1 cannot go into .mp4")
 
 
+def test_a_size_the_codec_cannot_code(model: Path, tmp_path: Path) -> None:
+    """FFV1 refuses pictures 1 pixel wide when its encoder opens: say that, not FFmpeg's
+    "Function not implemented"."""
+    strip = write_clip(tmp_path / "strip.avi", frames=3, size=(40, 1), codec="rawvideo",
+                       pix_fmt="yuv444p")  # fmt: skip
+    out = tmp_path / "colour.mkv"
+    code, output = run(strip, "-o", out, "--model", model, "--codec", "ffv1")
+    assert_clean_failure(code, output, out, "encoder cannot code pictures of this size")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_directory(model: Path, clip: Path, tmp_path: Path) -> None:
     locked = tmp_path / "locked"

@@ -112,6 +112,8 @@ def write_error(dst: Path, exc: BaseException) -> VidcolourError:
         return DiskFullError(f"cannot write {dst}: the disk is full")
     if code == errno.EFBIG:
         reason = "file size limit reached"
+    if code == errno.ENOSYS and "avcodec_open2" in str(exc):  # FFV1 at 1 pixel wide, say
+        reason = "its encoder cannot code pictures of this size and format; choose another --codec"
     return VidcolourError(f"cannot write {dst}: {reason}")
 
 
