@@ -197,12 +197,11 @@ def colourise_video(
 ) -> VideoReport:
     """Write a colourised copy of the video ``src`` to ``dst`` (whole, or not at all).
 
-    ``progress`` is called once before the first frame, after every batch written and
-    through the join of a film's segments (an exception it raises cancels the job cleanly);
-    ``checks``, when given, sees every output frame. A film made in segments calls
-    ``on_segment(finished segments, frames in them)`` after each, and on resuming;
-    ``keep_work`` leaves the finished segments' work folder for the caller to remove
-    (``segments.work_path``) once the output is recorded.
+    ``progress`` is called before the first frame, after every batch and during a join of
+    segments (an exception it raises cancels the job cleanly); ``checks``, when given, sees
+    every output frame. A film made in segments calls ``on_segment(finished segments, frames
+    in them)`` after each, and on resuming; ``keep_work`` leaves the finished segments' work
+    folder for the caller to remove (``segments.work_path``) once the output is recorded.
     """
     codec, container_format = _check_options(options, dst)
     check_destination(src, dst, options.overwrite)
