@@ -12,7 +12,8 @@ Steps, each with its own time limit so that the whole stays under 8 minutes on o
    bundled model's (`default`), on synthetic photos made here: img/s and MFU as the trainer
    logs them (MFU against the bf16 matmul rate it measures at start-up).
 
-Writes DIR/gpu_check.json (and each step's own files beside it) and prints a summary.
+Writes DIR/gpu_check.json, each step's own files beside it and the end of every step's log in
+DIR/logs.txt, and prints a summary.
 ``--dry-run`` runs every step on the CPU at toy sizes (seconds each): it checks the plumbing,
 not the speed, and runs in the test suite (tests/test_gpu_check.py).
 """
@@ -174,6 +175,15 @@ def step_train(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     return results
 
 
+def write_log_tails(out: Path, lines: int = 40) -> None:
+    """DIR/logs.txt: the end of every step's log in one file. A device call brings back at most
+    8 files, so gpu_check.json and this are the two to copy out."""
+    with (out / "logs.txt").open("w") as tails:
+        for log in sorted(out.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.write(f"==> {log.name} <==\n" + "\n".join(text) + "\n\n")
+
+
 def device_name(device: str) -> str:
     import torch
 
@@ -215,6 +225,7 @@ def main() -> None:
             result.setdefault("goals", {})[f"train_mfu_{config}"] = t["mfu"]
     result["seconds"] = time.perf_counter() - start
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_log_tails(args.out)
     print(json.dumps({k: result[k] for k in ("device", "seconds", "goals") if k in result}))
 
 
