@@ -2,7 +2,7 @@
 run per validation set, and print the card's tables (experiments/pretrained_search.md).
 
     python experiments/pretrained_search.py --data ../shared/data/open-photos \
-        --model runs/A --model runs/B --model ../models/default.safetensors --out runs/search
+        --model models/default.safetensors --model runs/A --model runs/B --out runs/search
 
 Each --model is anything `vidcolour eval --model` takes (a run directory, a checkpoint, a
 weights file). Writes OUT/eval_<set>.json and OUT/plots_<set>/ (histograms, sample grids) per
