@@ -345,6 +345,21 @@ def test_streams_no_output_keeps_are_named(colouriser: Colouriser, tmp_path: Pat
     ]
 
 
+def test_mp4_chapter_track_is_not_named_a_lost_stream(
+    colouriser: Colouriser, tmp_path: Path
+) -> None:
+    """FFmpeg reads an MP4's chapters back as a data stream too (their text track, which it
+    marks discarded); the chapters are kept, so no notice may call that stream left out."""
+    src = write_clip(tmp_path / "chaptered.mp4", frames=4, size=(48, 64), chapters=True)
+    with av.open(str(src)) as probe:
+        assert [s.type for s in probe.streams] == ["video", "data"]  # the chapter track
+    out = tmp_path / "out.mp4"
+    report = colouriser.colourise_video(src, out)
+    assert not [n for n in report.notices if "left out" in n]
+    with av.open(str(out)) as result:
+        assert [c["metadata"]["title"] for c in result.chapters()] == ["One", "Two"]
+
+
 def test_avi_says_it_loses_the_streams_languages(colouriser: Colouriser, tmp_path: Path) -> None:
     src = tmp_path / "dubbed.mkv"
     with av.open(str(src), "w") as out:

@@ -528,11 +528,13 @@ class _Carried:
 
 
 def _left_out(source: Source) -> list[str]:
-    """The input's streams no output keeps: more video, attachments (fonts), data (timecode)."""
+    """The input's streams no output keeps: more video, attachments (fonts), data (timecode).
+    An MP4's or MOV's chapter track is none of them: FFmpeg shows its text as a data stream it
+    marks discarded, and the chapters travel as the container's own (or have their notice)."""
     kept = {source.stream.index, *(s.index for s in source.other_streams())}
     left = []
     for s in source.container.streams:
-        if s.index in kept:
+        if s.index in kept or (s.type == "data" and s.discard == av.stream.Discard.all):
             continue
         name = s.metadata.get("filename") or (s.codec_context.name if s.codec_context else None)
         left.append(f"{s.type} stream {s.index}" + (f" ({name})" if name else ""))
