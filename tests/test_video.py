@@ -360,6 +360,23 @@ def test_mp4_chapter_track_is_not_named_a_lost_stream(
         assert [c["metadata"]["title"] for c in result.chapters()] == ["One", "Two"]
 
 
+def test_mov_with_a_timecode_joins_its_segments(colouriser: Colouriser, tmp_path: Path) -> None:
+    """A timecode tag on the picture makes FFmpeg's MOV muxer write a timecode track, which
+    needs the stream's frame rate: the join's copied stream once had none, and every
+    professional .mov with a timecode failed at the end of its film."""
+    src = write_clip(
+        tmp_path / "tc.mov", frames=4, size=(48, 64), metadata={"timecode": "01:00:00:00"}
+    )
+    for name in ("out.mov", "out.mp4"):
+        report = colouriser.colourise_video(src, tmp_path / name)
+        assert report.notices == [
+            "data stream 1 is left out: vidcolour keeps one video, its sound and subtitles"
+        ]
+        with av.open(str(tmp_path / name)) as result:
+            assert result.streams.video[0].frames == 4
+            assert result.streams.video[0].metadata["timecode"] == "01:00:00:00"
+
+
 def test_avi_says_it_loses_the_streams_languages(colouriser: Colouriser, tmp_path: Path) -> None:
     src = tmp_path / "dubbed.mkv"
     with av.open(str(src), "w") as out:

@@ -282,6 +282,8 @@ class Sink:
             av.video.stream.VideoStream, self.container.add_stream_from_template(template)
         )
         stream.time_base = template.time_base
+        if source.rate:  # a timecode tag makes the MOV muxer write a track that needs the rate
+            stream.codec_context.framerate = source.rate
         if source.stream.sample_aspect_ratio:  # a segment's .mkv cannot hold it (below)
             stream.sample_aspect_ratio = source.stream.sample_aspect_ratio
         matrix = self.plan.display_matrix
