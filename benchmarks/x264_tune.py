@@ -1,10 +1,12 @@
-"""Luma fidelity and size of h264 output with and without x264's tune=grain (docs/VIDEO.md).
+"""Luma fidelity and size of h264 output with and without x264's tune=grain, and of .avi's
+mpeg4 and of ffv1 beside them (docs/VIDEO.md).
 
     python benchmarks/x264_tune.py --input ../shared/data/video/bikes.mp4
 
 Makes a lossless greyscale copy of the input, colourises it with an untrained tiny generator
 (the luma error is the encoder's alone, so the model does not matter), and reports the luma PSNR
-against the grey copy and the file size for each tune at crf 18, preset veryfast.
+against the grey copy and the file size for each tune at crf 18, preset veryfast; then for mpeg4
+in .avi (its fixed settings) and lossless ffv1 in .mkv.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ def main() -> None:
         grey = Path(scratch) / "grey.mkv"
         grey_copy(args.input, grey)
         reference = lumas(grey)
-        for tune in ("none", "grain"):
-            out = Path(scratch) / f"{tune}.mp4"
-            colouriser.colourise_video(grey, out, tune=tune)
+        runs = [(f"tune {t:5s}", f"{t}.mp4", {"tune": t}) for t in ("none", "grain")]
+        runs += [("mpeg4 .avi", "out.avi", {}), ("ffv1 .mkv ", "out.mkv", {"codec": "ffv1"})]
+        for label, name, options in runs:
+            out = Path(scratch) / name
+            colouriser.colourise_video(grey, out, **options)
             mse = np.mean(
                 [np.mean((a - b) ** 2) for a, b in zip(reference, lumas(out), strict=True)]
             )
-            psnr = 10 * np.log10(255**2 / mse)
-            print(f"tune {tune:5s}: luma PSNR {psnr:.2f} dB, {out.stat().st_size / 1024:.0f} KiB")
+            psnr = 10 * np.log10(255**2 / mse) if mse else float("inf")
+            print(f"{label}: luma PSNR {psnr:.2f} dB, {out.stat().st_size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":
