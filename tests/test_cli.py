@@ -81,3 +81,40 @@ print(" ".join(m for m in ("torch", "cv2", "av", "kornia", "numpy") if m in sys.
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _help_examples() -> list[str]:
+    """Every example line of every command's --help."""
+    import click
+
+    found = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        text = run(*path, "--help").output
+        lines = text.split("Example", 1)[1].splitlines()[1:] if "Example" in text else []
+        for line in lines:
+            if not line.startswith("    ") or not line.strip():
+                break
+            found.append(line.strip())
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(main, [])
+    return found
+
+
+def test_help_examples_run_as_written() -> None:
+    """Each example in a --help is a shell line that parses (a note is a # comment) and names
+    only options its command has."""
+    examples = _help_examples()
+    assert len(examples) > 20
+    for line in examples:
+        syntax = subprocess.run(["bash", "-n", "-c", line], capture_output=True, text=True)
+        assert syntax.returncode == 0, f"{line!r}: {syntax.stderr}"
+        words = line.split("#", 1)[0].split()
+        if words[:1] != ["vidcolour"]:
+            continue
+        options = run(*words[1 : 3 if words[1] == "data" else 2], "--help").output
+        for word in words:
+            if word.startswith("--"):
+                assert word.split("=")[0] in options, f"{line!r}: no {word} in its --help"

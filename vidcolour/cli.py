@@ -819,7 +819,7 @@ def run_command(
       vidcolour run a.mp4 b.mov still.png -o coloured/
       vidcolour run reel.mp4 -o review.mp4 --compare --saturation 1.3
       vidcolour run reel.mp4 -o preview.mp4 --start 600 --duration 30
-      vidcolour run film.mkv -o colour.mkv --resume    (after a crash or a kill)
+      vidcolour run film.mkv -o colour.mkv --resume    # after a crash or a kill
     """
     from vidcolour.run import make_output_folder, plan_jobs
 
