@@ -646,6 +646,10 @@ def test_dry_run_prints_the_plan_and_trains_nothing(photos: Path, tmp_path: Path
     [
         ("train.image_size=160", "multiples of 64 px and at least 64 px, not 160 px"),
         ("model.discriminator.scales=9", "too small for the discriminator's 9 scales"),
+        (  # torch refuses batch norm over one value: once a traceback at the first step
+            "model.generator.depth=7 train.batch_size=1",
+            "a batch of 1 at 128 px leaves a batch norm one value per channel",
+        ),
     ],
 )
 def test_a_size_the_model_cannot_take_is_refused_before_the_run(
@@ -658,7 +662,7 @@ def test_a_size_the_model_cannot_take_is_refused_before_the_run(
     from vidcolour.cli import main
 
     run = tmp_path / "run"
-    sets = [x for s in [*SMALL, setting] for x in ("--set", s)]
+    sets = [x for s in [*SMALL, *setting.split()] for x in ("--set", s)]
     for dry in ([], ["--dry-run"]):
         args = ["train", "--config", "ibn_sn_md", "--data", str(photos), "--out", str(run),
                 "--device", "cpu", *sets, *dry]  # fmt: skip

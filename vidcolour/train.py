@@ -55,6 +55,7 @@ from vidcolour.nets import (
     Generator,
     build_discriminator,
     build_generator,
+    check_batch,
     check_size,
     flop_counter,
     init_pretrained,
@@ -689,10 +690,15 @@ def _print_plan(config: Config, rt: Runtime, per_epoch: int, say: Callable[..., 
 def _check_model(config: Config) -> None:
     """What the config's networks cannot do, refused before the run folder exists."""
     check_encoder_rate(config)
+    tc = config.train
     try:
-        check_size(config.model, config.train.image_size)
+        check_size(config.model, tc.image_size)
     except ValueError as exc:
-        raise VidcolourError(f"train.image_size={config.train.image_size}: {exc}") from None
+        raise VidcolourError(f"train.image_size={tc.image_size}: {exc}") from None
+    try:
+        check_batch(config.model, tc.image_size, tc.batch_size)
+    except ValueError as exc:
+        raise VidcolourError(f"train.batch_size={tc.batch_size}: {exc}") from None
 
 
 def _train(

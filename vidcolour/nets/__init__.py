@@ -47,6 +47,7 @@ __all__ = [
     "UNetGenerator",
     "build_discriminator",
     "build_generator",
+    "check_batch",
     "check_size",
     "count_flops",
     "count_params",
@@ -124,6 +125,22 @@ def check_size(config: ModelConfig, size: int) -> None:
     generator and discriminator: tried on the meta device, so that a run is refused before
     it starts, not at its first step."""
     _on_meta(config, size)
+
+
+def check_batch(config: ModelConfig, size: int, batch: int) -> None:
+    """Raise ValueError, in one line, if a training batch of ``batch`` size x size pictures
+    leaves a batch norm one value per channel (a batch of 1 through a 1x1 bottleneck), which
+    torch refuses in training: tried on the meta device, before the run starts."""
+    gen, disc = _on_meta(config, size)
+    with torch.device("meta"):
+        try:
+            ab = gen.train()(torch.empty(batch, 1, size, size))
+            disc.train()(torch.empty(batch, 1, size, size), ab)
+        except ValueError:
+            raise ValueError(
+                f"a batch of {batch} at {size} px leaves a batch norm one value per channel "
+                "(a 1x1 map): a larger batch or larger pictures"
+            ) from None
 
 
 def model_costs(config: ModelConfig, size: int) -> dict[str, float]:
