@@ -274,6 +274,34 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path: Path) -> None:
     assert stderr.strip() == "Error: interrupted"
 
 
+def test_sigterm_before_a_command_handles_it_is_exit_130(tmp_path: Path) -> None:
+    """SIGTERM (Slurm's, Kubernetes') before a command has its own handler (torch importing,
+    the model loading: seconds on a busy node) exits 130 with one line, as docs/BATCH.md's
+    exit statuses say, not killed by the signal (143). Found by a random kill soak."""
+    fake = tmp_path / "slow"
+    fake.mkdir()
+    marker = tmp_path / "importing"
+    (fake / "torch.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vidcolour", "models"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "Error: interrupted"
+
+
 # ------------------------------------------------------------------ 4. eval, notices
 def test_eval_uses_the_bundled_model_and_labels_its_samples(tmp_path: Path) -> None:
     write_photos(tmp_path / "photos", 3)
