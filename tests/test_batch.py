@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from tests.helpers import ledger_rows as rows
 from tests.video_helpers import TINY, save_tiny_model, times
-from vidcolour.batch import runner
+from vidcolour.batch import report, runner
 from vidcolour.batch.ledger import LEDGER_NAME, Ledger, Row
 from vidcolour.batch.plan import Item, Shard, plan_batch
 from vidcolour.batch.progress import BatchProgress
@@ -576,6 +576,42 @@ def test_sigterm_gives_the_file_back(model: Path, tmp_path: Path) -> None:
         assert (f"`{rel}`: pending: not finished" in report) == (status == "pending"), report
     code, output = batch(src, "-o", dst, "--model", model)
     assert code == 0, output
+
+
+def test_a_signal_as_the_reports_are_written_leaves_them_whole(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM in a batch's last moment, as it writes its reports: they are still written whole
+    and the exit status is the batch's (before, the signal's default ended the process with 143
+    and left the report's temp file); a report's temp file that a batch killed in that moment
+    left is removed by the next one. Found by a random kill soak."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    write_clip(src / "one.mp4", frames=4)
+    stray = dst / ".vidcolour-report.md.k1113d00.tmp"  # as a kill -9 in atomic_path leaves it
+    stray.write_text("half a report")
+    render, sent = report.render, []
+
+    def render_and_signal(ledger: Ledger, path: Path) -> str:
+        if not sent:  # one SIGTERM, as Slurm sends (a second one quits at once)
+            sent.append(path)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return render(ledger, path)
+
+    def outside(signum: int, frame: object) -> None:
+        raise AssertionError("a SIGTERM as the reports were written was not the batch's")
+
+    monkeypatch.setattr(report, "render", render_and_signal)
+    previous = signal.signal(signal.SIGTERM, outside)
+    try:
+        code, output = batch(src, "-o", dst, "--model", model)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent and code == 0, output
+    assert temp_files(dst) == []
+    assert "| done | 1 |" in (dst / "vidcolour-report.md").read_text()
+    assert "one.mp4" in (dst / "vidcolour-report.html").read_text()
 
 
 class _StopWhileHashing(runner.Silent):

@@ -1129,9 +1129,10 @@ def batch_command(
         f"{plan.unmatched} other files not matching the pattern",
         highlight=False,
     )
-    with _stop_on_signals(batch.stop), BatchProgress(console, plan.items) as progress:
-        result = batch.run(progress)
-    written = _write_reports(plan.dst_dir)
+    with _stop_on_signals(batch.stop):
+        with BatchProgress(console, plan.items) as progress:
+            result = batch.run(progress)
+        written = _write_reports(plan.dst_dir)  # a SIGTERM now: the reports are still written
     counts = {o: result.count(o) for o in Outcome}
     console.print(
         f"{counts[Outcome.DONE]} done now, {counts[Outcome.ALREADY_DONE]} already done, "
@@ -1186,15 +1187,22 @@ def _handling(
 
 
 def _write_reports(dst_dir: Path) -> Path:
+    """The batch's reports, each whole (a temp file renamed into place). They are written
+    holding the ledger's write lock, so that no other process (another shard) is writing its
+    reports at the same time: the temp files found then are a killed batch's, and go."""
     from vidcolour.batch.ledger import open_existing
     from vidcolour.batch.report import REPORT_NAME, render
+    from vidcolour.fsutil import remove_temps
 
     ledger = open_existing(dst_dir)
-    for ext in (".md", ".html"):
-        path = dst_dir / f"{REPORT_NAME}{ext}"
-        with atomic_path(path) as tmp:
-            tmp.write_text(render(ledger, path), encoding="utf-8")
-    return dst_dir / f"{REPORT_NAME}.html"
+    paths = [dst_dir / f"{REPORT_NAME}{ext}" for ext in (".md", ".html")]
+    texts = [render(ledger, path) for path in paths]
+    with ledger.locked():
+        for path, text in zip(paths, texts, strict=True):
+            remove_temps(path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+    return paths[-1]
 
 
 @main.command("report")

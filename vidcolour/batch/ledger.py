@@ -226,6 +226,14 @@ class Ledger:
                 raise
             db.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the ledger's write lock for the block: other processes' writes wait (up to
+        ``BUSY_TIMEOUT_S``), reads go on. For work on DST_DIR that one process at a time must
+        do (the reports)."""
+        with self._transaction():
+            yield
+
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         with self._connection() as db:
             cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM files {sql}", args)
