@@ -35,7 +35,14 @@ from vidcolour.errors import VidcolourError
 from vidcolour.nets import build_generator
 from vidcolour.video import pipeline
 from vidcolour.video.pipeline import VideoOptions, colourise_video
-from vidcolour.video.segments import KEY_PARTS, MANIFEST, key_change, segment_chunks, work_path
+from vidcolour.video.segments import (
+    KEY_PARTS,
+    MANIFEST,
+    WorkFolder,
+    key_change,
+    segment_chunks,
+    work_path,
+)
 from vidcolour.video.shots import ShotDetector
 from vidcolour.video.source import Source
 from vidcolour.video.synth import write_film
@@ -358,6 +365,38 @@ def test_a_preview_over_an_interrupted_film_leaves_nothing_stale(
     colourise_video(colouriser, short_film, dst, again, notify=notices.append)
     assert dst.is_file() and not work.exists()
     assert leftovers(tmp_path) == [] and any("segments discarded" in n for n in notices)
+
+
+def test_run_stopped_between_the_rename_and_the_work_folders_removal(
+    model: Path, short_film: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` stopped after its output was renamed into place but before its work folder was
+    removed (a SIGTERM landing there, as here, or a SIGKILL): the message says the output was
+    written, and `run --resume` takes it as finished and removes the work folder, where before
+    it said the output was not written and then refused it ("exists"), the folder left for
+    good. Found by a random kill soak's look at the moments between steps."""
+    out = tmp_path / "out.mkv"
+    args = ["run", str(short_film), "-o", str(out), "--model", str(model), "--codec", "ffv1",
+            "--resolution", "64", "--segment-seconds", "1.6", "--resume"]  # fmt: skip
+    remove = WorkFolder.remove
+
+    def stopped(self: WorkFolder) -> None:
+        (self.path / "00000.mkv").unlink()  # part-way through
+        raise KeyboardInterrupt  # what the SIGTERM handler of `run` raises
+
+    monkeypatch.setattr(WorkFolder, "remove", stopped)
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 130, first.output
+    assert f"{out} was written" in first.output and "not written" not in first.output
+    made = out.read_bytes()
+    assert work_path(out).is_dir()
+    monkeypatch.setattr(WorkFolder, "remove", remove)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "already written" in again.output
+    assert out.read_bytes() == made and leftovers(tmp_path) == []
+    refused = CliRunner().invoke(main, args)  # nothing of a run left: an output is not replaced
+    assert refused.exit_code == 1 and "exists" in refused.output
 
 
 def test_segments_of_another_output_revision_are_made_again(

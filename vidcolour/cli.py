@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -865,14 +866,23 @@ def _run_jobs(
 ) -> int:
     """``run``'s inputs one after another; returns how many failed (one alone raises)."""
     from vidcolour.run import colourise_image_file
-    from vidcolour.video.pipeline import colourise_video
+    from vidcolour.video.pipeline import colourise_video, joined_earlier
     from vidcolour.video.segments import work_path
 
     notices = _OncePerKind()
     failed = 0
     for job in jobs:
         notify = notices.notify_for(job.src)
+        existed = job.dst.exists()
         try:
+            if (
+                not job.image
+                and options.resume
+                and joined_earlier(colouriser, job.src, job.dst, options)
+            ):  # an earlier run was stopped once its output was in place: it only tidies up
+                shutil.rmtree(work_path(job.dst))
+                console.print(f"{job.dst}: already written by an earlier run; its segments removed")
+                continue
             if job.image:
                 colourise_image_file(colouriser, job.src, job.dst, overwrite, notify, compare)
                 console.print(f"{job.dst}: colourised")
@@ -886,6 +896,12 @@ def _run_jobs(
             failed += 1
             click.echo(f"Error: {exc}", err=True)
         except KeyboardInterrupt:
+            if (not existed and job.dst.exists()) or (
+                not job.image and joined_earlier(colouriser, job.src, job.dst, options)
+            ):  # stopped in the moment after the output was renamed into place
+                tidy = "; --resume removes its segments" if work_path(job.dst).is_dir() else ""
+                click.echo(f"Error: interrupted; {job.dst} was written{tidy}", err=True)
+                raise SystemExit(INTERRUPTED) from None
             kept = ""
             if work_path(job.dst).is_dir():
                 kept = " (its finished segments are kept: --resume goes on from them)"

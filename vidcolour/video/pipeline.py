@@ -315,8 +315,18 @@ def _colourise_in_segments(
             raise
         with Source(source.path) as whole:
             join(work, lambda template: open_sink(tmp, template=template), whole, job.still_going)
+        work.record_joined(tmp)  # a run stopped after the rename knows the output as its own
     if not keep_work:
         work.remove()
+
+
+def joined_earlier(colouriser: ColourSource, src: Path, dst: Path, options: VideoOptions) -> bool:
+    """Whether ``dst`` is the output an earlier run with these settings joined from its
+    segments and renamed into place, the run stopped (SIGKILL, SIGTERM) before it removed
+    its work folder: the folder's manifest records it (``WorkFolder.record_joined``)."""
+    if not (dst.is_file() and work_path(dst).is_dir()):
+        return False
+    return WorkFolder(dst, _work_key(colouriser, src, options), dst.suffix).joined_into(dst)
 
 
 def _earlier_segments_go(dst: Path, options: VideoOptions, tell: Callable[[str], None]) -> None:

@@ -96,6 +96,7 @@ class WorkFolder:
         self.suffix = suffix
         self.segments: list[Segment] = []
         self.complete = False  # the last segment reaches the film's end
+        self.joined: dict[str, Any] | None = None  # the output joined from them (fingerprint)
 
     def open(self, resume: bool, overwrite: bool, tell: Callable[[str], None]) -> None:
         """Take up the finished segments of an earlier run (``resume``), checking each; without
@@ -186,7 +187,30 @@ class WorkFolder:
     def segment_name(self) -> str:
         return f"{len(self.segments):05d}{self.suffix}"
 
+    def record_joined(self, output: Path) -> None:
+        """Record that the segments were joined into ``output`` (before it is renamed into
+        place): a run stopped after the rename, before ``remove``, is then told from an output
+        that is not this work's (``joined_into``)."""
+        self.joined = fingerprint(output)
+        self._save()
+
+    def joined_into(self, dst: Path) -> bool:
+        """Whether the manifest, of this key, records ``dst`` as the output joined from it."""
+        found = self._read()
+        return (
+            found is not None
+            and found.get("key") == self.key
+            and found.get("joined") is not None
+            and found["joined"] == fingerprint(dst)
+        )
+
     def remove(self) -> None:
+        """The folder, its manifest last: stopped part-way, the record of what it joined stays
+        (``joined_into``)."""
+        if self.path.is_dir():
+            for entry in self.path.iterdir():
+                if entry.name != MANIFEST:
+                    entry.unlink(missing_ok=True)
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _save(self) -> None:
@@ -196,6 +220,8 @@ class WorkFolder:
             "complete": self.complete,
             "segments": [asdict(s) for s in self.segments],
         }
+        if self.joined is not None:
+            manifest["joined"] = self.joined
         tmp = self.path / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1))
         _fsync(tmp)
