@@ -14,8 +14,14 @@ from types import FrameType
 
 from vidcolour.errors import INTERRUPTED
 
+_PID = os.getpid()
+
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() != _PID:  # a forked helper (a data loader's worker): ended as before
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     os.write(2, b"Error: interrupted\n")  # not print: the signal may land in a write to stderr
     # Nothing is written yet (or, SIGTERM in a command that does not handle it, left as the
     # signal's own default would leave it): nothing to clean up.
