@@ -211,7 +211,7 @@ def main() -> None:
         clock = time.perf_counter()
         try:
             result[name] = step(cfg, args.out)
-        except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
+        except (subprocess.TimeoutExpired, OSError, ValueError, ImportError) as exc:
             result[name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"{name}: {time.perf_counter() - clock:.0f} s", flush=True)
         (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -9,12 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # vidcolour from this checkout, installed or not
 if ! "$PYTHON" -c "import av, kornia" 2>/dev/null; then
     deps=${GPU_DEPS:-.gpu/deps.tar.xz}
     [ -f "$deps" ] || { echo "Error: PyAV or kornia missing and no $deps (python benchmarks/gpu_deps.py)" >&2; exit 1; }
     site=$(mktemp -d)
     tar -xJf "$deps" -C "$site"
-    export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$site:$PYTHONPATH"
     "$PYTHON" -c "import av, kornia" || { echo "Error: $deps does not import here" >&2; exit 1; }
 fi
 exec "$PYTHON" benchmarks/gpu_check.py "$@"

@@ -680,8 +680,8 @@ def test_report_command(model: Path, tmp_path: Path) -> None:
 
 def test_report_sets_apart_inputs_gone_from_the_source(model: Path, tmp_path: Path) -> None:
     """A file deleted from SRC_DIR after its batch keeps its row and output, but the report
-    neither counts it among the batch's files nor asks for a look at it; with the source
-    folder itself gone (a mount away, the report read elsewhere) every row counts as before."""
+    neither counts it among the batch's files nor asks for a look at it; with no input found
+    (a mount away, an empty mount point, the report read elsewhere) every row counts as before."""
     src, dst = make_archive(tmp_path / "src"), tmp_path / "dst"
     batch(src, "-o", dst, "--model", model)
     (src / "one.mp4").unlink()
@@ -692,6 +692,9 @@ def test_report_sets_apart_inputs_gone_from_the_source(model: Path, tmp_path: Pa
     assert "| one.mp4 | done, input gone |" in report and (dst / "one.mp4").is_file()
     assert "| empty.mp4 | failed, input gone |" in report and "`empty.mp4`" not in report
     src.rename(tmp_path / "away")
+    report = CliRunner().invoke(main, ["report", str(dst)]).output
+    assert "| files | 6 |" in report and "gone" not in report
+    src.mkdir()  # an empty mount point: none found, so none is taken as gone
     report = CliRunner().invoke(main, ["report", str(dst)]).output
     assert "| files | 6 |" in report and "gone" not in report
 

@@ -33,7 +33,7 @@ from vidcolour.cli import main
 from vidcolour.colouriser import Colouriser
 from vidcolour.errors import VidcolourError
 from vidcolour.nets import build_generator
-from vidcolour.video import pipeline
+from vidcolour.video import pipeline, segments
 from vidcolour.video.pipeline import VideoOptions, colourise_video
 from vidcolour.video.segments import (
     KEY_PARTS,
@@ -443,19 +443,24 @@ def test_a_changed_work_key_is_told_part_by_part(tmp_path: Path) -> None:
     assert key_change(None, json.dumps(key)) == hedged
 
 
-def test_a_stop_during_the_join_is_heard(model: Path, short_film: Path, tmp_path: Path) -> None:
+def test_a_stop_during_the_join_is_heard(
+    model: Path, short_film: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A batch stops through ``progress``; the join of a film's segments copies gigabytes, so
-    it must ask too (Slurm kills two minutes after its SIGTERM)."""
+    it must ask too, all through (Slurm kills two minutes after its SIGTERM)."""
+    monkeypatch.setattr(segments, "CHECK_PACKETS", 8)  # the film's 240 packets: 30 asks
     colouriser = Colouriser.load(model, "cpu", resolution=64)
     dst = tmp_path / "out.mkv"
-    joining = False
+    joining, asked = False, 0
 
     def segment(count: int, frames: int) -> None:
         nonlocal joining
         joining = frames == 240
 
     def progress(done: int, expected: int | None) -> None:
-        if joining:
+        nonlocal asked
+        asked += joining
+        if asked == 20:  # well into the join, not only at its start
             raise Stop
 
     with pytest.raises(Stop):

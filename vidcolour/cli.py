@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -259,6 +258,8 @@ def train_command(
     )
     # one process: a signal checkpoints the step in hand; under torchrun, torchrun's own ending
     alone = os.environ.get("WORLD_SIZE", "1") == "1" and not dry_run
+    if not alone:  # a rank in a collective hears no Python handler: SIGTERM ends it as it would
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with _stop_on_signals(stop, "checkpointing after this step") if alone else nullcontext():
         train(config, args, dry_run=dry_run)
     if stop.is_set():
@@ -867,7 +868,7 @@ def _run_jobs(
     """``run``'s inputs one after another; returns how many failed (one alone raises)."""
     from vidcolour.run import colourise_image_file
     from vidcolour.video.pipeline import colourise_video, joined_earlier
-    from vidcolour.video.segments import work_path
+    from vidcolour.video.segments import remove_work, work_path
 
     notices = _OncePerKind()
     failed = 0
@@ -880,7 +881,7 @@ def _run_jobs(
                 and options.resume
                 and joined_earlier(colouriser, job.src, job.dst, options)
             ):  # an earlier run was stopped once its output was in place: it only tidies up
-                shutil.rmtree(work_path(job.dst))
+                remove_work(work_path(job.dst))
                 console.print(f"{job.dst}: already written by an earlier run; its segments removed")
                 continue
             if job.image:
@@ -1207,12 +1208,13 @@ def _write_reports(dst_dir: Path) -> Path:
     holding the ledger's write lock, so that no other process (another shard) is writing its
     reports at the same time: the temp files found then are a killed batch's, and go."""
     from vidcolour.batch.ledger import open_existing
-    from vidcolour.batch.report import REPORT_NAME, render
+    from vidcolour.batch.report import REPORT_NAME, present_and_gone, render
     from vidcolour.fsutil import remove_temps
 
     ledger = open_existing(dst_dir)
     paths = [dst_dir / f"{REPORT_NAME}{ext}" for ext in (".md", ".html")]
-    texts = [render(ledger, path) for path in paths]
+    split = present_and_gone(ledger)  # once: it lists the source's folders
+    texts = [render(ledger, path, split) for path in paths]
     with ledger.locked():
         for path, text in zip(paths, texts, strict=True):
             remove_temps(path)

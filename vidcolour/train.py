@@ -695,8 +695,10 @@ def _check_model(config: Config) -> None:
         check_size(config.model, tc.image_size)
     except ValueError as exc:
         raise VidcolourError(f"train.image_size={tc.image_size}: {exc}") from None
+    # Batch norm's statistics span the ranks under sync_bn: a rank's own batch may be 1.
+    world = int(os.environ.get("WORLD_SIZE", "1")) if tc.sync_bn else 1
     try:
-        check_batch(config.model, tc.image_size, tc.batch_size)
+        check_batch(config.model, tc.image_size, tc.batch_size * world, config.loss.gan != "none")
     except ValueError as exc:
         raise VidcolourError(f"train.batch_size={tc.batch_size}: {exc}") from None
 

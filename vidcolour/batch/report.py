@@ -94,15 +94,33 @@ def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
 def present_and_gone(ledger: Ledger) -> tuple[list[Row], list[Row]]:
     """The ledger's rows whose input is still in the batch's source folder, and those whose
     input has been deleted or renamed since: their rows and outputs stay (the ledger keeps what
-    was done), but they are no longer the batch's files to count or to look at. With the
-    source folder itself missing (a mount gone, the report read elsewhere) every row counts."""
+    was done), but they are no longer the batch's files to count or to look at. Where none is
+    found (a mount away or an empty mount point, a folder not readable, the report read on
+    another machine) every row counts."""
     rows = ledger.rows()
     source = ledger.meta().get("source")
-    if not source or not Path(source).is_dir():
+    names = _names_in(Path(source), rows) if source else {}
+    gone = {r.rel for r in rows if r.rel.rpartition("/")[2] not in names.get(_folder(r), ())}
+    if not gone or len(gone) == len(rows):
         return rows, []
-    gone = [r for r in rows if not os.path.lexists(Path(source) / r.rel)]
-    names = {r.rel for r in gone}
-    return [r for r in rows if r.rel not in names], gone
+    return [r for r in rows if r.rel not in gone], [r for r in rows if r.rel in gone]
+
+
+def _folder(row: Row) -> str:
+    return row.rel.rpartition("/")[0]
+
+
+def _names_in(source: Path, rows: list[Row]) -> dict[str, set[str]]:
+    """The names in each folder of ``source`` that holds a row's input, one listing a folder
+    (not a stat a row: a ledger of 100,000 files on a network filesystem); a folder that cannot
+    be listed holds none."""
+    names: dict[str, set[str]] = {}
+    for folder in {_folder(r) for r in rows}:
+        try:
+            names[folder] = set(os.listdir(source / folder))
+        except OSError:
+            names[folder] = set()
+    return names
 
 
 def summary(rows: list[Row], gone: Sequence[Row] = ()) -> list[tuple[str, str]]:
@@ -144,8 +162,11 @@ def _listed(present: list[Row], gone: list[Row]) -> list[Row]:
     return sorted(present + marked, key=lambda row: row.rel.encode("utf-8", "surrogateescape"))
 
 
-def markdown(ledger: Ledger) -> str:
-    rows, gone = present_and_gone(ledger)
+Split = tuple[list[Row], list[Row]]  # present_and_gone's answer
+
+
+def markdown(ledger: Ledger, split: Split | None = None) -> str:
+    rows, gone = split or present_and_gone(ledger)
     lines = [f"# vidcolour batch report: {readable(str(ledger.path.parent))}", "", "## Summary", ""]
     lines += _md_table(("measure", "value"), summary(rows, gone), (False, True))
     lines += ["", "## Needs a look", ""]
@@ -160,8 +181,8 @@ def markdown(ledger: Ledger) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_page(ledger: Ledger) -> str:
-    rows, gone = present_and_gone(ledger)
+def html_page(ledger: Ledger, split: Split | None = None) -> str:
+    rows, gone = split or present_and_gone(ledger)
     e = html.escape
     title = f"vidcolour batch report: {readable(str(ledger.path.parent))}"
     parts = [
@@ -188,9 +209,11 @@ def html_page(ledger: Ledger) -> str:
     return "\n".join(parts) + "\n"
 
 
-def render(ledger: Ledger, path: Path) -> str:
-    """The report in the format ``path``'s extension names (.md or .html)."""
-    return html_page(ledger) if path.suffix.lower() in (".html", ".htm") else markdown(ledger)
+def render(ledger: Ledger, path: Path, split: Split | None = None) -> str:
+    """The report in the format ``path``'s extension names (.md or .html); ``split``: the
+    rows as ``present_and_gone`` gives them, where the caller has them already."""
+    html_like = path.suffix.lower() in (".html", ".htm")
+    return html_page(ledger, split) if html_like else markdown(ledger, split)
 
 
 _FOOTNOTE = (

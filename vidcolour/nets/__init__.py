@@ -127,15 +127,17 @@ def check_size(config: ModelConfig, size: int) -> None:
     _on_meta(config, size)
 
 
-def check_batch(config: ModelConfig, size: int, batch: int) -> None:
+def check_batch(config: ModelConfig, size: int, batch: int, with_disc: bool = True) -> None:
     """Raise ValueError, in one line, if a training batch of ``batch`` size x size pictures
     leaves a batch norm one value per channel (a batch of 1 through a 1x1 bottleneck), which
-    torch refuses in training: tried on the meta device, before the run starts."""
+    torch refuses in training: tried on the meta device, before the run starts, through the
+    generator and (``with_disc``: a GAN loss) the discriminator."""
     gen, disc = _on_meta(config, size)
     with torch.device("meta"):
         try:
             ab = gen.train()(torch.empty(batch, 1, size, size))
-            disc.train()(torch.empty(batch, 1, size, size), ab)
+            if with_disc:
+                disc.train()(torch.empty(batch, 1, size, size), ab)
         except ValueError:
             raise ValueError(
                 f"a batch of {batch} at {size} px leaves a batch norm one value per channel "

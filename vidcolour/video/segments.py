@@ -22,6 +22,7 @@ copied whole, and the caller removes the work folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import itertools
@@ -205,13 +206,7 @@ class WorkFolder:
         )
 
     def remove(self) -> None:
-        """The folder, its manifest last: stopped part-way, the record of what it joined stays
-        (``joined_into``)."""
-        if self.path.is_dir():
-            for entry in self.path.iterdir():
-                if entry.name != MANIFEST:
-                    entry.unlink(missing_ok=True)
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_work(self.path)
 
     def _save(self) -> None:
         manifest = {
@@ -239,6 +234,16 @@ KEY_PARTS = {
     "options": "the settings",
     "revision": "what this vidcolour version computes",
 }
+
+
+def remove_work(folder: Path) -> None:
+    """A work folder, its manifest last: stopped part-way, the record of what it joined stays
+    (``WorkFolder.joined_into``). What cannot be removed stays: the output is written."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry.name != MANIFEST:
+                entry.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def key_change(before: object, now: str) -> str:
