@@ -593,11 +593,11 @@ def test_a_signal_as_the_reports_are_written_leaves_them_whole(
     stray.write_text("half a report")
     render, sent = report.render, []
 
-    def render_and_signal(ledger: Ledger, path: Path) -> str:
+    def render_and_signal(ledger: Ledger, path: Path, *split: object) -> str:
         if not sent:  # one SIGTERM, as Slurm sends (a second one quits at once)
             sent.append(path)
             os.kill(os.getpid(), signal.SIGTERM)
-        return render(ledger, path)
+        return render(ledger, path, *split)  # type: ignore[arg-type]
 
     def outside(signum: int, frame: object) -> None:
         raise AssertionError("a SIGTERM as the reports were written was not the batch's")
