@@ -1208,12 +1208,12 @@ def _write_reports(dst_dir: Path) -> Path:
     holding the ledger's write lock, so that no other process (another shard) is writing its
     reports at the same time: the temp files found then are a killed batch's, and go."""
     from vidcolour.batch.ledger import open_existing
-    from vidcolour.batch.report import REPORT_NAME, present_and_gone, render
+    from vidcolour.batch.report import REPORT_NAME, render, rows_and_gone
     from vidcolour.fsutil import remove_temps
 
     ledger = open_existing(dst_dir)
     paths = [dst_dir / f"{REPORT_NAME}{ext}" for ext in (".md", ".html")]
-    split = present_and_gone(ledger)  # once: it lists the source's folders
+    split = rows_and_gone(ledger)  # once: it lists the source's folders
     texts = [render(ledger, path, split) for path in paths]
     with ledger.locked():
         for path, text in zip(paths, texts, strict=True):

@@ -91,19 +91,20 @@ def needs_a_look(rows: list[Row]) -> list[tuple[Row, str]]:
     return flagged
 
 
-def present_and_gone(ledger: Ledger) -> tuple[list[Row], list[Row]]:
-    """The ledger's rows whose input is still in the batch's source folder, and those whose
-    input has been deleted or renamed since: their rows and outputs stay (the ledger keeps what
-    was done), but they are no longer the batch's files to count or to look at. Where none is
+Split = tuple[list[Row], set[str]]  # every row, and the names of those whose input is gone
+
+
+def rows_and_gone(ledger: Ledger) -> Split:
+    """The ledger's rows, and the names of those whose input has been deleted or renamed in
+    the batch's source folder since: their rows and outputs stay (the ledger keeps what was
+    done), but they are no longer the batch's files to count or to look at. Where none is
     found (a mount away or an empty mount point, a folder not readable, the report read on
     another machine) every row counts."""
     rows = ledger.rows()
     source = ledger.meta().get("source")
     names = _names_in(Path(source), rows) if source else {}
     gone = {r.rel for r in rows if r.rel.rpartition("/")[2] not in names.get(_folder(r), ())}
-    if not gone or len(gone) == len(rows):
-        return rows, []
-    return [r for r in rows if r.rel not in gone], [r for r in rows if r.rel in gone]
+    return rows, (gone if len(gone) < len(rows) else set())
 
 
 def _folder(row: Row) -> str:
@@ -123,7 +124,7 @@ def _names_in(source: Path, rows: list[Row]) -> dict[str, set[str]]:
     return names
 
 
-def summary(rows: list[Row], gone: Sequence[Row] = ()) -> list[tuple[str, str]]:
+def summary(rows: list[Row], gone: int = 0) -> list[tuple[str, str]]:
     counts = Counter(r.status for r in rows)
     done = [r for r in rows if r.status == "done"]
     frames = sum(r.frames or 0 for r in done)
@@ -141,11 +142,7 @@ def summary(rows: list[Row], gone: Sequence[Row] = ()) -> list[tuple[str, str]]:
         ("files", str(len(rows))),
         *((status, str(counts[status])) for status in ("done", "failed", "skipped")),
         *((s, str(counts[s])) for s in ("pending", "running") if counts[s]),
-        *(
-            [("inputs gone from the source (rows kept, not counted)", str(len(gone)))]
-            if gone
-            else []
-        ),
+        *([("inputs gone from the source (rows kept, not counted)", str(gone))] if gone else []),
         ("media duration done", _clock(media)),
         ("frames done", str(frames)),
         ("colourising time", _clock(seconds)),
@@ -156,24 +153,27 @@ def summary(rows: list[Row], gone: Sequence[Row] = ()) -> list[tuple[str, str]]:
     ]
 
 
-def _listed(present: list[Row], gone: list[Row]) -> list[Row]:
-    """Every row for the files table, in the ledger's order, a gone input's status saying so."""
-    marked = [replace(r, status=f"{r.status}, input gone") for r in gone]
-    return sorted(present + marked, key=lambda row: row.rel.encode("utf-8", "surrogateescape"))
+def _present(split: Split) -> list[Row]:
+    rows, gone = split
+    return [r for r in rows if r.rel not in gone]
 
 
-Split = tuple[list[Row], list[Row]]  # present_and_gone's answer
+def _listed(split: Split) -> list[Row]:
+    """Every row for the files table, a gone input's status saying so."""
+    rows, gone = split
+    return [replace(r, status=f"{r.status}, input gone") if r.rel in gone else r for r in rows]
 
 
 def markdown(ledger: Ledger, split: Split | None = None) -> str:
-    rows, gone = split or present_and_gone(ledger)
+    split = split or rows_and_gone(ledger)
+    rows = _present(split)
     lines = [f"# vidcolour batch report: {readable(str(ledger.path.parent))}", "", "## Summary", ""]
-    lines += _md_table(("measure", "value"), summary(rows, gone), (False, True))
+    lines += _md_table(("measure", "value"), summary(rows, len(split[1])), (False, True))
     lines += ["", "## Needs a look", ""]
     flagged = needs_a_look(rows)
     lines += [f"- `{readable(row.rel)}`: {why}" for row, why in flagged] or ["Nothing."]
     lines += ["", "## Files", ""]
-    table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in _listed(rows, gone)]
+    table = [tuple(_md_cell(c.value(r)) for c in FILE_COLUMNS) for r in _listed(split)]
     lines += _md_table(
         tuple(c.header for c in FILE_COLUMNS), table, tuple(c.numeric for c in FILE_COLUMNS)
     )
@@ -182,13 +182,15 @@ def markdown(ledger: Ledger, split: Split | None = None) -> str:
 
 
 def html_page(ledger: Ledger, split: Split | None = None) -> str:
-    rows, gone = split or present_and_gone(ledger)
+    split = split or rows_and_gone(ledger)
+    rows = _present(split)
+    figures = summary(rows, len(split[1]))
     e = html.escape
     title = f"vidcolour batch report: {readable(str(ledger.path.parent))}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><h2>Summary</h2><table>",
-        *(f"<tr><th>{e(k)}</th><td class='n'>{e(v)}</td></tr>" for k, v in summary(rows, gone)),
+        *(f"<tr><th>{e(k)}</th><td class='n'>{e(v)}</td></tr>" for k, v in figures),
         "</table><h2>Needs a look</h2>",
     ]
     flagged = needs_a_look(rows)
@@ -200,7 +202,7 @@ def html_page(ledger: Ledger, split: Split | None = None) -> str:
     parts += ["<h2>Files</h2><table><tr>"]
     parts += [f"<th>{e(c.header)}</th>" for c in FILE_COLUMNS]
     parts.append("</tr>")
-    for row in _listed(rows, gone):
+    for row in _listed(split):
         cells = (
             f"<td class='{'n' if c.numeric else ''}'>{e(c.value(row))}</td>" for c in FILE_COLUMNS
         )
@@ -211,7 +213,7 @@ def html_page(ledger: Ledger, split: Split | None = None) -> str:
 
 def render(ledger: Ledger, path: Path, split: Split | None = None) -> str:
     """The report in the format ``path``'s extension names (.md or .html); ``split``: the
-    rows as ``present_and_gone`` gives them, where the caller has them already."""
+    rows as ``rows_and_gone`` gives them, where the caller has them already."""
     html_like = path.suffix.lower() in (".html", ".htm")
     return html_page(ledger, split) if html_like else markdown(ledger, split)
 
