@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -114,7 +115,8 @@ def test_help_examples_run_as_written() -> None:
         words = line.split("#", 1)[0].split()
         if words[:1] != ["vidcolour"]:
             continue
-        options = run(*words[1 : 3 if words[1] == "data" else 2], "--help").output
+        text = run(*words[1 : 3 if words[1] == "data" else 2], "--help").output
+        options = set(re.findall(r"--[\w-]+", text))  # whole names: --res is no --resolution
         for word in words:
             if word.startswith("--"):
                 assert word.split("=")[0] in options, f"{line!r}: no {word} in its --help"
